@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
@@ -19,3 +20,48 @@ def stdout() -> Console:
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+class FiniteFloat(click.ParamType):
+    """A float option that must be finite and inside a range.
+
+    ``click.FloatRange`` accepts ``inf`` and ``nan`` (``nan`` even passes its bounds checks), which
+    then flow into sizes and prices as silently wrong numbers. This type rejects them and checks
+    ``min``/``max`` (open when ``min_open``/``max_open``), so a bad value exits 2 with click's
+    "Invalid value for '--option'" message naming the option, the value and the allowed range.
+    """
+
+    name = "float"
+
+    def __init__(self, min: float | None = None, max: float | None = None, *,
+                 min_open: bool = False, max_open: bool = False) -> None:
+        self.min = min
+        self.max = max
+        self.min_open = min_open
+        self.max_open = max_open
+
+    def describe_range(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f"{'>' if self.min_open else '>='} {self.min:g}")
+        if self.max is not None:
+            parts.append(f"{'<' if self.max_open else '<='} {self.max:g}")
+        return "a finite number" + (" " + " and ".join(parts) if parts else "")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, bool):
+            self.fail(f"{value!r} is not a number; expected {self.describe_range()}.", param, ctx)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number; expected {self.describe_range()}.", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not finite; expected {self.describe_range()}.", param, ctx)
+        low_bad = self.min is not None and (number <= self.min if self.min_open else number < self.min)
+        high_bad = self.max is not None and (number >= self.max if self.max_open else number > self.max)
+        if low_bad or high_bad:
+            self.fail(f"{value!r} is out of range; expected {self.describe_range()}.", param, ctx)
+        return number
+
+    def __repr__(self) -> str:
+        return f"FiniteFloat({self.min!r}, {self.max!r}, min_open={self.min_open}, max_open={self.max_open})"
