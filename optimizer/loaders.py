@@ -7,6 +7,7 @@ unknown names come with the closest catalog name.
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from optimizer import yaml_safe
 from optimizer.errors import CatalogError, ProcureError, ScenarioError
 from optimizer.schema.catalog import GPU, Catalog, ModelSource, Server
 from optimizer.schema.scenario import Scenario
@@ -25,13 +27,20 @@ from optimizer.sizing.architecture import parse_config
 
 T = TypeVar("T", bound=BaseModel)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the source checkout (in an installed wheel: site-packages)
 
 
 def catalog_root() -> Path:
-    """The catalogs/ folder: $PROCURE_CATALOG if set, else the one beside the package."""
+    """The catalogs: $PROCURE_CATALOG if set; else the copy a wheel ships as package data
+    (``optimizer/_catalogs``, built from the repository's ``catalogs/`` by pyproject.toml/setup.py);
+    else, in a source checkout or an editable install, the repository's ``catalogs/`` folder."""
     env = os.environ.get("PROCURE_CATALOG")
-    return Path(env) if env else REPO_ROOT / "catalogs"
+    if env:
+        return Path(env)
+    shipped = importlib.resources.files("optimizer") / "_catalogs"
+    if isinstance(shipped, Path) and shipped.is_dir():
+        return shipped
+    return REPO_ROOT / "catalogs"
 
 
 UNION_TAGS = {"inference", "finetune"}  # pydantic puts the discriminator tag into error locations
@@ -75,7 +84,7 @@ def read_yaml(path: Path, error: type[ProcureError] = ScenarioError) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"cannot read file: {exc}", file=str(path)) from exc
     try:
-        return yaml.safe_load(text)
+        return yaml_safe.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
