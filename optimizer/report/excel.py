@@ -131,7 +131,7 @@ def _write_assumptions(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScen
          "Opex_Fraction_Per_Year", FMT_PCT2, f"scenario {rs.path.name}: opex_per_year_fraction"),
         ("Planning headroom", plan.headroom, "fraction of SLO capacity used", "Planning_Headroom", FMT_PCT,
          f"scenario {rs.path.name}: headroom; replicas are planned at most at this load"),
-        ("Currency units per US dollar", sc.usd_to_currency, f"{cur} / USD", "USD_To_Currency", "0.0000",
+        ("Currency units per US dollar", sc.usd_rate, f"{cur} / USD", "USD_To_Currency", "0.0000",
          f"scenario {rs.path.name}: usd_to_currency; catalog prices are in USD"),
     ]
     for label, value, unit, name, fmt, note in inputs:
@@ -171,7 +171,7 @@ def _write_assumptions(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScen
         if est is not None:
             sh.put(row, 3, est.usd, "#,##0.00")
             basis = (f"scenario value ({rs.path.name} prices.{name})" if over
-                     else f"estimate: catalog USD x {sc.usd_to_currency:g}" if sc.usd_to_currency != 1
+                     else f"estimate: catalog USD x {sc.usd_rate:g}" if sc.usd_rate != 1
                      else "estimate: catalog price")
             sh.put(row, 4, basis, wrap=True)
             sh.put(row, 5, est.as_of, FMT_DATE)
@@ -226,7 +226,8 @@ def _write_assumptions(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScen
         sh.put(row, 1, fname)
         value = getattr(serving, fname)
         sh.put(row, 2, value if isinstance(value, int | float) and not isinstance(value, bool) else str(value))
-        sh.put(row, 3, "scenario" if fname in serving.model_fields_set
+        # "scenario" when the value differs from the default: writing a default changes nothing
+        sh.put(row, 3, "scenario" if value != finfo.get_default(call_default_factory=True)
                else f"default ({serving.engine} {serving.engine_version})", wrap=True)
         sh.put(row, 4, finfo.description or "", wrap=True)
 

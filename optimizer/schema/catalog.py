@@ -20,7 +20,7 @@ FormFactor = Literal["sxm", "pcie", "oam", "module"]
 
 class Sourced(Strict):
     source: str = Field(min_length=3, description="Where the figures were read (URL, document, commit)")
-    as_of: date = Field(description="Date the figures were read or published")
+    as_of: date = Field(strict=False, description="Date the figures were read or published (YYYY-MM-DD)")
 
 
 class PriceEstimate(Sourced):

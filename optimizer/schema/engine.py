@@ -17,12 +17,14 @@ KVDtype = Literal["auto", "fp8", "bf16", "fp16", "fp32"]
 
 class EngineSettings(Strict):
     engine: Literal["vllm"] = Field(default="vllm", description="Engine whose memory rules are modelled")
-    engine_version: str = Field(default="0.6.3", description="Release the defaults are taken from")
+    engine_version: Literal["0.6.3"] = Field(default="0.6.3", description="Release the defaults are taken from")
     gpu_memory_utilization: float = Field(
         default=0.9, gt=0, le=1, description="Fraction of device memory the engine may use")
-    block_size_tokens: int = Field(default=16, ge=1, description="Tokens per KV block (paged attention)")
-    max_num_batched_tokens: int = Field(
-        default=8192, ge=16, description="Tokens in the profiling forward pass (chunked-prefill budget)")
-    max_num_seqs: int = Field(default=256, ge=1, description="Cap on concurrently running sequences")
+    block_size_tokens: int = Field(default=16, ge=1, le=1024, description="Tokens per KV block (paged attention)")
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=16, le=100_000_000,
+        description="Tokens in the profiling forward pass (chunked-prefill budget); omit for the engine's "
+        "default, which depends on max_model_len (optimizer.sizing.memory.default_profile_tokens)")
+    max_num_seqs: int = Field(default=256, ge=1, le=100_000, description="Cap on concurrently running sequences")
     kv_dtype: KVDtype = Field(default="auto", description="KV cache dtype; auto = the activation dtype (16 bit)")
     cuda_graphs: bool = Field(default=True, description="Capture CUDA graphs (costs memory outside the budget's KV)")

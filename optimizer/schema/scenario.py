@@ -8,33 +8,50 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from optimizer.schema.base import Strict
+from optimizer.schema.base import Name, Ref, Strict, Text
 from optimizer.schema.catalog import Precision
 from optimizer.schema.engine import EngineSettings, KVDtype
 
+# Sane ranges, checked once here: a value outside them is a typo or a unit mistake, never a plan.
+MAX_MONEY = 1e15          # currency units (a trillion US dollars in won or rupiah still fits)
+MAX_UNIT_PRICE = 1e12     # one item or one kWh, currency units
+MAX_SITE_KW = 1e7         # 10 GW
+MAX_RACKS = 1_000_000
+MAX_COUNT = 10_000_000    # GPUs available, replicas
+MAX_RPS = 1e7             # requests/s
+MAX_TOKENS = 100_000_000  # prompt, answer, context, sequence lengths
+MAX_LATENCY_MS = 3.6e6    # one hour
+MAX_DEMAND_SCALE = 1e4
+MAX_TIME_LIMIT_S = 7 * 86400.0
+MAX_SEED = 2**31 - 1      # HiGHS and SCIP take a 32-bit seed
+DEFAULT_NODE_LIMIT = 100_000
+
+#: A unit price override in the scenario currency.
+Price = Annotated[float, Field(gt=0, le=MAX_UNIT_PRICE)]
+
 
 class Site(Strict):
-    power_kw: float = Field(gt=0,
+    power_kw: float = Field(gt=0, le=MAX_SITE_KW,
         description="Facility power available to this deployment, kW (at the meter, incl. cooling)")
     pue: float = Field(default=1.4, ge=1.0, le=3.0, description="Power usage effectiveness: facility kW per IT kW")
-    racks: int = Field(ge=1, description="Racks available")
-    rack_power_kw: float = Field(gt=0, description="IT power one rack can feed and cool, kW")
-    rack_units: int = Field(default=42, ge=1, description="Usable rack units (U) per rack")
-    electricity_per_kwh: float = Field(default=0.0, ge=0,
+    racks: int = Field(ge=1, le=MAX_RACKS, description="Racks available")
+    rack_power_kw: float = Field(gt=0, le=1000, description="IT power one rack can feed and cool, kW")
+    rack_units: int = Field(default=42, ge=1, le=100, description="Usable rack units (U) per rack")
+    electricity_per_kwh: float = Field(default=0.0, ge=0, le=MAX_UNIT_PRICE,
         description="Electricity price per kWh in the scenario currency")
 
 
 class Constraints(Strict):
-    budget: float | None = Field(default=None, gt=0, description="Capex cap in the scenario currency; omit for no cap")
-    gpus: list[str] | None = Field(default=None, min_length=1,
+    budget: float | None = Field(default=None, gt=0, le=MAX_MONEY, description="Capex cap in the scenario currency; omit for no cap")
+    gpus: list[Ref] | None = Field(default=None, min_length=1,
         description="GPUs that may be bought (catalog names); omit for all")
-    servers: list[str] | None = Field(default=None, min_length=1,
+    servers: list[Ref] | None = Field(default=None, min_length=1,
         description="Server chassis that may be bought; omit for all that take an allowed GPU")
-    max_gpu_types: int | None = Field(default=None, ge=1,
+    max_gpu_types: int | None = Field(default=None, ge=1, le=100,
         description="At most this many distinct GPU types in the plan")
-    availability: dict[str, int] = Field(default_factory=dict,
+    availability: dict[Ref, Annotated[int, Field(ge=0, le=MAX_COUNT)]] = Field(default_factory=dict,
         description="Most GPUs of a type that can be obtained, e.g. {H20-96GB: 64}")
     allow_consumer_gpus: bool = Field(
         default=False, description="With gpus omitted, also consider cards not licensed for datacenters "
@@ -44,24 +61,24 @@ class Constraints(Strict):
 
 
 class SLO(Strict):
-    ttft_ms: float = Field(gt=0, description="Time to first token target, ms")
-    tpot_ms: float = Field(gt=0, description="Time per output token target, ms")
+    ttft_ms: float = Field(gt=0, le=MAX_LATENCY_MS, description="Time to first token target, ms")
+    tpot_ms: float = Field(gt=0, le=MAX_LATENCY_MS, description="Time per output token target, ms")
 
 
 class InferenceWorkload(Strict):
     kind: Literal["inference"] = "inference"
-    name: str = Field(min_length=1)
-    model: str = Field(description="Catalog name, Hugging Face id, or path to a config.json")
+    name: Name
+    model: Ref = Field(description="Catalog name, Hugging Face id, or path to a config.json")
     precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["bf16"]), min_length=1,
                                         description="Weight precisions the owners accept")
     kv_dtype: KVDtype = Field(default="auto", description="KV cache dtype")
-    requests_per_s: float = Field(gt=0, description="Peak request rate to serve, requests/s")
-    input_tokens: int = Field(ge=1, description="Mean prompt length, tokens")
-    output_tokens: int = Field(ge=1, description="Mean answer length, tokens")
-    max_context: int = Field(ge=2, description="max_model_len the engine is configured with, tokens")
+    requests_per_s: float = Field(gt=0, le=MAX_RPS, description="Peak request rate to serve, requests/s")
+    input_tokens: int = Field(ge=1, le=MAX_TOKENS, description="Mean prompt length, tokens")
+    output_tokens: int = Field(ge=1, le=MAX_TOKENS, description="Mean answer length, tokens")
+    max_context: int = Field(ge=2, le=MAX_TOKENS, description="max_model_len the engine is configured with, tokens")
     slo: SLO
-    min_replicas: int = Field(default=1, ge=1, description="Replicas for availability; >=2 spreads them over servers")
-    priority: float = Field(default=1.0, gt=0,
+    min_replicas: int = Field(default=1, ge=1, le=MAX_COUNT, description="Replicas for availability; >=2 spreads them over servers")
+    priority: float = Field(default=1.0, gt=0, le=1e6,
         description="Weight of this workload's served demand under the coverage objective")
 
     @model_validator(mode="after")
@@ -75,19 +92,26 @@ class InferenceWorkload(Strict):
 
 class FinetuneWorkload(Strict):
     kind: Literal["finetune"]
-    name: str = Field(min_length=1)
-    model: str
+    name: Name
+    model: Ref = Field(description="Catalog name, Hugging Face id, or path to a config.json")
     method: Literal["full", "lora", "qlora"] = "lora"
-    dataset_tokens: float = Field(gt=0, description="Training tokens per epoch")
-    epochs: float = Field(default=1.0, gt=0)
-    deadline_hours: float = Field(gt=0, description="Wall-clock hours the job must finish in")
-    seq_len: int = Field(default=4096, ge=1, description="Training sequence length, tokens")
-    micro_batch: int = Field(default=1, ge=1, description="Sequences per GPU per step")
-    lora_rank: int = Field(default=16, ge=1)
+    dataset_tokens: float = Field(gt=0, le=1e15, description="Training tokens per epoch")
+    epochs: float = Field(default=1.0, gt=0, le=1e4)
+    deadline_hours: float = Field(gt=0, le=1e5, description="Wall-clock hours the job must finish in")
+    seq_len: int = Field(default=4096, ge=1, le=MAX_TOKENS, description="Training sequence length, tokens")
+    micro_batch: int = Field(default=1, ge=1, le=1e5, description="Sequences per GPU per step")
+    lora_rank: int = Field(default=16, ge=1, le=65536)
     gradient_checkpointing: bool = True
     zero_stage: Literal[0, 1, 2, 3] = 3
     mfu: float | None = Field(default=None, gt=0, le=1,
         description="Model FLOPs utilisation; default from docs/perf.md")
+
+    @field_validator("zero_stage", mode="before")
+    @classmethod
+    def _stage_not_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # Literal[0, 1] would take True as 1
+            raise ValueError("zero_stage must be 0, 1, 2 or 3, not a boolean")
+        return value
 
 
 def _workload_kind(value: Any) -> str:
@@ -105,40 +129,43 @@ Workload = Annotated[
 
 
 class SolverSettings(Strict):
-    time_limit_s: float = Field(default=60.0, gt=0)
+    time_limit_s: float = Field(default=60.0, gt=0, le=MAX_TIME_LIMIT_S,
+        description="Wall-clock cap per solve, seconds: a safety net; a plan stopped by it says so")
+    node_limit: int = Field(default=DEFAULT_NODE_LIMIT, ge=1, le=10**9,
+        description="Branch-and-bound nodes per solve stage: the deterministic work limit")
     gap: float = Field(default=1e-4, ge=0, le=1, description="Relative MIP gap at which to stop")
-    threads: int = Field(default=1, ge=1)
-    seed: int = 0
+    threads: int = Field(default=1, ge=1, le=1024)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Solver random seed")
 
 
 class Variant(Strict):
     """A what-if: overrides applied to the base scenario."""
 
-    name: str = Field(min_length=1)
-    budget: float | None = Field(default=None, gt=0)
-    prices: dict[str, float] = Field(default_factory=dict)
-    gpus: list[str] | None = None
-    demand_scale: float = Field(default=1.0, gt=0)
+    name: Name
+    budget: float | None = Field(default=None, gt=0, le=MAX_MONEY)
+    prices: dict[Ref, Price] = Field(default_factory=dict)
+    gpus: list[Ref] | None = Field(default=None, min_length=1)
+    demand_scale: float = Field(default=1.0, gt=0, le=MAX_DEMAND_SCALE)
 
 
 class Scenario(Strict):
-    name: str = Field(min_length=1)
-    description: str | None = None
-    currency: str = Field(default="USD", min_length=3, max_length=3, description="ISO 4217 code")
-    usd_to_currency: float = Field(default=1.0, gt=0,
-        description="Units of currency per US dollar (catalog prices are USD)")
-    horizon_years: float = Field(default=3.0, gt=0, description="TCO horizon, years")
+    name: Name
+    description: Text | None = None
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
+    usd_to_currency: float | None = Field(default=None, gt=0, le=1e6,
+        description="Units of currency per US dollar (catalog prices are USD); required unless USD")
+    horizon_years: float = Field(default=3.0, gt=0, le=50, description="TCO horizon, years")
     site: Site
     constraints: Constraints = Constraints()
     objective: Literal["capex", "tco", "coverage"] = "capex"
     headroom: float = Field(default=0.8, gt=0, le=1,
         description="Plan replicas at most at this fraction of SLO capacity")
-    prices: dict[str, float] = Field(default_factory=dict,
+    prices: dict[Ref, Price] = Field(default_factory=dict,
         description="Overrides of catalog unit prices (GPU or server name), in currency")
-    opex_per_year_fraction: float = Field(default=0.0, ge=0,
+    opex_per_year_fraction: float = Field(default=0.0, ge=0, le=1,
         description="Yearly support/maintenance as a fraction of capex (TCO)")
     serving: EngineSettings = EngineSettings()
-    calibration: str | None = Field(default=None, description="Calibration file from `procure calibrate`")
+    calibration: Ref | None = Field(default=None, description="Calibration file from `procure calibrate`")
     solver: SolverSettings = SolverSettings()
     workloads: list[Workload] = Field(min_length=1)
     whatif: list[Variant] = Field(default_factory=list)
@@ -156,6 +183,13 @@ class Scenario(Strict):
             if w.name in seen:
                 raise ValueError(f"duplicate workload name {w.name!r}; names must be unique")
             seen.add(w.name)
-        if self.currency != "USD" and "usd_to_currency" not in self.model_fields_set:
+        if self.currency != "USD" and self.usd_to_currency is None:
             raise ValueError(f"currency {self.currency} needs usd_to_currency (units per US dollar)")
+        if self.currency == "USD" and self.usd_to_currency not in (None, 1.0):
+            raise ValueError("usd_to_currency must be 1 (or omitted) when currency is USD")
         return self
+
+    @property
+    def usd_rate(self) -> float:
+        """Currency units per US dollar (1 for USD)."""
+        return 1.0 if self.usd_to_currency is None else self.usd_to_currency

@@ -120,7 +120,7 @@ def price_of(rs: ResolvedScenario, name: str, usd: float) -> tuple[float, str]:
     for key, value in sc.prices.items():
         if key.lower() == name.lower():
             return value, f"scenario override ({rs.path.name})"
-    return usd * sc.usd_to_currency, "catalog estimate"
+    return usd * sc.usd_rate, "catalog estimate"
 
 
 def server_skus(rs: ResolvedScenario) -> dict[str, ServerSku]:

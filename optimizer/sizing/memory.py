@@ -330,10 +330,11 @@ class ServingMemory:
 
 
 def default_profile_tokens(settings: EngineSettings, max_model_len: int) -> int:
-    """Tokens of the profiling pass: ``settings.max_num_batched_tokens`` when set explicitly,
-    else vLLM v0.6.x's default (``SchedulerConfig``): 512 with chunked prefill (on by default
-    above 32768 tokens of context), otherwise ``max(max_model_len, 2048)``."""
-    if "max_num_batched_tokens" in settings.model_fields_set:
+    """Tokens of the profiling pass: ``settings.max_num_batched_tokens`` when given, else vLLM
+    v0.6.x's default (``SchedulerConfig``): 512 with chunked prefill (on by default above 32768
+    tokens of context), otherwise ``max(max_model_len, 2048)``. An omitted value is ``None``, so
+    writing a default and leaving it out give the same answer."""
+    if settings.max_num_batched_tokens is not None:
         return settings.max_num_batched_tokens
     if max_model_len > V0_CHUNKED_PREFILL_ABOVE:
         return V0_CHUNKED_PREFILL_TOKENS
