@@ -1,0 +1,9 @@
+"""Package layout that pyproject.toml cannot express: the top-level catalogs/ folder ships as the
+package data of ``optimizer._catalogs`` (see pyproject.toml's package-data and loaders.catalog_root)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    packages=[*find_packages(include=["optimizer", "optimizer.*"]), "optimizer._catalogs"],
+    package_dir={"optimizer._catalogs": "catalogs"},
+)
