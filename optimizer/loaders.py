@@ -58,7 +58,10 @@ def field_path(loc: Iterable[int | str]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            text = str(part)
+            if len(text) > 80 or not text.isprintable():  # a huge or odd dict key: quote and cut it
+                text = yaml_safe.shorten(text)
+            out += f".{text}" if out else text
     return out or "(top level)"
 
 
@@ -71,26 +74,63 @@ def closest(name: str, choices: Iterable[str] | Mapping[str, str]) -> str | None
     return pool[hit[0]] if hit else None
 
 
+#: Largest YAML file read (scenarios are a few KB, the catalogs ~30 KB; the pure-Python parser
+#: needs seconds per MB, so a bound keeps a wrong file from looking like a hang).
+MAX_YAML_BYTES = 1_000_000
+
+
 def read_yaml(path: Path, error: type[ProcureError] = ScenarioError) -> Any:
-    """Parse a YAML file; missing files and syntax errors become ``error`` with the line."""
+    """Parse a YAML file with :class:`optimizer.yaml_safe.StrictLoader`. Missing, unreadable,
+    oversized or non-UTF-8 files, syntax errors and the input the strict loader refuses (duplicate
+    keys, tags, control characters, deep nesting, alias bombs) become ``error`` with the line."""
+    file = str(path)
     if not path.exists():
         hint = ("check the path; the shipped scenarios live in scenarios/" if error is ScenarioError
                 else "the catalog is incomplete: reinstall procure or point PROCURE_CATALOG at a catalogs/ folder")
-        raise error("file not found", file=str(path), hint=hint)
+        raise error("file not found", file=file, hint=hint)
     if path.is_dir():
-        raise error("is a directory, expected a YAML file", file=str(path))
+        raise error("is a directory, expected a YAML file", file=file)
+    if not path.is_file():  # a FIFO or device (/dev/zero) would block or never end
+        raise error("not a regular file, expected a YAML file", file=file)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"cannot read file: {exc}", file=str(path)) from exc
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_YAML_BYTES + 1)
+    except OSError as exc:
+        raise error(f"cannot read file: {exc.strerror or exc}", file=file) from exc
+    if len(raw) > MAX_YAML_BYTES:
+        raise error(f"file is larger than {MAX_YAML_BYTES // 1_000_000} MB; procure reads YAML files "
+                    "up to that size", file=file, hint="check it is the right file; a scenario is a few KB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise error(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} on line {line} cannot be decoded",
+                    file=file, hint="save the file as UTF-8 (without a UTF-16 byte-order mark)") from exc
     try:
         return yaml_safe.load(text)
+    except yaml_safe.StrictYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise error(f"{where}{exc.problem}", file=file, hint=exc.hint) from exc
+    except yaml.reader.ReaderError as exc:
+        line = text[:exc.position].count("\n") + 1
+        raise error(f"line {line}: unacceptable character U+{exc.character:04X} ({exc.reason})"
+                    if isinstance(exc.character, int) else f"line {line}: {exc.reason}", file=file,
+                    hint="remove it; use printable UTF-8 text only") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise error(f"YAML syntax error at {where}{problem}", file=str(path),
+        problem = _clip(getattr(exc, "problem", None) or str(exc), 200)
+        raise error(f"YAML syntax error at {where}{problem}", file=file,
                     hint="fix the indentation or quoting on that line") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise error(f"too deeply nested or too large to load ({type(exc).__name__})", file=file,
+                    hint="check for unclosed brackets or repeated aliases") from exc
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis and the full length."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def validation_error(exc: ValidationError, file: str, prefix: str = "",
@@ -108,10 +148,10 @@ def validation_error(exc: ValidationError, file: str, prefix: str = "",
         msg = "required field is missing"
         hint = "add it; see docs/scenario.md for every field"
     elif kind.endswith("_type") or kind.endswith("_parsing"):
-        msg = f"wrong type: {msg} (got {first.get('input')!r})"
+        msg = f"wrong type: {msg} (got {yaml_safe.shorten(first.get('input'))})"
     elif kind == "value_error":
         msg = msg.removeprefix("Value error, ")
-    return error(msg, file=file, field=loc, hint=hint)
+    return error(_clip(msg, 500), file=file, field=loc, hint=hint)
 
 
 def _entries(path: Path, key: str, cls: type[T]) -> dict[str, T]:
