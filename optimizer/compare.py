@@ -55,7 +55,7 @@ from optimizer.model.solve import SolveSettings
 from optimizer.schema.base import Record
 from optimizer.schema.catalog import GPU, Server
 from optimizer.schema.plan import Plan
-from optimizer.schema.scenario import InferenceWorkload
+from optimizer.schema.scenario import MAX_MONEY, MAX_UNIT_PRICE, InferenceWorkload
 from optimizer.sizing.candidates import CandidateSet, build_candidates
 from optimizer.units import money_short as money
 
@@ -131,8 +131,8 @@ class Comparison(Record):
 # ------------------------------------------------------------------------------------------------
 
 
-def parse_amount(text: str, option: str) -> float:
-    """A positive amount: ``2e6``, ``2000000``, ``2,000,000``, ``2.5M`` or ``800k``."""
+def parse_amount(text: str, option: str, maximum: float = MAX_MONEY) -> float:
+    """A positive amount at most ``maximum``: ``2e6``, ``2000000``, ``2,000,000``, ``2.5M`` or ``800k``."""
     raw = text.strip().replace(",", "").replace("_", "")
     scale = 1.0
     if raw[-1:].lower() in ("k", "m", "g"):
@@ -143,8 +143,8 @@ def parse_amount(text: str, option: str) -> float:
     except ValueError:
         raise UsageError(f"{text!r} is not a number", field=option,
                          hint="write amounts like 2e6, 2000000, 2.5M or 800k") from None
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"{text!r} must be a positive amount", field=option)
+    if not math.isfinite(value) or value <= 0 or value > maximum:
+        raise UsageError(f"{text[:80]!r} must be a positive amount of at most {maximum:g}", field=option)
     return value
 
 
@@ -191,7 +191,7 @@ def parse_price(text: str, rs: ResolvedScenario) -> tuple[str, float]:
     if not sep or not name.strip() or not value.strip():
         raise UsageError(f"{text!r} is not NAME=PRICE", field="--price",
                          hint="e.g. --price H20-96GB=12000 (unit price in the scenario currency)")
-    return canonical_item(name, rs, "--price"), parse_amount(value, f"--price {name.strip()}")
+    return canonical_item(name, rs, "--price"), parse_amount(value, f"--price {name.strip()}", MAX_UNIT_PRICE)
 
 
 def parse_gpu_list(text: str, rs: ResolvedScenario, field: str = "--allow-gpus",

@@ -1,6 +1,7 @@
 """Typed errors. Library code raises these; only ``cli.py`` prints them and maps them to exit codes.
 
-Exit codes (DESIGN.md): 0 success, 1 no feasible plan, 2 bad input or usage.
+Exit codes (DESIGN.md, README): 0 success, 1 no feasible plan, 2 bad input or usage, 3 internal error
+(a bug: the solver failed or the checker rejected a plan), 4 no plan found within the solver's limits.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ class InfeasibleError(ProcureError):
     """No plan satisfies the scenario's limits; the message says which limit binds and by how much."""
 
     exit_code = 1
+
+
+class SolverLimitError(ProcureError):
+    """The solver's time or node limit ended the search before it found any plan (not proven
+    infeasible: a larger limit may find one)."""
+
+    exit_code = 4
 
 
 class SolverError(ProcureError):

@@ -18,8 +18,20 @@ def stdout() -> Console:
     return Console(soft_wrap=False, width=max(120, Console().width))
 
 
+def finite_json(data: Any) -> Any:
+    """``data`` with every non-finite float replaced by null: strict JSON parsers reject NaN."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_json(v) for v in data]
+    return data
+
+
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    """One strict JSON object on stdout (no NaN or Infinity tokens)."""
+    click.echo(json.dumps(finite_json(data), indent=2, default=str, allow_nan=False))
 
 
 class FiniteFloat(click.ParamType):

@@ -9,7 +9,7 @@ from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
+from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
 from optimizer.compare import (
     Comparison,
     ProgressEvent,
@@ -21,9 +21,10 @@ from optimizer.compare import (
     parse_price,
     run_comparison,
 )
-from optimizer.errors import InfeasibleError, UsageError
+from optimizer.errors import InfeasibleError
 from optimizer.loaders import load_scenario
 from optimizer.model.diagnose import money
+from optimizer.schema.scenario import MAX_DEMAND_SCALE, MAX_TIME_LIMIT_S
 
 
 @click.command("compare")
@@ -38,8 +39,8 @@ from optimizer.model.diagnose import money
 @click.option("--allow-gpus", metavar="GPU,GPU", help="Only these GPUs may be bought (comma-separated).")
 @click.option("--demand-scale", metavar="FACTOR", help="Multiply every inference request rate, e.g. 1.5.")
 @click.option("--no-whatif", is_flag=True, help="Ignore the scenario's whatif: section.")
-@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True),
-              help="Solver time limit per variant, seconds (default: the scenario's).")
+@click.option("--time-limit", type=FiniteFloat(0, MAX_TIME_LIMIT_S, min_open=True),
+              help="Solver time limit per variant and stage, seconds (default: the scenario's).")
 @click.option("--jobs", type=click.IntRange(min=1), help="Variants solved in parallel (default: the machine's cores).")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Excel workbook to write (default: reports/<scenario file name>-compare.xlsx).")
@@ -66,7 +67,7 @@ def compare_command(scenario: Path, fmt: str, budgets: tuple[str, ...], budget_r
         name, value = parse_price(text, rs)
         price_map[name] = value
     gpus = parse_gpu_list(allow_gpus, rs) if allow_gpus is not None else None
-    scale = parse_amount(demand_scale, "--demand-scale") if demand_scale is not None else 1.0
+    scale = parse_amount(demand_scale, "--demand-scale", MAX_DEMAND_SCALE) if demand_scale is not None else 1.0
     variants = build_variants(rs, budgets=amounts, prices=price_map, gpus=gpus, demand_scale=scale,
                               use_whatif=not no_whatif)
 
@@ -75,10 +76,8 @@ def compare_command(scenario: Path, fmt: str, budgets: tuple[str, ...], budget_r
         from optimizer.report.compare_excel import default_compare_path
         from optimizer.report.safe_write import check_target
 
-        target = output or default_compare_path(scenario)
-        if target.suffix.lower() != ".xlsx":
-            raise UsageError(f"workbook path {target} must end in .xlsx", hint=f"use {target.with_suffix('.xlsx')}")
-        check_target(target, force=force or output is None, what="workbook")  # fail before solving
+        target = check_target(output or default_compare_path(scenario), force=force or output is None,
+                              what="workbook", suffix=".xlsx")  # fail before solving
 
     err = Console(stderr=True)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -7,29 +7,34 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
-from optimizer.errors import InfeasibleError
+from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
+from optimizer.errors import InfeasibleError, UsageError
 from optimizer.loaders import load_scenario
 from optimizer.model.pipeline import settings_of, solve_scenario, with_overrides
 from optimizer.report.tables import plan_tables
+from optimizer.schema.scenario import MAX_MONEY, MAX_SEED, MAX_TIME_LIMIT_S
 
 
 @click.command("solve")
 @click.argument("scenario", type=click.Path(path_type=Path))
 @FORMAT_OPTION
-@click.option("--budget", type=click.FloatRange(min=0, min_open=True), help="Override the capex cap (currency).")
+@click.option("--budget", type=FiniteFloat(0, MAX_MONEY, min_open=True), help="Override the capex cap (currency).")
 @click.option("--objective", type=click.Choice(["capex", "tco", "coverage"]), help="Override the objective.")
-@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), help="Solver time limit, seconds.")
-@click.option("--gap", type=click.FloatRange(min=0, max=1), help="Relative MIP gap to stop at (default 1e-4).")
-@click.option("--threads", type=click.IntRange(min=1), help="Solver threads (default 1: deterministic).")
-@click.option("--seed", type=int, help="Solver random seed (default 0).")
+@click.option("--time-limit", type=FiniteFloat(0, MAX_TIME_LIMIT_S, min_open=True),
+              help="Wall-clock cap per solver stage, seconds (default 60): a safety net; a plan it cut says so.")
+@click.option("--node-limit", type=click.IntRange(1, 10**9),
+              help="Branch-and-bound nodes per stage (default 100,000): the deterministic work limit.")
+@click.option("--gap", type=FiniteFloat(0, 1), help="Relative MIP gap to stop at (default 1e-4).")
+@click.option("--threads", type=click.IntRange(1, 1024), help="Solver threads (default 1: deterministic).")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), help="Solver random seed (default 0).")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Excel workbook to write (default: reports/<scenario file name>.xlsx).")
 @click.option("--no-workbook", is_flag=True, help="Do not write the Excel workbook.")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Also write a Markdown summary here.")
 @click.option("--force", is_flag=True, help="Replace an existing file given with -o/--markdown.")
 def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str | None,
-                  time_limit: float | None, gap: float | None, threads: int | None, seed: int | None,
+                  time_limit: float | None, node_limit: int | None, gap: float | None, threads: int | None,
+                  seed: int | None,
                   output: Path | None, no_workbook: bool, markdown: Path | None, force: bool) -> None:
     """Find the cheapest mix of servers and GPUs that serves SCENARIO, verify it, and print it.
 
@@ -37,9 +42,11 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
     how much), 2 for bad input.
     """
     rs = load_scenario(scenario)
+    workbook, markdown = _output_targets(scenario, output=output, no_workbook=no_workbook, markdown=markdown,
+                                         force=force)
     if budget is not None or objective is not None:
         rs = with_overrides(rs, budget=budget, objective=objective)
-    settings = settings_of(rs, time_limit_s=time_limit, gap=gap, threads=threads, seed=seed)
+    settings = settings_of(rs, time_limit_s=time_limit, gap=gap, threads=threads, seed=seed, node_limit=node_limit)
     err = Console(stderr=True)
     try:
         with err.status("planning…") as status:
@@ -50,11 +57,10 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
         raise
     plan = result.plan
     written = []
-    if not no_workbook:
-        from optimizer.report.excel import default_workbook_path, write_workbook
+    if workbook is not None:
+        from optimizer.report.excel import write_workbook
 
-        target = output or default_workbook_path(scenario)
-        written.append(write_workbook(plan, rs, target, force=force or output is None))
+        written.append(write_workbook(plan, rs, workbook, force=force or output is None))
     if markdown is not None:
         from optimizer.report.markdown import write_markdown
 
@@ -67,3 +73,22 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
     con.print(f"[green]checked[/]: {len(result.checks)} constraints re-verified without the solver")
     for path in written:
         con.print(f"wrote {path}")
+
+
+def _output_targets(scenario: Path, *, output: Path | None, no_workbook: bool, markdown: Path | None,
+                    force: bool) -> tuple[Path | None, Path | None]:
+    """The workbook and Markdown paths, checked before any solving: a missing or read-only folder, a
+    folder given as the file, a file that exists without --force are UsageErrors (exit 2)."""
+    from optimizer.report.excel import default_workbook_path
+    from optimizer.report.safe_write import check_target
+
+    workbook = None
+    if not no_workbook:
+        workbook = check_target(output or default_workbook_path(scenario), force=force or output is None,
+                                what="workbook", suffix=".xlsx")
+    if markdown is not None:
+        markdown = check_target(markdown, force=force, what="Markdown summary")
+        if workbook is not None and markdown.resolve() == workbook.resolve():
+            raise UsageError(f"--markdown {markdown} is also the workbook path",
+                             hint="give the Markdown summary its own file name, e.g. plan.md")
+    return workbook, markdown

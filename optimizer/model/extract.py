@@ -71,7 +71,10 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
     deployments = []
     items: list[Item] = []
     for _, c, r in chosen:
-        share = demand[c.workload] * (r * c.capacity_rps * sc.headroom) / cap_by_w[c.workload]
+        # what these replicas serve: their share of the served demand (all of it unless coverage
+        # leaves part unserved, when capacity after headroom is what is served)
+        served_rps = min(demand[c.workload], cap_by_w[c.workload])
+        share = served_rps * (r * c.capacity_rps * sc.headroom) / cap_by_w[c.workload]
         sku = cands.skus[c.sku]
         deployments.append(Deployment(
             workload=c.workload, model=cands.archs[c.workload].name, sku=c.sku, gpu=sku.gpu.name, tp=c.tp,
@@ -123,7 +126,8 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
         gap=out.gap, solve_time_s=out.solve_time_s,
         objective_time_s=out.stage1_time_s, candidates=len(cands.inference) + len(cands.finetune),
         variables=mm.model.get_num_variables(), constraints=mm.model.get_num_linear_constraints(),
-        time_limit_s=settings.time_limit_s, seed=settings.seed)
+        time_limit_s=settings.time_limit_s, node_limit=settings.node_limit, seed=settings.seed,
+        stopped_by=out.stage1_stop, tiebreak_stopped_by=out.tiebreak_stop, tiebreak_gap=out.tiebreak_gap)
     return Plan(
         scenario=sc.name, currency=sc.currency, status=out.status, objective=out.objective, gap=out.gap,
         capex=figures["capex"], tco=figures["tco"], energy_cost=figures["energy"], opex_cost=figures["opex"],

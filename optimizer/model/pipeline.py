@@ -30,7 +30,9 @@ def with_overrides(rs: ResolvedScenario, *, budget: float | None = None, objecti
                    prices: dict[str, float] | None = None, gpus: list[str] | None = None,
                    demand_scale: float = 1.0) -> ResolvedScenario:
     """A copy of the scenario with command-line or what-if overrides applied (re-validated)."""
-    from optimizer.loaders import resolve_scenario
+    from pydantic import ValidationError
+
+    from optimizer.loaders import resolve_scenario, validation_error
     from optimizer.schema.scenario import Scenario
 
     data = rs.scenario.model_dump()
@@ -46,16 +48,21 @@ def with_overrides(rs: ResolvedScenario, *, budget: float | None = None, objecti
         for w in data["workloads"]:
             if w["kind"] == "inference":
                 w["requests_per_s"] *= demand_scale
-    return resolve_scenario(Scenario.model_validate(data), rs.path, rs.catalog)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:  # e.g. a demand scale that takes a rate past its range
+        raise validation_error(exc, f"{rs.path} (with the overrides)") from exc
+    return resolve_scenario(scenario, rs.path, rs.catalog)
 
 
 def settings_of(rs: ResolvedScenario, *, time_limit_s: float | None = None, gap: float | None = None,
-                threads: int | None = None, seed: int | None = None) -> SolveSettings:
+                threads: int | None = None, seed: int | None = None, node_limit: int | None = None) -> SolveSettings:
     """Solver settings from the scenario, with command-line values taking precedence."""
     s = rs.scenario.solver
     return SolveSettings(time_limit_s=s.time_limit_s if time_limit_s is None else time_limit_s,
-                         gap=s.gap if gap is None else gap, threads=threads or s.threads,
-                         seed=s.seed if seed is None else seed)
+                         gap=s.gap if gap is None else gap, threads=s.threads if threads is None else threads,
+                         seed=s.seed if seed is None else seed,
+                         node_limit=s.node_limit if node_limit is None else node_limit)
 
 
 def solve_scenario(rs: ResolvedScenario, settings: SolveSettings | None = None,

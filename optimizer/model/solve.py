@@ -3,6 +3,12 @@
 Two stages make ties lexicographic: stage 1 optimises the scenario's objective; stage 2 keeps it
 within the stage-1 result and minimises fewer GPU types, then fewer servers, then less power
 (for ``coverage``, stage 2 finds the cheapest plan with the best served demand).
+
+Same input, same plan: every stage is bounded by a branch-and-bound node count (deterministic
+work on one thread) and only then by wall time, a safety net. ``SolveOutcome`` records which limit
+ended each stage, and ``status`` is ``optimal`` only when no clock decided anything: stage 1 proved
+its objective within the gap, and stage 2 either proved its own or (for capex/TCO, where it only
+breaks ties) stopped at its node limit, which is the same on any machine.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from datetime import timedelta
 
 from ortools.math_opt.python import mathopt
 
-from optimizer.errors import SolverError
+from optimizer.errors import SolverError, SolverLimitError
 from optimizer.model.build import MipModel
+from optimizer.schema.scenario import DEFAULT_NODE_LIMIT
 
 # Stage-2 weights: one GPU type outweighs any server count, one server any power difference (kW),
 # and a GPU left idle counts like 1 W, so among equal plans the one using fewer GPUs wins (simpler
@@ -27,7 +34,6 @@ from optimizer.model.build import MipModel
 TIE_WEIGHTS = {"types": 1e7, "servers": 1e4, "power_kw": 1.0, "gpus_in_use": 1e-3}
 
 TIE_BREAK_NODES = 1000
-TIE_BREAK_MIN_S = 10.0
 
 SOLVERS = (mathopt.SolverType.HIGHS, mathopt.SolverType.GSCIP)
 
@@ -38,6 +44,7 @@ class SolveSettings:
     gap: float = 1e-4
     threads: int = 1
     seed: int = 0
+    node_limit: int = DEFAULT_NODE_LIMIT
 
 
 @dataclass
@@ -50,6 +57,9 @@ class SolveOutcome:
     solve_time_s: float
     solver: str
     stage1_time_s: float = 0.0
+    stage1_stop: str = "optimal"    # optimal (within the gap) | node_limit | time_limit | ...
+    tiebreak_stop: str = "optimal"  # the same for stage 2; "none" when it found nothing better
+    tiebreak_gap: float = 0.0
 
 
 def _params(settings: SolveSettings, time_left: float, solver: mathopt.SolverType,
@@ -105,41 +115,64 @@ def run_solver(model: mathopt.Model, settings: SolveSettings, time_left: float,
     raise SolverError(f"no MIP solver could run: {last}")
 
 
-def status_of(res: mathopt.SolveResult) -> str:
+def stop_of(res: mathopt.SolveResult) -> str:
+    """What ended a solve: ``optimal`` (proven within the gap), ``infeasible``, or the limit hit
+    (``node_limit``, ``time_limit``, ...)."""
     reason = res.termination.reason
     if reason == mathopt.TerminationReason.OPTIMAL:
         return "optimal"
     if reason in (mathopt.TerminationReason.INFEASIBLE, mathopt.TerminationReason.INFEASIBLE_OR_UNBOUNDED):
         return "infeasible"
+    limit = res.termination.limit
+    if limit == mathopt.Limit.NODE:
+        return "node_limit"
+    if limit == mathopt.Limit.TIME:
+        return "time_limit"
+    return (limit.name.lower() + "_limit") if limit is not None else reason.name.lower()
+
+
+def status_of(res: mathopt.SolveResult, settings: SolveSettings | None = None) -> str:
+    """optimal | feasible | infeasible; SolverLimitError when a limit ended the search before any
+    plan was found, SolverError when the solver itself failed."""
+    reason = res.termination.reason
+    stop = stop_of(res)
+    if stop in ("optimal", "infeasible"):
+        return stop
     if res.has_primal_feasible_solution():
         return "feasible"
     if reason == mathopt.TerminationReason.NO_SOLUTION_FOUND:
-        raise SolverError("the solver found no plan within the time limit; raise --time-limit")
+        limits = (f"{settings.time_limit_s:g} s, {settings.node_limit:,} nodes" if settings else stop)
+        raise SolverLimitError(f"the solver found no plan before its limit ({stop.replace('_', ' ')}; "
+                               f"limits {limits})", hint="raise --time-limit or --node-limit, or a larger --gap")
     raise SolverError(f"solver stopped: {reason.name} {res.termination.detail}")
 
 
 def rel_gap(obj: float, bound: float) -> float:
-    if math.isinf(bound) or math.isnan(bound):
-        return math.inf
-    return abs(obj - bound) / max(abs(obj), 1e-9)
+    """|objective − bound| / |objective|; 1.0 (no guarantee) when the bound is not finite."""
+    if not (math.isfinite(bound) and math.isfinite(obj)):
+        return 1.0
+    return min(abs(obj - bound) / max(abs(obj), 1e-9), 1.0)
 
 
 def solve_model(mm: MipModel, settings: SolveSettings, objective: str) -> SolveOutcome:
     """Stage 1 on the objective, stage 2 on the tie-breaks; returns stage-2 values, stage-1 figures."""
     start = time.perf_counter()
-    res, solver = run_solver(mm.model, settings, settings.time_limit_s)
-    status = status_of(res)
+    res, solver = run_solver(mm.model, settings, settings.time_limit_s, node_limit=settings.node_limit)
+    status = status_of(res, settings)
+    stage1 = time.perf_counter() - start
     if status == "infeasible":
-        return SolveOutcome("infeasible", {}, math.nan, math.nan, math.nan, time.perf_counter() - start, solver)
+        return SolveOutcome("infeasible", {}, math.nan, math.nan, math.nan, stage1, solver, stage1, "infeasible")
+    stage1_stop = stop_of(res)
     obj = res.objective_value()
     bound = res.best_objective_bound()
     values = dict(res.variable_values())
-    # stage 2: keep the primary within the stage-1 result, then break ties
     if objective == "coverage":
+        # stage 2 is a real objective (the cheapest plan serving that much): full gap and node limit
         from optimizer.model.objective import coverage_expression
         mm.model.add_linear_constraint(coverage_expression(mm) >= obj - 1e-6, name="stage2_coverage")
         assert mm.capex is not None
         mm.model.minimize(mm.capex)
+        stage2 = settings
     else:
         expr = mm.capex if objective == "capex" else mm.tco
         assert expr is not None and mm.power_w is not None
@@ -149,16 +182,21 @@ def solve_model(mm: MipModel, settings: SolveSettings, objective: str) -> SolveO
                           + TIE_WEIGHTS["servers"] * mathopt.fast_sum(mm.n.values())
                           + TIE_WEIGHTS["power_kw"] / 1000.0 * mm.power_w
                           + TIE_WEIGHTS["gpus_in_use"] * gpus_in_use)
-    # The tie-break stage stops on a node count, not a clock, so the same input gives the same plan
-    # unless its time budget (half as long as stage 1 took, at least TIE_BREAK_MIN_S, within the
-    # overall limit) cuts it short; the plan is then stage 1's or a better tie-break of it.
-    stage1 = time.perf_counter() - start
-    left = min(settings.time_limit_s - stage1, max(TIE_BREAK_MIN_S, 0.5 * stage1))
-    if left > 0.2:
-        # relative gap 0: the tie-break terms are tiny next to the GPU-type term
-        res2, _ = run_solver(mm.model, SolveSettings(left, 0.0, settings.threads, settings.seed), left, hint=values,
-                       node_limit=TIE_BREAK_NODES)
-        if res2.has_primal_feasible_solution():
-            values = dict(res2.variable_values())
+        # relative gap 0: the tie-break terms are tiny next to the GPU-type term; a node count, not
+        # a clock, ends it, so the same input gives the same plan on a busy or an idle machine
+        stage2 = SolveSettings(settings.time_limit_s, 0.0, settings.threads, settings.seed, TIE_BREAK_NODES)
+    res2, _ = run_solver(mm.model, stage2, stage2.time_limit_s, hint=values, node_limit=stage2.node_limit)
+    tiebreak_stop = stop_of(res2)
+    tiebreak_gap = 0.0
+    if res2.has_primal_feasible_solution():
+        values = dict(res2.variable_values())
+        tiebreak_gap = rel_gap(res2.objective_value(), res2.best_objective_bound())
+    elif tiebreak_stop != "optimal":
+        tiebreak_stop, tiebreak_gap = "none", 1.0  # kept stage 1's plan
+    decided_by_clock = "time_limit" in (stage1_stop, tiebreak_stop)
+    stage2_proven = tiebreak_stop == "optimal" or (objective != "coverage" and tiebreak_stop == "node_limit")
+    if status == "optimal" and (decided_by_clock or not stage2_proven):
+        status = "feasible"
     elapsed = time.perf_counter() - start
-    return SolveOutcome(status, values, obj, bound, rel_gap(obj, bound), elapsed, solver, stage1)
+    return SolveOutcome(status, values, obj, bound, rel_gap(obj, bound), elapsed, solver, stage1,
+                        stage1_stop, tiebreak_stop, tiebreak_gap)

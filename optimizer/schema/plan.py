@@ -117,8 +117,14 @@ class SolverReport(Record):
     candidates: int
     variables: int
     constraints: int
-    time_limit_s: float
+    time_limit_s: float = Field(description="Wall-clock cap per stage, seconds (a safety net)")
+    node_limit: int = Field(description="Branch-and-bound nodes per stage (the deterministic limit)")
     seed: int
+    stopped_by: str = Field(description="What ended stage 1: optimal (within the gap), node_limit or "
+                            "time_limit; a time_limit result can differ between a busy and an idle machine")
+    tiebreak_stopped_by: str = Field(description="What ended stage 2 (tie-breaks, or the cheapest plan "
+                                     "under coverage): optimal, node_limit, time_limit, none")
+    tiebreak_gap: float = Field(description="Relative gap of stage 2 when it stopped")
 
 
 class Plan(Record):

@@ -44,7 +44,8 @@ class Site(Strict):
 
 
 class Constraints(Strict):
-    budget: float | None = Field(default=None, gt=0, le=MAX_MONEY, description="Capex cap in the scenario currency; omit for no cap")
+    budget: float | None = Field(default=None, gt=0, le=MAX_MONEY,
+        description="Capex cap in the scenario currency; omit for no cap")
     gpus: list[Ref] | None = Field(default=None, min_length=1,
         description="GPUs that may be bought (catalog names); omit for all")
     servers: list[Ref] | None = Field(default=None, min_length=1,
@@ -77,7 +78,8 @@ class InferenceWorkload(Strict):
     output_tokens: int = Field(ge=1, le=MAX_TOKENS, description="Mean answer length, tokens")
     max_context: int = Field(ge=2, le=MAX_TOKENS, description="max_model_len the engine is configured with, tokens")
     slo: SLO
-    min_replicas: int = Field(default=1, ge=1, le=MAX_COUNT, description="Replicas for availability; >=2 spreads them over servers")
+    min_replicas: int = Field(default=1, ge=1, le=MAX_COUNT,
+        description="Replicas for availability; >=2 spreads them over servers")
     priority: float = Field(default=1.0, gt=0, le=1e6,
         description="Weight of this workload's served demand under the coverage objective")
 

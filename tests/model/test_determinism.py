@@ -1,0 +1,115 @@
+"""Same input, same plan: solving twice, or with command-line overrides that restate what the
+scenario already says, gives the identical plan; and "optimal" is only claimed when no clock decided.
+
+Issue #10 item 1: the override path dumped and re-validated the scenario, so every default became
+"explicitly set", and the memory rules branched on that (``max_num_batched_tokens``): `--objective
+capex` on a capex scenario changed the candidates and the plan.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+
+from optimizer.schema.engine import EngineSettings
+from optimizer.schema.scenario import DEFAULT_NODE_LIMIT, Scenario
+from optimizer.sizing.memory import default_profile_tokens
+from tests.conftest import REPO, run_cli
+from tests.model.test_property import scenarios
+
+Writer = Callable[[Any], Path]
+
+
+def test_profile_tokens_do_not_depend_on_whether_the_default_was_written() -> None:
+    # vLLM 0.6.x without chunked prefill profiles max(max_model_len, 2048) tokens: 4096 here
+    omitted = EngineSettings()
+    round_trip = EngineSettings.model_validate(omitted.model_dump())
+    written = EngineSettings.model_validate({"max_num_batched_tokens": None})
+    assert default_profile_tokens(omitted, 4096) == 4096
+    assert default_profile_tokens(round_trip, 4096) == 4096
+    assert default_profile_tokens(written, 4096) == 4096
+    assert default_profile_tokens(EngineSettings(max_num_batched_tokens=8192), 4096) == 8192
+
+
+def test_scenario_round_trip_is_identity() -> None:
+    import yaml
+
+    data = yaml.safe_load((REPO / "scenarios" / "bank-rollout.yaml").read_text())
+    data["workloads"][4]["dataset_tokens"] = 2e9  # PyYAML's 1.1 reading leaves "2.0e9" a string
+    sc = Scenario.model_validate(data)
+    assert Scenario.model_validate(sc.model_dump()) == sc
+
+
+def _fingerprint(out: str) -> dict[str, Any]:
+    plan = json.loads(out)
+    return {
+        "status": plan["status"], "capex": plan["capex"], "tco": plan["tco"],
+        "servers": [(s["sku"], s["count"]) for s in plan["servers"]],
+        "deployments": [(d["workload"], d["sku"], d["tp"], d["pp"], d["precision"], d["replicas"],
+                         round(d["planned_rps"], 9)) for d in plan["deployments"]],
+        "candidates": plan["solver"]["candidates"],
+    }
+
+
+def _redundant_overrides(data: dict[str, Any]) -> list[str]:
+    args = ["--objective", data.get("objective", "capex"), "--time-limit", "60", "--gap", "1e-4",
+            "--threads", "1", "--seed", "0", "--node-limit", str(DEFAULT_NODE_LIMIT)]
+    budget = data.get("constraints", {}).get("budget")
+    if budget is not None:
+        args += ["--budget", repr(float(budget))]
+    return args
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(scenarios())
+def test_redundant_overrides_and_repeats_give_the_identical_plan(write_scenario: Writer,
+                                                                  data: dict[str, Any]) -> None:
+    path = write_scenario(data)
+    base = ["solve", str(path), "--format", "json", "--no-workbook"]
+    first = run_cli(*base)
+    if first.exit_code != 0:  # infeasible (1) or no GPU runs it (2): the same answer with overrides
+        again = run_cli(*base, *_redundant_overrides(data))
+        assert again.exit_code == first.exit_code, again.output
+        return
+    assert "Traceback" not in first.output
+    reference = _fingerprint(first.stdout)
+    assert _fingerprint(run_cli(*base).stdout) == reference
+    assert _fingerprint(run_cli(*base, *_redundant_overrides(data)).stdout) == reference
+
+
+def test_bank_rollout_objective_override_changes_nothing() -> None:
+    path = str(REPO / "scenarios" / "bank-rollout.yaml")
+    plain = run_cli("solve", path, "--format", "json", "--no-workbook")
+    capex = run_cli("solve", path, "--format", "json", "--no-workbook", "--objective", "capex")
+    assert plain.exit_code == 0 and capex.exit_code == 0, plain.output + capex.output
+    assert _fingerprint(plain.stdout) == _fingerprint(capex.stdout)
+
+
+def test_plan_says_which_limit_stopped_each_stage() -> None:
+    out = run_cli("solve", str(REPO / "scenarios" / "startup-api.yaml"), "--format", "json", "--no-workbook")
+    assert out.exit_code == 0, out.output
+    solver = json.loads(out.stdout)["solver"]
+    assert solver["stopped_by"] == "optimal"
+    assert solver["tiebreak_stopped_by"] in ("optimal", "node_limit")
+    assert solver["node_limit"] == DEFAULT_NODE_LIMIT
+    assert json.loads(out.stdout)["status"] == "optimal"
+
+
+def test_a_node_limit_cut_is_not_called_optimal(write_scenario: Writer) -> None:
+    # benchmarks/large_instance.py's 8-workload platform: one branch-and-bound node does not prove
+    # it (measured: 0.24% gap after the root), so stage 1 ends on the node limit, the same way twice
+    from benchmarks.large_instance import generate
+
+    path = str(write_scenario(generate(8, 0)))
+    runs = [run_cli("solve", path, "--format", "json", "--no-workbook", "--node-limit", "1") for _ in range(2)]
+    assert [r.exit_code for r in runs] == [0, 0], runs[0].output
+    plan = json.loads(runs[0].stdout)
+    assert plan["solver"]["stopped_by"] == "node_limit"
+    assert plan["status"] == "feasible"
+    assert plan["gap"] > 0
+    assert _fingerprint(runs[0].stdout) == _fingerprint(runs[1].stdout)
