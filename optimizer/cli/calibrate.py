@@ -10,14 +10,16 @@ from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
 from optimizer.loaders import load_catalog, resolve_gpu
+from optimizer.report.safe_write import check_target, safe_write
 from optimizer.sizing import calibration as cal
 from optimizer.sizing.memory import KV_BYTES, WEIGHT_BYTES
 
 
 @click.command("calibrate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("calibration.yaml"),
-              show_default=True, help="Calibration file to write (name it in a scenario's `calibration:`).")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Calibration file to write (name it in a scenario's `calibration:`) [default: calibration.yaml].")
+@click.option("--force", is_flag=True, help="Replace an existing file given with -o.")
 @click.option("--engine", type=click.Choice(["vllm", "trtllm"]), default="vllm", show_default=True,
               help="Engine the measurements were taken with (its KV and batch rules are used to fit).")
 @click.option("--model", help="Model of rows that do not name one (vllm bench JSON: overrides model_id).")
@@ -27,7 +29,8 @@ from optimizer.sizing.memory import KV_BYTES, WEIGHT_BYTES
 @click.option("--precision", type=click.Choice(list(WEIGHT_BYTES)), help="Weight precision of rows without one.")
 @click.option("--kv-dtype", type=click.Choice(list(KV_BYTES)), help="KV dtype of rows without one [auto].")
 @FORMAT_OPTION
-def calibrate_command(files: tuple[Path, ...], output: Path, engine: str, model: str | None, gpu: str | None,
+def calibrate_command(files: tuple[Path, ...], output: Path | None, force: bool, engine: str, model: str | None,
+                      gpu: str | None,
                       tp: int | None, pp: int | None, precision: str | None, kv_dtype: str | None,
                       fmt: str) -> None:
     """Fit the throughput model's efficiency factors to measured results and write a calibration file.
@@ -39,6 +42,9 @@ def calibrate_command(files: tuple[Path, ...], output: Path, engine: str, model:
     starting from (and, with few points, pulled toward) the shipped factors; every measured
     point is also stored so that plans for that exact (model, GPU, TP, PP, precision) use it.
     """
+    # checked before reading and fitting; the default calibration.yaml is replaced as before
+    force = force or output is None
+    output = check_target(output or Path("calibration.yaml"), force=force, what="calibration file")
     catalog = load_catalog()
     defaults: dict[str, Any] = {"model": model, "gpu": gpu, "tp": tp, "pp": pp, "precision": precision,
                                 "kv_dtype": kv_dtype}
@@ -58,7 +64,7 @@ def calibrate_command(files: tuple[Path, ...], output: Path, engine: str, model:
         assumptions={"engine_rules": f"{engine}: KV reserve {cal.KV_RESERVE.get(engine, 1.0)} x output, "
                                      f"batch cap {cal.MAX_BATCH.get(engine, 256)}",
                      "prior": "shipped catalogs/calibration/trtllm-v1.0.yaml factors of each family"})
-    cal.write_calibration(output, doc)
+    safe_write(output, lambda tmp: cal.write_calibration(tmp, doc), force=force, what="calibration file")
     med, worst = cal.error_summary([r for _, t in fitted.values() for r in t])
     if fmt == "json":
         print_json({

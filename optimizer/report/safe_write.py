@@ -57,11 +57,11 @@ def check_target(path: Path, *, force: bool, what: str = "file", suffix: str | N
     """
     path = Path(path).expanduser()
     parent = path.parent if str(path.parent) else Path(".")
-    if suffix is not None and path.suffix.lower() != suffix:
-        raise UsageError(f"{what} path {path} must end in {suffix}", hint=f"use {path.with_suffix(suffix)}")
     if path.is_dir():
         raise UsageError(f"{what} path {path} is a directory",
                          hint=f"give a file name, e.g. {path / ('report' + (suffix or path.suffix or '.xlsx'))}")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise UsageError(f"{what} path {path} must end in {suffix}", hint=f"use {path.with_suffix(suffix)}")
     if not parent.exists():
         raise UsageError(f"cannot write {what} {path}: folder {parent} does not exist",
                          hint=f"create it (mkdir -p {parent}) or choose another path")
