@@ -85,7 +85,9 @@ def render_markdown(plan: Plan, rs: ResolvedScenario) -> str:
 
     lines += ["## Solver", "",
               f"{s.solver}: {s.status}, objective {s.objective:,.2f}, bound {s.bound:,.2f}, gap {s.gap:.4%}, "
-              f"{s.solve_time_s:.2f} s of {s.time_limit_s:g} s, {s.candidates:,} candidates.", ""]
+              f"{s.solve_time_s:.2f} s, {s.candidates:,} candidates; stage 1 stopped by {s.stopped_by}, "
+              f"stage 2 by {s.tiebreak_stopped_by} (limits: {s.node_limit:,} nodes, {s.time_limit_s:g} s per stage).",
+              ""]
     for note in plan.notes:
         lines += [f"- {note}"]
     return "\n".join(lines).rstrip() + "\n"

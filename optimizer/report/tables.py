@@ -16,6 +16,11 @@ def plan_tables(plan: Plan) -> Group:
     head.add_row("[bold]scenario[/]", plan.scenario)
     head.add_row("[bold]status[/]", f"{plan.status} ({s.solver}, gap {plan.gap:.4%}, bound {s.bound:,.2f}, "
                  f"{s.solve_time_s:.2f} s, {s.candidates} candidates)")
+    if plan.status != "optimal":
+        stop = f"stage 1 stopped by {s.stopped_by}, stage 2 by {s.tiebreak_stopped_by}"
+        if "time_limit" in (s.stopped_by, s.tiebreak_stopped_by):
+            stop += " — a clock decided: a busy machine may give another plan; raise --time-limit"
+        head.add_row("[bold yellow]limit[/]", stop)
     head.add_row("[bold]capex[/]", f"{plan.capex:,.0f} {cur}  (prices are dated estimates)")
     head.add_row("[bold]TCO[/]", f"{plan.tco:,.0f} {cur} over {plan.horizon_years:g} years "
                  f"(energy {money(plan.energy_cost, cur)}, opex {money(plan.opex_cost, cur)})")
