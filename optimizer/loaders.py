@@ -23,7 +23,7 @@ from optimizer import yaml_safe
 from optimizer.errors import CatalogError, ProcureError, ScenarioError
 from optimizer.schema.catalog import GPU, Catalog, ModelSource, Server
 from optimizer.schema.scenario import Scenario
-from optimizer.sizing.architecture import parse_config
+from optimizer.sizing.architecture import ModelArch, parse_config
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -237,10 +237,19 @@ def read_config_json(path: Path) -> dict[str, Any]:
     """A Hugging Face config.json as a dict; errors name the file."""
     if not path.exists():
         raise CatalogError("model config not found", file=str(path))
+    if path.is_dir():
+        raise CatalogError("is a directory, expected a config.json", file=str(path))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"not UTF-8 text (byte {exc.start}: {exc.reason}); a config.json is UTF-8 JSON",
+                           file=str(path), hint="use the model's Hugging Face config.json unchanged") from exc
+    except OSError as exc:
+        raise CatalogError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from exc
     except json.JSONDecodeError as exc:
         raise CatalogError(f"invalid JSON at line {exc.lineno}: {exc.msg}", file=str(path)) from exc
+    except RecursionError as exc:
+        raise CatalogError("JSON nested too deeply", file=str(path)) from exc
     if not isinstance(data, dict):
         raise CatalogError("expected a JSON object (a Hugging Face config.json)", file=str(path))
     return data
@@ -307,6 +316,29 @@ def load_scenario(path: Path | str, catalog: Catalog | None = None) -> ResolvedS
     return resolve_scenario(scenario, path, catalog or load_catalog())
 
 
+def _check_calibration(cal_path: Path, file: str) -> None:
+    """The scenario's ``calibration:`` must be a readable calibration file (from `procure calibrate`)."""
+    from optimizer.sizing.calibration import load_calibration
+
+    if not cal_path.is_file():
+        raise ScenarioError(f"calibration file {cal_path} not found", file=file, field="calibration",
+                            hint="the path is relative to the scenario's folder; write the file with "
+                                 "`procure calibrate`, or remove calibration:")
+    try:
+        load_calibration(cal_path)
+    except CatalogError as exc:
+        where = exc.file or str(cal_path)
+        detail = f" ({exc.field})" if exc.field else ""
+        raise ScenarioError(f"{where}{detail}: {exc.message}", file=file, field="calibration",
+                            hint=exc.hint or "write one with `procure calibrate`, or remove calibration:") from exc
+
+
+def _context_source(arch: ModelArch) -> str:
+    if arch.max_context > arch.max_position_embeddings:
+        return f"max_position_embeddings {arch.max_position_embeddings:,} with its rope_scaling"
+    return "max_position_embeddings"
+
+
 def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> ResolvedScenario:
     """Resolve GPU, server and model names; check precisions can run on some allowed GPU."""
     file = str(path)
@@ -357,11 +389,20 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
             raise ScenarioError(where + exc.message, file=file, field=f"workloads[{i}].model",
                                 hint=exc.hint) from exc
         try:
-            parse_config(models[w.name].config, str(models[w.name].path))
+            arch = parse_config(models[w.name].config, models[w.name].name, file=str(models[w.name].path))
         except CatalogError as exc:
             raise ScenarioError(
                 f"model config {models[w.name].path} is unusable: {exc.field + ': ' if exc.field else ''}"
                 f"{exc.message}", file=file, field=f"workloads[{i}].model", hint=exc.hint) from exc
+        context, context_field = ((w.max_context, "max_context") if w.kind == "inference"
+                                  else (w.seq_len, "seq_len"))
+        if context > arch.max_context:
+            raise ScenarioError(
+                f"{context_field} {context:,} exceeds the {arch.max_context:,} positions "
+                f"{models[w.name].name} supports ({_context_source(arch)}, {models[w.name].path})",
+                file=file, field=f"workloads[{i}].{context_field}",
+                hint=f"lower {context_field} to at most {arch.max_context:,}, or use a long-context "
+                     "variant of the model (a config with rope_scaling)")
         if w.kind == "inference":
             usable = [g for g in gpus.values() if any(g.runs(p) for p in w.precisions)]
             if not usable:
@@ -369,6 +410,8 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
                     f"none of the precisions {w.precisions} runs on the allowed GPUs "
                     f"({', '.join(gpus)})", file=file, field=f"workloads[{i}].precisions",
                     hint="add bf16 or int4, or allow a GPU with fp8 support (Hopper, Ada, Blackwell, MI300)")
+    if scenario.calibration:
+        _check_calibration(path.parent / scenario.calibration, file)
     for v_i, v in enumerate(scenario.whatif):
         for name in v.gpus or []:
             gpu(name, f"whatif[{v_i}].gpus")

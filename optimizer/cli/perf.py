@@ -9,16 +9,32 @@ from typing import Any
 import click
 from rich.table import Table
 
-from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
+from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
 from optimizer.errors import UsageError
 from optimizer.loaders import load_catalog, resolve_gpu, resolve_model
 from optimizer.schema.engine import EngineSettings
-from optimizer.sizing.architecture import parse_config
+from optimizer.sizing.architecture import ModelArch, parse_config
+from optimizer.sizing.calibration import ENGINE_DEFAULTS, engine_defaults, trtllm_kv_cache_tokens
+from optimizer.sizing.layout import check_layout
 from optimizer.sizing.memory import KV_BYTES, WEIGHT_BYTES, serving_memory
 from optimizer.sizing.perf import load_efficiency, replica_perf
 
 _EFF_REPORTED = ("compute", "memory_bw", "step_overhead_ms", "layer_overhead_us", "comm_efficiency",
                  "allreduce_latency_us", "kv_reserve_output_fraction", "prefill_chunk_tokens")
+#: Longest prompt or output procure models (a 10M-token context is the longest published).
+MAX_TOKENS = 100_000_000
+_PER_ENGINE = ", ".join(f"{e} {d.max_num_seqs}" for e, d in ENGINE_DEFAULTS.items())
+
+
+def check_context(arch: ModelArch, model: str, tokens: int, option: str) -> None:
+    """A request or ``max_model_len`` of ``tokens`` must fit the model's positions (vLLM refuses a
+    ``max_model_len`` beyond ``max_position_embeddings`` unless ``rope_scaling`` extends it)."""
+    if tokens > arch.max_context:
+        scaled = (f" (max_position_embeddings {arch.max_position_embeddings:,} with its rope_scaling)"
+                  if arch.max_context > arch.max_position_embeddings else " (max_position_embeddings)")
+        raise UsageError(f"{tokens:,} tokens exceed the {arch.max_context:,} positions {model} supports{scaled}",
+                         field=option, hint=f"keep {option} within {arch.max_context:,}, or use a "
+                         "long-context variant of the model (a config.json with rope_scaling)")
 
 
 @click.command("perf")
@@ -28,58 +44,77 @@ _EFF_REPORTED = ("compute", "memory_bw", "step_overhead_ms", "layer_overhead_us"
 @click.option("--pp", type=click.IntRange(min=1), default=1, show_default=True, help="Pipeline parallel size.")
 @click.option("--precision", type=click.Choice(list(WEIGHT_BYTES)), default="bf16", show_default=True,
               help="Weight precision.")
-@click.option("--kv-dtype", type=click.Choice(list(KV_BYTES)), default="auto", show_default=True,
-              help="KV-cache dtype (auto = 16 bit).")
-@click.option("--input-tokens", type=click.IntRange(min=1), required=True, help="Prompt tokens per request.")
-@click.option("--output-tokens", type=click.IntRange(min=1), required=True, help="Output tokens per request.")
-@click.option("--ttft-ms", type=click.FloatRange(min=0, min_open=True), help="TTFT target (mean), ms.")
-@click.option("--tpot-ms", type=click.FloatRange(min=0, min_open=True), help="TPOT target (mean), ms.")
-@click.option("--utilization", type=click.FloatRange(0, 1, min_open=True), default=0.8, show_default=True,
+@click.option("--kv-dtype", type=click.Choice(list(KV_BYTES)),
+              help="KV-cache dtype (auto = 16 bit) [default: the engine's: trtllm fp8 with fp8 weights "
+                   "(ModelOpt FP8 checkpoints), else auto].")
+@click.option("--input-tokens", type=click.IntRange(1, MAX_TOKENS), required=True, help="Prompt tokens per request.")
+@click.option("--output-tokens", type=click.IntRange(1, MAX_TOKENS), required=True, help="Output tokens per request.")
+@click.option("--ttft-ms", type=FiniteFloat(0, 1e7, min_open=True), help="TTFT target (mean), ms.")
+@click.option("--tpot-ms", type=FiniteFloat(0, 1e7, min_open=True), help="TPOT target (mean), ms.")
+@click.option("--utilization", type=FiniteFloat(0, 1, min_open=True), default=0.8, show_default=True,
               help="Planned load as a fraction of capacity (TTFT queueing is evaluated there).")
-@click.option("--max-num-seqs", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Engine cap on running sequences.")
+@click.option("--max-num-seqs", type=click.IntRange(1, 1_000_000),
+              help=f"Engine cap on running sequences [default per engine: {_PER_ENGINE}].")
 @click.option("--max-model-len", type=click.IntRange(min=1),
               help="Context length the engine is started with [default: input + output tokens].")
-@click.option("--gpu-memory-utilization", type=click.FloatRange(0, 1, min_open=True),
-              help="vLLM gpu_memory_utilization [default: 0.9].")
-@click.option("--engine", type=click.Choice(["trtllm", "vllm"]), default="trtllm", show_default=True,
-              help="Engine whose shipped efficiency factors to use.")
+@click.option("--gpu-memory-utilization", type=FiniteFloat(0, 1, min_open=True),
+              help="vLLM gpu_memory_utilization [default 0.9]; with --engine trtllm, TensorRT-LLM's "
+                   "kv_cache_free_gpu_mem_fraction [default 0.95].")
+@click.option("--engine", type=click.Choice(list(ENGINE_DEFAULTS)), default="trtllm", show_default=True,
+              help="Engine: its shipped efficiency factors, KV-cache rule and defaults.")
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path),
               help="Calibration file from `procure calibrate` (its factors and measured points).")
 @FORMAT_OPTION
-def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtype: str, input_tokens: int,
+def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtype: str | None, input_tokens: int,
                  output_tokens: int, ttft_ms: float | None, tpot_ms: float | None, utilization: float,
-                 max_num_seqs: int, max_model_len: int | None, gpu_memory_utilization: float | None,
+                 max_num_seqs: int | None, max_model_len: int | None, gpu_memory_utilization: float | None,
                  engine: str, calibration: Path | None, fmt: str) -> None:
     """Throughput and latency of MODEL on TP x PP GPUs for one request shape.
 
     MODEL is a catalog name, a Hugging Face id in the catalog, or a path to a config.json.
-    KV capacity follows vLLM's memory rules (`procure size`); step times use the roofline model
-    and fitted efficiency factors of docs/perf.md, or measured points from --calibration.
+    KV capacity follows the engine's memory rule (trtllm: kv_cache_free_gpu_mem_fraction of the
+    memory left after weights; vllm: `procure size`); step times use the roofline model and fitted
+    efficiency factors of docs/perf.md, or measured points from --calibration. Batch cap and KV
+    dtype default to the engine's own (optimizer/sizing/calibration.py ENGINE_DEFAULTS).
     """
     catalog = load_catalog()
     resolved = resolve_model(model, catalog)
-    arch = parse_config(resolved.config, resolved.name)
+    arch = parse_config(resolved.config, resolved.name, file=str(resolved.path))
     g = resolve_gpu(gpu, catalog)
-    if not g.runs(precision):
-        raise UsageError(f"{g.name} has no {precision} path", field="--precision",
-                         hint=f"this GPU runs {', '.join(sorted(g.tflops_dense))}")
-    if tp > g.interconnect.domain_size:
-        raise UsageError(f"TP {tp} exceeds {g.name}'s interconnect domain of {g.interconnect.domain_size}",
-                         field="--tp")
+    defaults = engine_defaults(engine)
+    kv_dtype = kv_dtype or defaults.kv_dtype_for(precision)
+    max_num_seqs = max_num_seqs or defaults.max_num_seqs
+    check_layout(arch, g, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype)
+    if max_model_len is not None:
+        check_context(arch, resolved.name, max_model_len, "--max-model-len")
+        if max_model_len < input_tokens + output_tokens:
+            raise UsageError(f"--max-model-len {max_model_len:,} is shorter than one request of "
+                             f"{input_tokens:,} + {output_tokens:,} tokens", field="--max-model-len",
+                             hint="raise --max-model-len or shorten --input-tokens/--output-tokens")
+    else:
+        check_context(arch, resolved.name, input_tokens + output_tokens, "--input-tokens + --output-tokens")
     mml = max_model_len or input_tokens + output_tokens
     kw: dict[str, Any] = {"kv_dtype": kv_dtype, "max_num_seqs": max_num_seqs}
-    if gpu_memory_utilization is not None:
+    if gpu_memory_utilization is not None and engine == "vllm":
         kw["gpu_memory_utilization"] = gpu_memory_utilization
     mem = serving_memory(arch, precision, gpu_memory_gib=g.memory_gib, tp=tp, pp=pp,
                          settings=EngineSettings(**kw), max_model_len=mml)
-    if not mem.fits:
-        raise UsageError(f"{resolved.name} at {precision} does not fit on {tp * pp} x {g.name}: {mem.reason}",
+    kv_tokens = mem.kv_cache_tokens
+    reason = mem.reason
+    fits = mem.fits
+    if engine == "trtllm":
+        kv_tokens = trtllm_kv_cache_tokens(arch, g, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
+                                           fraction=gpu_memory_utilization or defaults.kv_memory_fraction)
+        fits = kv_tokens >= mml
+        reason = (f"KV cache holds {kv_tokens:,} tokens, fewer than one {mml:,}-token request" if not fits
+                  else "fits")
+    if not fits:
+        raise UsageError(f"{resolved.name} at {precision} does not fit on {tp * pp} x {g.name}: {reason}",
                          field="--tp", hint="raise --tp/--pp, lower --precision or --max-model-len")
     eff = load_efficiency(g, engine=engine, calibration_path=calibration)
     perf = replica_perf(arch, g, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
                         input_tokens=input_tokens, output_tokens=output_tokens,
-                        kv_cache_tokens=mem.kv_cache_tokens, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
+                        kv_cache_tokens=kv_tokens, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
                         max_num_seqs=max_num_seqs, utilization=utilization, efficiency=eff)
     eff_data = asdict(eff)
     out: dict[str, Any] = {
@@ -103,9 +138,10 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
         "slo_batch": perf.slo_batch,
         "limited_by": perf.limited_by,
         "utilization": utilization,
-        "kv_cache_tokens": mem.kv_cache_tokens,
+        "kv_cache_tokens": kv_tokens,
         "kv_batch_limit": perf.kv_batch_limit,
         "max_num_seqs": max_num_seqs,
+        "engine": engine,
         "source": perf.source,
         "efficiency": {
             "family": eff.family, "engine": eff.engine, "source": eff.source,
@@ -134,7 +170,7 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
               f"{perf.output_tokens_per_s / (tp * pp):,.0f} per GPU")
     t.add_row("TPOT at offline batch", f"{perf.offline_tpot_ms:,.1f} ms", "")
     t.add_row("prefill of one prompt", f"{perf.prefill_ms:,.1f} ms", "")
-    t.add_row("KV cache", f"{mem.kv_cache_tokens:,} tokens",
+    t.add_row("KV cache", f"{kv_tokens:,} tokens",
               f"batch limit {perf.kv_batch_limit:,} sequences (max_num_seqs {max_num_seqs})")
     t.add_row("capacity", f"{perf.requests_per_s:,.3f} req/s",
               f"limited by {perf.limited_by}; batch {perf.slo_batch}")

@@ -7,12 +7,14 @@ from typing import Any
 import click
 from rich.table import Table
 
-from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
+from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
+from optimizer.cli.perf import check_context
 from optimizer.errors import UsageError
 from optimizer.loaders import load_catalog, resolve_gpu, resolve_model
 from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import param_counts, parse_config
 from optimizer.sizing.finetune import LORA_TARGETS, finetune_memory
+from optimizer.sizing.layout import check_layout
 from optimizer.sizing.memory import (
     GIB,
     KV_BYTES,
@@ -40,9 +42,9 @@ def _gib(n: float) -> str:
 @click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True, help="Tensor parallel size.")
 @click.option("--pp", type=click.IntRange(min=1), default=1, show_default=True, help="Pipeline parallel size.")
 @click.option("--gpu", help="Catalog GPU name (see `procure catalog gpus`).")
-@click.option("--gpu-memory-gib", type=click.FloatRange(min=0, min_open=True),
+@click.option("--gpu-memory-gib", type=FiniteFloat(0, 10_000, min_open=True),
               help="GPU memory in GiB, instead of --gpu.")
-@click.option("--gpu-memory-utilization", type=click.FloatRange(0, 1, min_open=True),
+@click.option("--gpu-memory-utilization", type=FiniteFloat(0, 1, min_open=True),
               help="vLLM gpu_memory_utilization [default: 0.9].")
 @click.option("--max-model-len", type=click.IntRange(min=1),
               help="Context length per request [default: the model's max_position_embeddings].")
@@ -76,12 +78,17 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
         raise UsageError("give --gpu or --gpu-memory-gib, not both", field="--gpu")
     catalog = load_catalog()
     resolved = resolve_model(model, catalog)
-    arch = parse_config(resolved.config, resolved.name)
+    arch = parse_config(resolved.config, resolved.name, file=str(resolved.path))
     counts = param_counts(arch)
     gpu_name = None
-    if gpu:
-        g = resolve_gpu(gpu, catalog)
+    g = resolve_gpu(gpu, catalog) if gpu else None
+    check_layout(arch, g, tp=tp, pp=pp, precision=precision if g else None, kv_dtype=kv_dtype if g else None)
+    if g is not None:
         gpu_name, gpu_memory_gib = g.name, g.memory_gib
+    if max_model_len is not None:
+        check_context(arch, resolved.name, max_model_len, "--max-model-len")
+    if finetune:
+        check_context(arch, resolved.name, seq_len, "--seq-len")
     mml = max_model_len or arch.max_position_embeddings
     out: dict[str, Any] = {
         "model": resolved.name,

@@ -40,6 +40,7 @@ kept out of ``total``; the DeepSeek-V3 technical report (arXiv:2412.19437, §4.2
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,22 @@ SUPPORTED_FAMILIES = (
 
 # Model types that are Llama in all that matters for counting (same module layout).
 _LLAMA_LIKE = {"llama": "llama", "mistral": "mistral", "yi": "llama", "phi3": "phi3"}
+
+#: Sane upper bounds on config sizes. The largest published models are far inside them
+#: (Llama-3.1-405B: 126 layers, hidden 16384; DeepSeek-V3: 256 experts; Gemma: 256k vocab;
+#: Llama 4 Scout: 10M positions); a value beyond one is a typo or a corrupted file, and would
+#: otherwise give a silently absurd size.
+MAX_LAYERS = 1_000
+MAX_HIDDEN = 1_000_000          # hidden_size, head_dim, LoRA ranks, KV channels
+MAX_HEADS = 100_000             # attention and KV heads
+MAX_INTERMEDIATE = 10_000_000   # MLP / expert widths
+MAX_VOCAB = 10_000_000
+MAX_EXPERTS = 100_000
+MAX_POSITIONS = 1_000_000_000   # max_position_embeddings (and RoPE-scaled context)
+
+#: RoPE scaling types whose ``max_position_embeddings`` already is the extended length (vLLM
+#: ``config.py`` ``_get_and_verify_max_len``: "su", "longrope", "llama3" are not multiplied).
+_ROPE_ALREADY_EXTENDED = ("su", "longrope", "llama3")
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,14 @@ class ModelArch:
     router_bias: bool = False
     mtp_layers: int = 0
     moe_layer_indices: tuple[int, ...] = field(default=(), repr=False)
+    #: Longest context the engine accepts (vLLM's rule, :func:`rope_context_limit`); 0 = positions.
+    context_limit: int = 0
+
+    @property
+    def max_context(self) -> int:
+        """Longest request (prompt + output tokens) the model supports: ``max_position_embeddings``,
+        or what a declared ``rope_scaling`` extends it to."""
+        return self.context_limit or self.max_position_embeddings
 
     @property
     def is_moe(self) -> bool:
@@ -113,6 +138,11 @@ class ModelArch:
         return self.num_layers - self.num_moe_layers
 
 
+def _bad(message: str, name: str, key: str, hint: str | None = None) -> CatalogError:
+    return CatalogError(message, file=name, field=key,
+                        hint=hint or "use the model's Hugging Face config.json unchanged")
+
+
 def _get(config: Mapping[str, Any], name: str, *keys: str, default: Any = ...) -> Any:
     """First present, non-null key among ``keys``; CatalogError naming them when required."""
     for key in keys:
@@ -120,18 +150,62 @@ def _get(config: Mapping[str, Any], name: str, *keys: str, default: Any = ...) -
         if value is not None:
             return value
     if default is ...:
-        raise CatalogError(
-            f"config.json has no {' / '.join(repr(k) for k in keys)}",
-            file=name, field=keys[0],
-            hint="use the model's Hugging Face config.json unchanged")
+        raise _bad(f"config.json has no {' / '.join(repr(k) for k in keys)}", name, keys[0])
     return default
 
 
-def _int(config: Mapping[str, Any], name: str, *keys: str, default: Any = ...) -> int:
+def _present_key(config: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    return next((k for k in keys if config.get(k) is not None), keys[0])
+
+
+def _int(config: Mapping[str, Any], name: str, *keys: str, default: Any = ...,
+         lo: int | None = None, hi: int | None = None) -> int:
+    """An integer field in ``[lo, hi]``. ``true``/``false``, fractions, NaN/Infinity and strings are
+    rejected with a CatalogError naming the key (``True`` is an ``int`` in Python)."""
     value = _get(config, name, *keys, default=default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-        raise CatalogError(f"{keys[0]} must be an integer, got {value!r}", file=name, field=keys[0])
-    return int(value)
+    key = _present_key(config, keys)
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and (not math.isfinite(value) or not value.is_integer())):
+        raise _bad(f"must be an integer, got {value!r}", name, key)
+    number = int(value)
+    if lo is not None and number < lo:
+        raise _bad(f"must be >= {lo:,}, got {number:,}", name, key)
+    if hi is not None and number > hi:
+        raise _bad(f"{number:,} is beyond the sane limit of {hi:,} for this field", name, key,
+                   "the file looks corrupted or mistyped; use the model's Hugging Face config.json unchanged")
+    return number
+
+
+def _check_finite(value: Any, name: str, path: str) -> None:
+    """Reject NaN and +-Infinity anywhere in the config (``json`` accepts them; nothing real has them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _bad(f"non-finite number {value!r}", name, path or "(top level)")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_finite(v, name, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, name, f"{path}[{i}]")
+
+
+def rope_context_limit(config: Mapping[str, Any], positions: int, name: str = "model") -> int:
+    """Longest context the engine accepts for this config (vLLM ``_get_and_verify_max_len``): the
+    positions, or with a ``rope_scaling`` that has a ``factor`` (types other than su/longrope/llama3,
+    whose ``max_position_embeddings`` is already extended) the positions x factor, yarn's from its
+    ``original_max_position_embeddings``. Never below ``positions``."""
+    rope = config.get("rope_scaling")
+    if not isinstance(rope, Mapping) or rope.get("factor") is None:
+        return positions
+    kind = str(rope.get("rope_type") or rope.get("type") or "").lower()
+    if kind in _ROPE_ALREADY_EXTENDED or "mrope_section" in rope:
+        return positions
+    factor = rope.get("factor")
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor <= 1e4:
+        raise _bad(f"must be a number in (0, 10000], got {factor!r}", name, "rope_scaling.factor")
+    base = positions
+    if kind == "yarn" and rope.get("original_max_position_embeddings") is not None:
+        base = _int(rope, name, "original_max_position_embeddings", lo=1, hi=MAX_POSITIONS)
+    return max(positions, min(MAX_POSITIONS, int(base * factor)))
 
 
 def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -144,13 +218,26 @@ def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
     return config
 
 
-def parse_config(config: Mapping[str, Any], name: str = "model") -> ModelArch:
+def parse_config(config: Mapping[str, Any], name: str = "model", file: str | None = None) -> ModelArch:
     """Normalise a Hugging Face ``config.json`` dict into a :class:`ModelArch`.
 
-    Raises :class:`optimizer.errors.CatalogError` naming the missing or unsupported field.
+    Raises :class:`optimizer.errors.CatalogError` naming the file (``file``, else ``name``), the
+    field and what is wrong: a missing or unsupported field, a non-integer, zero, negative or
+    absurd size (limits ``MAX_*`` of this module), heads that do not divide ``hidden_size`` (when
+    no ``head_dim`` is given) or KV heads that do not divide the attention heads, NaN/Infinity.
     """
     if not isinstance(config, Mapping):
-        raise CatalogError("config.json must be a JSON object", file=name)
+        raise CatalogError("config.json must be a JSON object", file=file or name)
+    arch = _parse(config, file or name)
+    return arch if arch.name == name else _renamed(arch, name)
+
+
+def _renamed(arch: ModelArch, name: str) -> ModelArch:
+    return ModelArch(**{**arch.__dict__, "name": name})
+
+
+def _parse(config: Mapping[str, Any], name: str) -> ModelArch:
+    _check_finite(config, name, "")
     config = _text_config(config)
     model_type = str(config.get("model_type") or "").lower()
     if not model_type:
@@ -170,28 +257,62 @@ def parse_config(config: Mapping[str, Any], name: str = "model") -> ModelArch:
 
 
 def _common(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    hidden = _int(config, name, "hidden_size")
-    heads = _int(config, name, "num_attention_heads")
-    if heads <= 0 or hidden <= 0:
-        raise CatalogError("hidden_size and num_attention_heads must be positive", file=name,
-                           field="num_attention_heads")
+    hidden = _int(config, name, "hidden_size", lo=1, hi=MAX_HIDDEN)
+    heads = _int(config, name, "num_attention_heads", lo=1, hi=MAX_HEADS)
+    positions = _int(config, name, "max_position_embeddings", "seq_length", "max_sequence_length",
+                     lo=1, hi=MAX_POSITIONS)
     return {
         "name": name,
         "hidden_size": hidden,
         "num_attention_heads": heads,
-        "vocab_size": _int(config, name, "vocab_size", "padded_vocab_size"),
-        "max_position_embeddings": _int(
-            config, name, "max_position_embeddings", "seq_length", "max_sequence_length"),
+        "vocab_size": _int(config, name, "vocab_size", "padded_vocab_size", lo=1, hi=MAX_VOCAB),
+        "max_position_embeddings": positions,
+        "context_limit": rope_context_limit(config, positions, name),
         "torch_dtype": str(config.get("torch_dtype") or config.get("dtype") or "bfloat16"),
     }
+
+
+def _layers(config: Mapping[str, Any], name: str, *keys: str) -> int:
+    return _int(config, name, *(keys or ("num_hidden_layers",)), lo=1, hi=MAX_LAYERS)
+
+
+def _head_dim(config: Mapping[str, Any], name: str, key: str, hidden: int, heads: int) -> int:
+    """Explicit ``key`` (Qwen3, Gemma: heads x head_dim may differ from hidden_size), else
+    hidden_size / heads, which must then divide evenly."""
+    if config.get(key) is not None:
+        return _int(config, name, key, lo=1, hi=MAX_HIDDEN)
+    if hidden % heads:
+        raise _bad(f"num_attention_heads {heads} does not divide hidden_size {hidden} and no "
+                   f"{key!r} is given", name, "num_attention_heads",
+                   f"fix num_attention_heads or hidden_size, or give {key} explicitly")
+    return hidden // heads
+
+
+def _kv_heads(config: Mapping[str, Any], name: str, key: str, heads: int) -> int:
+    kv = _int(config, name, key, default=heads, lo=1, hi=MAX_HEADS)
+    if heads % kv:
+        raise _bad(f"{kv} KV heads do not divide the {heads} attention heads (grouped-query "
+                   "attention shares each KV head by a whole group of query heads)", name, key,
+                   f"use a divisor of num_attention_heads {heads}")
+    return kv
+
+
+def _experts(config: Mapping[str, Any], name: str, key: str, *, default: Any = ...,
+             lo: int = 1) -> tuple[int, int]:
+    """(routed experts, experts per token) with 1 <= k <= E when E > 0."""
+    experts = _int(config, name, key, default=default, lo=lo, hi=MAX_EXPERTS)
+    if not experts:
+        return 0, _int(config, name, "num_experts_per_tok", default=0, lo=0, hi=MAX_EXPERTS)
+    k = _int(config, name, "num_experts_per_tok", lo=1, hi=experts)
+    return experts, k
 
 
 def _parse_llama_like(config: Mapping[str, Any], name: str, model_type: str) -> ModelArch:
     common = _common(config, name)
     hidden, heads = common["hidden_size"], common["num_attention_heads"]
-    layers = _int(config, name, "num_hidden_layers")
-    kv_heads = _int(config, name, "num_key_value_heads", default=heads)
-    head_dim = _int(config, name, "head_dim", default=hidden // heads)
+    layers = _layers(config, name)
+    kv_heads = _kv_heads(config, name, "num_key_value_heads", heads)
+    head_dim = _head_dim(config, name, "head_dim", hidden, heads)
     family = _LLAMA_LIKE.get(model_type, model_type)
     attention_bias = bool(config.get("attention_bias", False))
     qkv_bias = attention_bias
@@ -219,12 +340,12 @@ def _parse_llama_like(config: Mapping[str, Any], name: str, model_type: str) -> 
     elif family in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
         if config.get("use_sliding_window") and window:
             # Qwen2Attention: layers with index >= max_window_layers use the window.
-            max_window_layers = _int(config, name, "max_window_layers", default=layers)
+            max_window_layers = _int(config, name, "max_window_layers", default=layers, lo=0)
             sliding_layers = max(0, layers - max_window_layers)
     elif family == "mistral" and window:
         sliding_layers = layers
     if sliding_layers and window:
-        sliding_window = int(window)
+        sliding_window = _int(config, name, "sliding_window", lo=1, hi=MAX_POSITIONS)
 
     arch: dict[str, Any] = {
         **common,
@@ -232,7 +353,7 @@ def _parse_llama_like(config: Mapping[str, Any], name: str, model_type: str) -> 
         "num_layers": layers,
         "num_kv_heads": kv_heads,
         "head_dim": head_dim,
-        "intermediate_size": _int(config, name, "intermediate_size"),
+        "intermediate_size": _int(config, name, "intermediate_size", lo=1, hi=MAX_INTERMEDIATE),
         "tie_word_embeddings": tie,
         "sliding_window": sliding_window,
         "sliding_window_layers": sliding_layers,
@@ -243,56 +364,65 @@ def _parse_llama_like(config: Mapping[str, Any], name: str, model_type: str) -> 
         "norms_per_layer": norms_per_layer,
     }
     if family == "mixtral":
-        experts = _int(config, name, "num_local_experts")
-        arch.update(num_experts=experts, experts_per_token=_int(config, name, "num_experts_per_tok"),
+        experts, k = _experts(config, name, "num_local_experts")
+        arch.update(num_experts=experts, experts_per_token=k,
                     moe_intermediate_size=arch["intermediate_size"], num_moe_layers=layers,
                     moe_layer_indices=tuple(range(layers)))
     elif family in ("qwen2_moe", "qwen3_moe"):
-        experts = _int(config, name, "num_experts")
-        step = _int(config, name, "decoder_sparse_step", default=1)
-        mlp_only = set(config.get("mlp_only_layers") or [])
+        experts, k = _experts(config, name, "num_experts")
+        step = _int(config, name, "decoder_sparse_step", default=1, lo=1, hi=MAX_LAYERS)
+        mlp_only = _layer_list(config, name, "mlp_only_layers")
         moe_layers = tuple(i for i in range(layers)
                            if i not in mlp_only and experts > 0 and (i + 1) % step == 0)
-        shared = _int(config, name, "shared_expert_intermediate_size", default=0)
-        arch.update(num_experts=experts, experts_per_token=_int(config, name, "num_experts_per_tok"),
-                    moe_intermediate_size=_int(config, name, "moe_intermediate_size"),
+        shared = _int(config, name, "shared_expert_intermediate_size", default=0, lo=0, hi=MAX_INTERMEDIATE)
+        arch.update(num_experts=experts, experts_per_token=k,
+                    moe_intermediate_size=_int(config, name, "moe_intermediate_size", lo=1,
+                                               hi=MAX_INTERMEDIATE),
                     shared_expert_intermediate_size=shared, num_shared_experts=1 if shared else 0,
                     shared_expert_gate=bool(shared), num_moe_layers=len(moe_layers),
                     moe_layer_indices=moe_layers)
     return ModelArch(**arch)
 
 
+def _layer_list(config: Mapping[str, Any], name: str, key: str) -> set[int]:
+    value = config.get(key) or []
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise _bad(f"must be a list of layer indices, got {value!r}", name, key)
+    return set(value)
+
+
 def _parse_deepseek(config: Mapping[str, Any], name: str, model_type: str) -> ModelArch:
     common = _common(config, name)
     heads = common["num_attention_heads"]
-    layers = _int(config, name, "num_hidden_layers")
-    experts = _int(config, name, "n_routed_experts", default=0)
-    first_k = _int(config, name, "first_k_dense_replace", default=0)
-    freq = _int(config, name, "moe_layer_freq", default=1)
+    layers = _layers(config, name)
+    experts, k = _experts(config, name, "n_routed_experts", default=0, lo=0)
+    first_k = _int(config, name, "first_k_dense_replace", default=0, lo=0, hi=MAX_LAYERS)
+    freq = _int(config, name, "moe_layer_freq", default=1, lo=1, hi=MAX_LAYERS)
     moe_layers = tuple(i for i in range(layers) if experts and i >= first_k and i % freq == 0)
-    moe_inter = _int(config, name, "moe_intermediate_size", default=0)
-    n_shared = _int(config, name, "n_shared_experts", default=0)
-    kv_lora = _int(config, name, "kv_lora_rank")
-    rope = _int(config, name, "qk_rope_head_dim")
-    nope = _int(config, name, "qk_nope_head_dim")
-    v_dim = _int(config, name, "v_head_dim")
+    moe_inter = _int(config, name, "moe_intermediate_size", default=0,
+                     lo=1 if experts else 0, hi=MAX_INTERMEDIATE)
+    n_shared = _int(config, name, "n_shared_experts", default=0, lo=0, hi=MAX_EXPERTS)
+    kv_lora = _int(config, name, "kv_lora_rank", lo=1, hi=MAX_HIDDEN)
+    rope = _int(config, name, "qk_rope_head_dim", lo=1, hi=MAX_HIDDEN)
+    nope = _int(config, name, "qk_nope_head_dim", lo=0, hi=MAX_HIDDEN)
+    v_dim = _int(config, name, "v_head_dim", lo=1, hi=MAX_HIDDEN)
     attention_bias = bool(config.get("attention_bias", False))
     return ModelArch(
         **common,
         family=model_type,
         num_layers=layers,
-        num_kv_heads=_int(config, name, "num_key_value_heads", default=heads),
+        num_kv_heads=_kv_heads(config, name, "num_key_value_heads", heads),
         head_dim=nope + rope,
-        intermediate_size=_int(config, name, "intermediate_size"),
+        intermediate_size=_int(config, name, "intermediate_size", lo=1, hi=MAX_INTERMEDIATE),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
         num_experts=experts,
-        experts_per_token=_int(config, name, "num_experts_per_tok", default=0),
+        experts_per_token=k,
         moe_intermediate_size=moe_inter,
         shared_expert_intermediate_size=n_shared * moe_inter,
         num_shared_experts=n_shared,
         first_k_dense=first_k if experts else 0,
         kv_lora_rank=kv_lora,
-        q_lora_rank=_int(config, name, "q_lora_rank", default=0),
+        q_lora_rank=_int(config, name, "q_lora_rank", default=0, lo=0, hi=MAX_HIDDEN),
         qk_rope_head_dim=rope,
         qk_nope_head_dim=nope,
         v_head_dim=v_dim,
@@ -301,7 +431,7 @@ def _parse_deepseek(config: Mapping[str, Any], name: str, model_type: str) -> Mo
         router_bias=config.get("topk_method") == "noaux_tc",
         num_moe_layers=len(moe_layers),
         moe_layer_indices=moe_layers,
-        mtp_layers=_int(config, name, "num_nextn_predict_layers", default=0),
+        mtp_layers=_int(config, name, "num_nextn_predict_layers", default=0, lo=0, hi=MAX_LAYERS),
     )
 
 
@@ -310,14 +440,15 @@ def _parse_chatglm(config: Mapping[str, Any], name: str) -> ModelArch:
     heads = common["num_attention_heads"]
     hidden = common["hidden_size"]
     multi_query = bool(config.get("multi_query_attention", False))
-    kv_heads = _int(config, name, "multi_query_group_num") if multi_query else heads
+    kv_heads = _kv_heads(config, name, "multi_query_group_num", heads) if multi_query else heads
     return ModelArch(
         **common,
         family="chatglm",
-        num_layers=_int(config, name, "num_layers", "num_hidden_layers"),
+        num_layers=_layers(config, name, "num_layers", "num_hidden_layers"),
         num_kv_heads=kv_heads,
-        head_dim=_int(config, name, "kv_channels", default=hidden // heads),
-        intermediate_size=_int(config, name, "ffn_hidden_size", "intermediate_size"),
+        head_dim=_head_dim(config, name, "kv_channels", hidden, heads),
+        intermediate_size=_int(config, name, "ffn_hidden_size", "intermediate_size", lo=1,
+                               hi=MAX_INTERMEDIATE),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
         qkv_bias=bool(config.get("add_qkv_bias", False) or config.get("add_bias_linear", False)),
         o_bias=bool(config.get("add_bias_linear", False)),
@@ -541,5 +672,6 @@ __all__ = [
     "norm_params",
     "param_counts",
     "parse_config",
+    "rope_context_limit",
     "sliding_layers_fraction",
 ]

@@ -46,6 +46,7 @@ from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import ModelArch
 from optimizer.sizing.memory import (
     GIB,
+    KV_BYTES,
     activation_peak_bytes,
     kv_bytes_per_token_per_gpu,
     non_torch_bytes,
@@ -56,12 +57,62 @@ from optimizer.sizing.perf import Efficiency, MeasuredPoint, replica_perf
 
 #: Shipped calibration per engine (file name under ``catalogs/calibration/``).
 SHIPPED = {"trtllm": "trtllm-v1.0.yaml", "vllm": "trtllm-v1.0.yaml"}
-#: KV-reservation rule per engine (see ``perf`` module docstring, "Batch limits").
-KV_RESERVE = {"trtllm": 1.0, "vllm": 0.5}
-#: Batch cap per engine: trtllm-bench ``finetune_setting`` caps at 4096; vLLM ``max_num_seqs``.
-MAX_BATCH = {"trtllm": 4096, "vllm": 256}
 #: trtllm-bench's KV fraction in the perf overview ("--kv_cache_free_gpu_mem_fraction 0.95").
 TRTLLM_KV_FRACTION = 0.95
+
+
+@dataclass(frozen=True)
+class EngineDefaults:
+    """What an engine does when not told otherwise; ``procure perf`` and the fit read these.
+
+    * ``max_num_seqs``: cap on running sequences. TensorRT-LLM: trtllm-bench, which produced the
+      published perf-overview rows, sets ``max_batch_size = min(kv_cache_max_requests, 4096) / pp``
+      (``tensorrt_llm/bench/build/tuning.py``, ``finetune_setting``: "Cap total batch size to avoid
+      decoder buffer size becoming too large"), so the KV cache binds first and 4096 is the cap;
+      ``trtllm-serve --max_batch_size`` defaults to ``BuildConfig.max_batch_size`` (2048,
+      ``tensorrt_llm/commands/serve.py``) -- pass ``--max-num-seqs 2048`` to model a server. vLLM:
+      ``max_num_seqs`` 256 (``EngineArgs``).
+    * ``kv_dtype_fp8_weights`` / ``kv_dtype``: KV-cache dtype with fp8 weights / otherwise.
+      TensorRT-LLM's ModelOpt FP8 checkpoints quantise the KV cache too, which the calibration of
+      the published rows assumes (``read_published``; docs/perf.md "KV dtype of the calibration
+      rows"); vLLM's ``--kv-cache-dtype auto`` keeps the model's 16-bit dtype.
+    * ``kv_reserve_output_fraction``: output share of a running sequence's KV (``perf`` module).
+    * ``kv_memory_fraction``: TensorRT-LLM ``kv_cache_free_gpu_mem_fraction`` (0.95 of the memory
+      left after weights, the perf-overview setting) / vLLM ``gpu_memory_utilization`` (0.9 of
+      the device, the rest as ``memory.serving_memory`` models it).
+    """
+
+    engine: str
+    max_num_seqs: int
+    kv_dtype: str
+    kv_dtype_fp8_weights: str
+    kv_reserve_output_fraction: float
+    kv_memory_fraction: float
+
+    def kv_dtype_for(self, precision: str) -> str:
+        return self.kv_dtype_fp8_weights if precision == "fp8" else self.kv_dtype
+
+
+#: The one table of per-engine defaults (see :class:`EngineDefaults` for the sources).
+ENGINE_DEFAULTS = {
+    "trtllm": EngineDefaults("trtllm", max_num_seqs=4096, kv_dtype="auto", kv_dtype_fp8_weights="fp8",
+                             kv_reserve_output_fraction=1.0, kv_memory_fraction=TRTLLM_KV_FRACTION),
+    "vllm": EngineDefaults("vllm", max_num_seqs=256, kv_dtype="auto", kv_dtype_fp8_weights="auto",
+                           kv_reserve_output_fraction=0.5, kv_memory_fraction=0.9),
+}
+#: KV-reservation rule per engine (see ``perf`` module docstring, "Batch limits").
+KV_RESERVE = {k: v.kv_reserve_output_fraction for k, v in ENGINE_DEFAULTS.items()}
+#: Batch cap per engine: trtllm-bench ``finetune_setting`` caps at 4096; vLLM ``max_num_seqs``.
+MAX_BATCH = {k: v.max_num_seqs for k, v in ENGINE_DEFAULTS.items()}
+
+
+def engine_defaults(engine: str) -> EngineDefaults:
+    """Defaults of ``engine`` (``trtllm`` or ``vllm``); UsageError naming the known ones otherwise."""
+    try:
+        return ENGINE_DEFAULTS[engine]
+    except KeyError:
+        raise UsageError(f"unknown engine {engine!r}", field="engine",
+                         hint=f"use one of {', '.join(ENGINE_DEFAULTS)}") from None
 #: TensorRT-LLM ``max_num_tokens`` default used as the activation workspace of the estimate.
 TRTLLM_MAX_NUM_TOKENS = 8192
 #: Fitted parameters and their bounds. ``memory_bw`` is capped at 0.9: coalesced weight loads
@@ -117,13 +168,17 @@ def trtllm_kv_cache_tokens(arch: ModelArch, gpu: GPU, *, tp: int, pp: int, preci
 
 
 def kv_cache_tokens(arch: ModelArch, gpu: GPU, *, engine: str, tp: int, pp: int, precision: str,
-                    kv_dtype: str, max_model_len: int) -> int:
-    """KV-cache tokens of one replica under ``engine``'s memory rule (module docstring)."""
+                    kv_dtype: str, max_model_len: int, memory_fraction: float | None = None) -> int:
+    """KV-cache tokens of one replica under ``engine``'s memory rule (module docstring);
+    ``memory_fraction`` overrides the engine's ``kv_memory_fraction``."""
     if engine == "trtllm":
-        return trtllm_kv_cache_tokens(arch, gpu, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype)
+        return trtllm_kv_cache_tokens(arch, gpu, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
+                                      fraction=memory_fraction or TRTLLM_KV_FRACTION)
+    kw: dict[str, Any] = {"kv_dtype": kv_dtype}
+    if memory_fraction is not None:
+        kw["gpu_memory_utilization"] = memory_fraction
     mem = serving_memory(arch, precision, gpu_memory_gib=gpu.memory_gib, tp=tp, pp=pp,
-                         settings=EngineSettings(kv_dtype=kv_dtype),
-                         max_model_len=max_model_len)
+                         settings=EngineSettings(**kw), max_model_len=max_model_len)
     return mem.kv_cache_tokens
 
 
@@ -226,40 +281,95 @@ def _canonical(kind: str, name: str, catalog: Catalog | None, where: str) -> str
                            hint="use a catalog model name or HF id (`procure catalog models`)") from exc
 
 
+#: Upper bounds on measured values (beyond them a row is a typo: 10^12 tok/s, TP 10^6).
+MAX_PARALLEL = 1024
+MAX_ROW_TOKENS = 100_000_000
+MAX_THROUGHPUT = 1e9
+MAX_LATENCY_MS = 1e8
+
+
+def _number(value: Any, where: str, column: str, *, integer: bool, hi: float,
+            positive: bool = True) -> float:
+    """A finite, positive (whole, when ``integer``) number from a CSV cell, YAML or JSON value;
+    UsageError naming the file/row and the column otherwise (``true`` is not a number here)."""
+    kind = "a positive whole number" if integer else "a positive number"
+    ok = not isinstance(value, bool)
+    number = math.nan
+    if ok:
+        try:
+            number = float(value.strip()) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError):
+            ok = False
+    if not ok or not math.isfinite(number) or (integer and not number.is_integer()) \
+            or (positive and number <= 0) or number > hi:
+        raise UsageError(f"must be {kind} (at most {hi:g}), got {value!r}", file=where, field=column,
+                         hint="fix the value in that row; throughput and latencies must be measured, finite figures")
+    return number
+
+
 def _row_from_mapping(d: dict[str, Any], where: str, catalog: Catalog | None, engine: str,
                       defaults: dict[str, Any]) -> CalibrationRow:
     data = {**{k: v for k, v in defaults.items() if v is not None}, **d}
 
-    def need(*keys: str) -> Any:
+    def need(*keys: str) -> tuple[str, Any]:
         for k in keys:
             if data.get(k) not in (None, ""):
-                return data[k]
+                return k, data[k]
         raise UsageError(f"missing {keys[0]!r}", file=where, field=keys[0],
                          hint="columns: model, gpu, tp, precision, input_tokens, output_tokens, "
                               "output_tokens_per_s")
 
-    try:
-        row = CalibrationRow(
-            model=_canonical("model", str(need("model")), catalog, where),
-            gpu=_canonical("gpu", str(need("gpu")), catalog, where),
-            tp=int(need("tp")),
-            pp=int(data.get("pp") or 1),
-            precision=_precision(need("precision", "weights"), where),
-            kv_dtype=str(data.get("kv_dtype") or "auto"),
-            input_tokens=int(need("input_tokens", "input_len")),
-            output_tokens=int(need("output_tokens", "output_len")),
-            output_tokens_per_s=float(need("output_tokens_per_s")),
-            engine=str(data.get("engine") or engine),
-            ttft_ms=float(data["ttft_ms"]) if data.get("ttft_ms") not in (None, "") else None,
-            tpot_ms=float(data["tpot_ms"]) if data.get("tpot_ms") not in (None, "") else None,
-            source=str(data.get("source") or where),
-        )
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"bad value: {exc}", file=where) from exc
-    if row.tp < 1 or row.pp < 1 or row.input_tokens < 1 or row.output_tokens < 1 \
-            or row.output_tokens_per_s <= 0:
-        raise UsageError("tp, pp, token counts and output_tokens_per_s must be positive", file=where)
+    def integer(*keys: str, hi: float) -> int:
+        key, value = need(*keys)
+        return int(_number(value, where, key, integer=True, hi=hi))
+
+    def optional(key: str) -> float | None:
+        value = data.get(key)
+        return None if value in (None, "") else _number(value, where, key, integer=False, hi=MAX_LATENCY_MS)
+
+    kv_dtype = str(data.get("kv_dtype") or "auto").strip().lower()
+    if kv_dtype not in KV_BYTES:
+        raise UsageError(f"unknown kv_dtype {data.get('kv_dtype')!r}", file=where, field="kv_dtype",
+                         hint=f"use one of {', '.join(KV_BYTES)}")
+    row_engine = str(data.get("engine") or engine)
+    if row_engine not in ENGINE_DEFAULTS:
+        raise UsageError(f"unknown engine {row_engine!r}", file=where, field="engine",
+                         hint=f"use one of {', '.join(ENGINE_DEFAULTS)}")
+    pp = data.get("pp")
+    row = CalibrationRow(
+        model=_canonical("model", str(need("model")[1]), catalog, where),
+        gpu=_canonical("gpu", str(need("gpu")[1]), catalog, where),
+        tp=integer("tp", hi=MAX_PARALLEL),
+        pp=1 if pp in (None, "") else int(_number(pp, where, "pp", integer=True, hi=MAX_PARALLEL)),
+        precision=_precision(need("precision", "weights")[1], where),
+        kv_dtype=kv_dtype,
+        input_tokens=integer("input_tokens", "input_len", hi=MAX_ROW_TOKENS),
+        output_tokens=integer("output_tokens", "output_len", hi=MAX_ROW_TOKENS),
+        output_tokens_per_s=_number(need("output_tokens_per_s")[1], where, "output_tokens_per_s",
+                                    integer=False, hi=MAX_THROUGHPUT),
+        engine=row_engine,
+        ttft_ms=optional("ttft_ms"),
+        tpot_ms=optional("tpot_ms"),
+        source=str(data.get("source") or where),
+    )
+    if catalog is not None:
+        _check_row_layout(row, catalog, where)
     return row
+
+
+def _check_row_layout(row: CalibrationRow, catalog: Catalog, where: str) -> None:
+    """The row's TP/PP/precision must be a layout the model and GPU can run (``sizing.layout``)."""
+    from optimizer.loaders import resolve_gpu, resolve_model
+    from optimizer.sizing.architecture import parse_config
+    from optimizer.sizing.layout import check_layout
+
+    m = resolve_model(row.model, catalog)
+    arch = parse_config(m.config, m.name, file=str(m.path))
+    check_layout(arch, resolve_gpu(row.gpu, catalog), tp=row.tp, pp=row.pp, precision=row.precision,
+                 kv_dtype=row.kv_dtype, file=where,
+                 options={"tp": "tp (column or --tp)", "pp": "pp (column or --pp)",
+                          "precision": "precision (column or --precision)",
+                          "kv_dtype": "kv_dtype (column or --kv-dtype)"})
 
 
 def _vllm_bench_row(d: dict[str, Any], where: str, catalog: Catalog | None, engine: str,
@@ -268,9 +378,15 @@ def _vllm_bench_row(d: dict[str, Any], where: str, catalog: Catalog | None, engi
     ``output_throughput`` (output tok/s), ``completed``, ``total_input_tokens``,
     ``total_output_tokens``, ``mean_ttft_ms``, ``mean_tpot_ms``, ``model_id``, ``request_rate``.
     It does not record the GPU, TP or precision: they come from ``defaults`` (command options)."""
-    completed = int(d.get("completed") or 0)
-    if completed < 1:
+    if d.get("completed") in (None, "", 0):
         raise UsageError("vllm bench result has no completed requests", file=where, field="completed")
+    completed = int(_number(d.get("completed"), where, "completed", integer=True, hi=1e12))
+    totals = {}
+    for key in ("total_input_tokens", "total_output_tokens"):
+        if d.get(key) is None:
+            raise UsageError(f"vllm bench result has no {key!r}", file=where, field=key,
+                             hint="use the JSON `vllm bench serve --save-result` writes, unchanged")
+        totals[key] = _number(d[key], where, key, integer=False, hi=1e15)
     rate = d.get("request_rate", "inf")
     if str(rate) != "inf" or d.get("max_concurrency") not in (None, "None"):
         raise UsageError(
@@ -279,8 +395,8 @@ def _vllm_bench_row(d: dict[str, Any], where: str, catalog: Catalog | None, engi
             hint="calibrate on runs with --request-rate inf and no --max-concurrency")
     mapping = {
         "model": defaults.get("model") or d.get("model_id"),
-        "input_tokens": round(float(d["total_input_tokens"]) / completed),
-        "output_tokens": round(float(d["total_output_tokens"]) / completed),
+        "input_tokens": max(1, round(totals["total_input_tokens"] / completed)),
+        "output_tokens": max(1, round(totals["total_output_tokens"] / completed)),
         "output_tokens_per_s": d.get("output_throughput"),
         "ttft_ms": d.get("mean_ttft_ms"),
         "tpot_ms": d.get("mean_tpot_ms"),
@@ -303,7 +419,13 @@ def read_measurements(paths: Iterable[Path], *, catalog: Catalog | None = None, 
         where = str(path)
         if not path.is_file():
             raise UsageError("measurement file not found", file=where)
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", file=where,
+                             hint="save the measurements as UTF-8 CSV, YAML or JSON") from exc
+        except OSError as exc:
+            raise UsageError(f"cannot read file: {exc.strerror or exc}", file=where) from exc
         suffix = path.suffix.lower()
         if suffix == ".csv":
             for i, rec in enumerate(csv.DictReader(text.splitlines())):
@@ -398,20 +520,38 @@ class CalibrationFile:
 @lru_cache(maxsize=32)
 def _load_cached(path: str, mtime: float) -> CalibrationFile:
     p = Path(path)
+    hint = "write calibration files with `procure calibrate`"
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"not a calibration file: not UTF-8 text (byte {exc.start})", file=path,
+                           hint=hint) from exc
     except (OSError, yaml.YAMLError) as exc:
-        raise CatalogError(f"cannot read calibration file: {exc}", file=path) from exc
-    if not isinstance(data, dict) or not isinstance(data.get("families", {}), dict):
-        raise CatalogError("expected a mapping with families:", file=path,
-                           hint="write calibration files with `procure calibrate`")
+        raise CatalogError(f"cannot read calibration file: {exc}", file=path, hint=hint) from exc
+    if not isinstance(data, dict) or not ("families" in data or "measured" in data):
+        what = ("it looks like a scenario (it has workloads:)" if isinstance(data, dict) and "workloads" in data
+                else "it has no families: or measured: section")
+        raise CatalogError(f"not a calibration file: {what}", file=path, hint=hint)
+    if not isinstance(data.get("families") or {}, dict):
+        raise CatalogError("families: must map GPU families to efficiency factors", file=path,
+                           field="families", hint=hint)
+    if not isinstance(data.get("measured") or [], list):
+        raise CatalogError("measured: must be a list of measured points", file=path, field="measured",
+                           hint=hint)
     engine = str(data.get("engine", "trtllm"))
+    if engine not in ENGINE_DEFAULTS:
+        raise CatalogError(f"unknown engine {engine!r}", file=path, field="engine",
+                           hint=f"use one of {', '.join(ENGINE_DEFAULTS)}")
     source = str(data.get("source", path))
     fams: dict[str, Efficiency] = {}
     for name, vals in (data.get("families") or {}).items():
         if not isinstance(vals, dict):
             raise CatalogError("family entry must be a mapping", file=path, field=f"families.{name}")
         kw = {k: v for k, v in vals.items() if k in _EFF_KEYS}
+        for k, v in kw.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise CatalogError(f"must be a finite number >= 0, got {v!r}", file=path,
+                                   field=f"families.{name}.{k}", hint=hint)
         try:
             fams[str(name)] = Efficiency(**kw, family=str(name), engine=engine,
                                          source=f"{p.name}: {vals.get('note', source)}")
@@ -420,10 +560,12 @@ def _load_cached(path: str, mtime: float) -> CalibrationFile:
                                hint="compute, memory_bw and comm_efficiency are fractions in (0, 1]") from exc
     measured = []
     for i, m in enumerate(data.get("measured") or []):
+        if not isinstance(m, dict):
+            raise CatalogError("each measured point must be a mapping", file=path, field=f"measured[{i}]")
         try:
-            measured.append(MeasuredPoint(**m))
-        except TypeError as exc:
-            raise CatalogError(f"bad measured point: {exc}", file=path, field=f"measured[{i}]") from exc
+            measured.append(_row_from_mapping(m, f"{path}: measured[{i}]", None, engine, {}).point())
+        except UsageError as exc:
+            raise CatalogError(exc.message, file=exc.file, field=exc.field, hint=exc.hint) from exc
     return CalibrationFile(p, engine, str(data.get("default_family", next(iter(fams), "Hopper"))),
                            fams, tuple(measured), data)
 
@@ -530,12 +672,15 @@ def fit_rows(rows: Sequence[CalibrationRow], catalog: Catalog, *,
 
 
 __all__ = [
+    "ENGINE_DEFAULTS",
     "CalibrationFile",
     "CalibrationRow",
+    "EngineDefaults",
     "Residual",
     "calibration_document",
     "default_calibration_path",
     "efficiency_for",
+    "engine_defaults",
     "error_summary",
     "fit_family",
     "fit_rows",
