@@ -303,3 +303,25 @@ def test_calibration_file_non_finite_factor(tmp_path: Path) -> None:
     cal = tmp_path / "cal.yaml"
     cal.write_text("engine: trtllm\nfamilies:\n  Hopper: {compute: 0.5, memory_bw: 0.8, step_overhead_ms: .nan}\n")
     assert_user_error([*PERF, "--calibration", str(cal)], "families.Hopper.step_overhead_ms", "finite")
+
+
+def test_bad_rope_scaling_factor(tmp_path: Path) -> None:
+    llama2 = json.loads((REPO / "catalogs" / "models" / "Llama-2-7B.json").read_text())
+    path = _write(tmp_path, _with(llama2, rope_scaling={"type": "linear", "factor": "four"}))
+    assert_user_error(["size", str(path)], "rope_scaling.factor", "'four'")
+    path = _write(tmp_path, _with(llama2, rope_scaling={"type": "linear", "factor": 2.0}))
+    d = json.loads(run_cli("size", str(path), "--format", "json").output)
+    assert d["max_model_len"] == 4096  # the default stays the positions; 8192 is now allowed
+    assert run_cli("size", str(path), "--max-model-len", "8192", "--format", "json").exit_code == 0
+
+
+def test_finetune_seq_len_beyond_positions() -> None:
+    assert_user_error(["size", "Llama-2-7B", "--finetune", "lora", "--seq-len", "8192"], "--seq-len", "4,096")
+
+
+def test_calibration_file_non_finite_measured_point(tmp_path: Path) -> None:
+    cal = tmp_path / "cal.yaml"
+    cal.write_text(yaml.safe_dump({"engine": "vllm", "families": {}, "measured": [
+        {"model": "Llama-3.1-8B", "gpu": "H100-SXM-80GB", "tp": 1, "precision": "fp8", "input_tokens": 100,
+         "output_tokens": 100, "output_tokens_per_s": float("nan")}]}))
+    assert_user_error([*PERF, "--calibration", str(cal)], "measured[0]", "output_tokens_per_s")
