@@ -47,15 +47,19 @@ UNION_TAGS = {"inference", "finetune"}  # pydantic puts the discriminator tag in
 
 
 def field_path(loc: Iterable[int | str]) -> str:
-    """Render a pydantic error location as ``workloads[1].slo.tpot_ms``."""
+    """Render a pydantic error location as ``workloads[1].slo.tpot_ms``; a bad dict key
+    (``("prices", 1, "[key]")``) as ``prices.1 (key)``; huge or unprintable keys quoted and cut."""
+    parts = list(loc)
     out = ""
     prev: int | str | None = None
-    for part in loc:
+    for i, part in enumerate(parts):
         if isinstance(prev, int) and part in UNION_TAGS:
             prev = part
             continue
         prev = part
-        if isinstance(part, int):
+        if part == "[key]":
+            out += " (key)"
+        elif isinstance(part, int) and not (i + 1 < len(parts) and parts[i + 1] == "[key]"):
             out += f"[{part}]"
         else:
             text = str(part)

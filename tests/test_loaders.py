@@ -67,3 +67,13 @@ def test_consumer_gpus_need_opt_in() -> None:
     assert "H100-SXM-80GB" in allowed({})
     assert "RTX-4090-24GB" in allowed({"allow_consumer_gpus": True})
     assert allowed({"gpus": ["RTX-4090-24GB"]}) == {"RTX-4090-24GB"}
+
+
+def test_field_path_dict_keys() -> None:
+    """A bad dict key is named as a key; a huge or unprintable one is quoted and cut to ~80 characters."""
+    assert field_path(["prices", 1, "[key]"]) == "prices.1 (key)"
+    assert field_path(["prices", "H20", "[key]"]) == "prices.H20 (key)"
+    long = field_path(["prices", "k" * 20_000])
+    assert long.startswith("prices.'kkk") and long.endswith("(20,000 characters)") and len(long) < 120
+    assert field_path(["prices", "a\tb"]) == "prices.'a\\tb'"
+    assert field_path([]) == "(top level)"

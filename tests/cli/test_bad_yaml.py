@@ -221,3 +221,18 @@ def test_shipped_yaml_loads_as_safe_load_does(path: Path) -> None:
         return x
 
     assert norm(yaml_safe.load(text)) == norm(yaml.safe_load(text))
+
+
+def test_bad_dict_key_named(write_scenario: Writer, base_scenario: dict[str, Any]) -> None:
+    base_scenario["prices"] = {1: 5}
+    assert_user_error(["validate", str(write_scenario(base_scenario))], "prices.1 (key)", "wrong type")
+
+
+@pytest.mark.parametrize("value", ["[/bold]", "[red]lots"])
+def test_markup_in_a_value_is_printed_as_is(write_scenario: Writer, base_scenario: dict[str, Any],
+                                            value: str) -> None:
+    """The CLI prints messages with rich markup: a value that looks like markup must not be
+    interpreted (``[/bold]`` raised rich.errors.MarkupError, a traceback; ``[red]`` vanished)."""
+    base_scenario["workloads"][0]["requests_per_s"] = value
+    assert_user_error(["validate", str(write_scenario(base_scenario))], "workloads[0].requests_per_s",
+                      repr(value))

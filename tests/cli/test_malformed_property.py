@@ -148,7 +148,8 @@ def problem(m: Mutation, exit_code: int, output: str) -> str | None:
 COMMANDS = {
     "validate": ["validate"],
     "solve": ["solve", "--no-workbook", "--time-limit", "10"],
-    "compare": ["compare", "--no-workbook", "--jobs", "1", "--time-limit", "10"],
+    # --demand-scale adds a variant, so deleting whatif: still leaves something to compare
+    "compare": ["compare", "--no-workbook", "--jobs", "1", "--time-limit", "10", "--demand-scale", "1.25"],
 }
 SEEDS = {"validate": SEEDS_VALIDATE, "solve": SEEDS_SOLVE, "compare": SEEDS_COMPARE}
 ALL = {cmd: [m for seed, data in SEEDS[cmd].items() for m in mutations(seed, data)] for cmd in COMMANDS}
