@@ -115,7 +115,8 @@ def read_yaml(path: Path, error: type[ProcureError] = ScenarioError) -> Any:
     except yaml_safe.StrictYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise error(f"{where}{exc.problem}", file=file, hint=exc.hint) from exc
+        raise error(f"{where}{exc.problem}", file=file, field=field_path(exc.loc) if exc.loc else None,
+                    hint=exc.hint) from exc
     except yaml.reader.ReaderError as exc:
         line = text[:exc.position].count("\n") + 1
         raise error(f"line {line}: unacceptable character U+{exc.character:04X} ({exc.reason})"

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 #: Deepest nesting of lists and mappings accepted (scenarios need fewer than 10 levels).
 MAX_DEPTH = 64
@@ -93,11 +93,14 @@ def _short_tag(tag: str) -> str:
 
 
 class StrictYAMLError(yaml.MarkedYAMLError):
-    """Input PyYAML would accept but procure refuses; ``problem_mark`` gives the line."""
+    """Input PyYAML would accept but procure refuses; ``problem_mark`` gives the line and ``loc``
+    the keys and indexes leading to the value (``("workloads", 0, "name")``), when known."""
 
-    def __init__(self, problem: str, mark: Any, hint: str | None = None) -> None:
+    def __init__(self, problem: str, mark: Any, hint: str | None = None,
+                 loc: tuple[int | str, ...] | None = None) -> None:
         super().__init__(problem=problem, problem_mark=mark)
         self.hint = hint
+        self.loc = loc
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -108,9 +111,21 @@ class StrictLoader(yaml.SafeLoader):
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
-        self._depth = 0
         self._nodes = 0                   # nodes so far with every alias expanded
         self._sizes: dict[int, int] = {}  # id(node) -> its expanded size, once composed
+        self._where: list[int | str | None] = []  # keys/indexes to the node being composed
+
+    def _loc(self, *more: int | str | None) -> tuple[int | str, ...]:
+        return tuple(p for p in (*self._where, *more) if p is not None)
+
+    @staticmethod
+    def _segment(parent: Node | None, index: Any) -> int | str | None:
+        """The key or index under which a node sits; None for the root and for mapping keys."""
+        if isinstance(parent, SequenceNode) and isinstance(index, int):
+            return index
+        if isinstance(parent, MappingNode) and isinstance(index, ScalarNode):
+            return str(index.value)
+        return None
 
     def _count(self, n: int, mark: Any) -> None:
         self._nodes += n
@@ -121,41 +136,43 @@ class StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event = self.peek_event()
+        segment = self._segment(parent, index)
         if isinstance(event, AliasEvent):
             node = super().compose_node(parent, index)
             size = self._sizes.get(id(node))
             if size is None:  # the anchored node is still being composed
                 raise StrictYAMLError(f"alias *{_cut(event.anchor or '')} refers to a value that "
                                       "contains it (a recursive alias)", event.start_mark,
-                                      hint="YAML aliases must not refer to themselves")
+                                      hint="YAML aliases must not refer to themselves", loc=self._loc(segment))
             self._count(size, event.start_mark)
             return node
         if isinstance(event, (ScalarEvent, CollectionStartEvent)) and event.tag is not None \
                 and event.tag not in ALLOWED_TAGS:
             raise StrictYAMLError(f"unsupported YAML tag {_cut(_short_tag(event.tag))}", event.start_mark,
                                   hint="remove the tag; scenarios and catalogs use plain strings, "
-                                       "numbers, booleans, lists and mappings")
-        self._depth += 1
-        if self._depth > MAX_DEPTH:
+                                       "numbers, booleans, lists and mappings", loc=self._loc(segment))
+        if len(self._where) >= MAX_DEPTH:
             raise StrictYAMLError(f"nested more than {MAX_DEPTH} levels deep", event.start_mark,
                                   hint="check for unclosed brackets; a scenario needs a few levels")
         start = self._nodes
         self._count(1, event.start_mark)
+        self._where.append(segment)
         try:
             node = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        if node is None:  # not reached: PyYAML composes a node for every event
+            if node is None:  # not reached: PyYAML composes a node for every event
+                return node
+            self._sizes[id(node)] = self._nodes - start
+            if isinstance(node, ScalarNode):
+                bad = _BAD_CHAR.search(node.value)
+                if bad:
+                    raise StrictYAMLError(f"control character U+{ord(bad.group()):04X} in a string",
+                                          node.start_mark, hint="remove it; use printable text only",
+                                          loc=self._loc())
+            elif isinstance(node, MappingNode):
+                self._check_keys(node)
             return node
-        self._sizes[id(node)] = self._nodes - start
-        if isinstance(node, ScalarNode):
-            bad = _BAD_CHAR.search(node.value)
-            if bad:
-                raise StrictYAMLError(f"control character U+{ord(bad.group()):04X} in a string",
-                                      node.start_mark, hint="remove it; use printable text only")
-        elif isinstance(node, MappingNode):
-            self._check_keys(node)
-        return node
+        finally:
+            self._where.pop()
 
     def _check_keys(self, node: MappingNode) -> None:
         """Duplicate keys are errors (merge keys ``<<`` may be overridden, as YAML intends)."""
@@ -174,7 +191,8 @@ class StrictLoader(yaml.SafeLoader):
             if first is not None:
                 raise StrictYAMLError(
                     f"duplicate key {shorten(key, 60)} (first at line {first})", key_node.start_mark,
-                    hint="remove one of them; YAML would silently keep only the last")
+                    hint="remove one of them; YAML would silently keep only the last",
+                    loc=self._loc(str(key_node.value)))
             seen[key] = key_node.start_mark.line + 1
 
 

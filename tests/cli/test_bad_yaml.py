@@ -24,8 +24,8 @@ def _yaml(data: Any) -> str:
 def test_duplicate_key_names_line_and_key(write_scenario: Writer, base_scenario: dict[str, Any]) -> None:
     text = _yaml(base_scenario).replace("  budget: 5000000\n", "  budget: 5000000\n  budget: 100\n")
     line = text.splitlines().index("  budget: 100") + 1
-    assert_user_error(["validate", str(write_scenario(text))], "scenario.yaml", f"line {line}",
-                      "duplicate key 'budget'", "keep only the last")
+    assert_user_error(["validate", str(write_scenario(text))], "scenario.yaml", "constraints.budget: ",
+                      f"line {line}", "duplicate key 'budget'", "keep only the last")
 
 
 def test_merge_key_may_be_overridden(write_scenario: Writer, base_scenario: dict[str, Any]) -> None:
@@ -56,7 +56,8 @@ def test_yaml_1_2_numbers() -> None:
 def test_explicit_tags_refused(write_scenario: Writer, base_scenario: dict[str, Any], value: str,
                                tag: str) -> None:
     text = _yaml(base_scenario).replace("name: test", f"name: test\ndescription: {value}", 1)
-    assert_user_error(["validate", str(write_scenario(text))], "line 2", f"unsupported YAML tag {tag}")
+    assert_user_error(["validate", str(write_scenario(text))], "description: line 2",
+                      f"unsupported YAML tag {tag}")
 
 
 def test_str_tag_allowed(write_scenario: Writer, base_scenario: dict[str, Any]) -> None:
@@ -95,7 +96,7 @@ def test_alias_bomb_refused_fast(write_scenario: Writer) -> None:
 
 
 def test_recursive_alias_refused(write_scenario: Writer) -> None:
-    assert_user_error(["validate", str(write_scenario("a: &a [1, *a]\n"))], "line 1", "recursive alias")
+    assert_user_error(["validate", str(write_scenario("a: &a [1, *a]\n"))], "a[1]: line 1", "recursive alias")
 
 
 def test_moderate_aliases_allowed() -> None:
@@ -108,7 +109,8 @@ def test_control_character_in_workload_name(write_scenario: Writer, base_scenari
                                             char: str) -> None:
     text = _yaml(base_scenario).replace("name: chat", f'name: "ch{char}at"')
     line = text.splitlines().index(f'- name: "ch{char}at"') + 1
-    assert_user_error(["validate", str(write_scenario(text))], f"line {line}", "control character")
+    assert_user_error(["validate", str(write_scenario(text))], "workloads[0].name: ", f"line {line}",
+                      "control character")
 
 
 def test_raw_control_byte_names_line(write_scenario: Writer, base_scenario: dict[str, Any]) -> None:
