@@ -185,13 +185,13 @@ def test_validate_refuses_malformed(folder: Path, m: Mutation) -> None:
     _check("validate", m, folder)
 
 
-@examples(40)
+@examples(80)
 @given(m=st.sampled_from(ALL["solve"]))
 def test_solve_refuses_malformed(folder: Path, m: Mutation) -> None:
     _check("solve", m, folder)
 
 
-@examples(25)
+@examples(50)
 @given(m=st.sampled_from(ALL["compare"]))
 def test_compare_refuses_malformed(folder: Path, m: Mutation) -> None:
     _check("compare", m, folder)
