@@ -8,7 +8,7 @@ Formulation (names as in the code)::
     vars    r[c] ∈ Z+      replicas of candidate c
             x[f] ∈ {0,1}   finetune job j_f runs on candidate f
             n[s] ∈ Z+      servers of SKU s bought
-            a[s,k] ∈ Z+    servers of SKU s in rack k
+            a[s,k] ∈ Z+    servers of SKU s in rack k (only when racks can bind, see add_racks)
             z[g] ∈ {0,1}   GPU type g is bought
             v[w,s] ∈ {0,1} workload w has replicas on SKU s (only for min_replicas ≥ 2)
             y[w] ∈ [0,1]   served fraction (coverage objective; else fixed 1), u[w] ∈ {0,1} served at all
@@ -21,8 +21,14 @@ Formulation (names as in the code)::
     add_gpu_packing     Σ_{c on s} t_c·p_c·r[c] + Σ_{f on s} gpus_f·x[f] ≤ G_s·n[s]
     add_budget          Σ_s price_s·n[s] ≤ budget
     add_site_power      PUE·Σ_s W_s·n[s] ≤ site_power
-    add_racks           Σ_k a[s,k] = n[s];  Σ_s W_s·a[s,k] ≤ rack_power;  Σ_s U_s·a[s,k] ≤ rack_units;
+    add_racks           n[s] = 0 if W_s > rack_power or U_s > rack_units         (fits no rack)
+                        if N_ub > racks, for k < racks:
+                        Σ_k a[s,k] = n[s];  Σ_s W_s·a[s,k] ≤ rack_power;  Σ_s U_s·a[s,k] ≤ rack_units;
                         Σ_s W_s·a[s,k] ≥ Σ_s W_s·a[s,k+1]                       (symmetry)
+                        where N_ub = server_bound ≥ Σ_s n[s] in every plan; racks are identical and
+                        each used one holds ≥ 1 server, so at most N_ub racks are ever used, and when
+                        N_ub ≤ racks one server per rack always fits: the rows cannot bind and are
+                        left out (no a[s,k]; the plan's servers are racked first-fit, model/racks.py)
     add_availability    Σ_{s of g} G_s·n[s] ≤ avail_g
     add_gpu_types       n[s] ≤ N_s·z[g_s];  Σ_g z[g] ≤ max_gpu_types
     objective           capex    = Σ_s price_s·n[s]
@@ -78,9 +84,31 @@ class MipModel:
     tco: mathopt.LinearExpression | None = None
     power_w: mathopt.LinearExpression | None = None
 
+    racks_modelled: int = 0  # racks with per-rack variables a[s,k]; 0 when the rack rows cannot bind
+
     @property
     def num_racks(self) -> int:
         return self.limits.racks or 0
+
+
+def server_bound(mm: MipModel) -> int:
+    """An upper bound on Σ_s n[s] in any plan the model admits (after the n[s] bounds are set).
+
+    The least of: the sum of the n[s] upper bounds; the budget over the cheapest server; the site
+    power over PUE times the least server power. Only SKUs with n[s] allowed above 0 count.
+    """
+    live = [(key, sku) for key, sku in mm.cands.skus.items() if mm.n[key].upper_bound > 0]
+    if not live:
+        return 0
+    bound = sum(math.floor(mm.n[key].upper_bound + 1e-9) for key, _ in live)
+    cheapest = min(sku.unit_price for _, sku in live)
+    if mm.limits.budget is not None and cheapest > 0:
+        bound = min(bound, math.floor(mm.limits.budget / cheapest + 1e-9))
+    least_w = min(sku.power_w for _, sku in live)
+    if mm.limits.site_power_kw is not None and least_w > 0:
+        pue = mm.rs.scenario.site.pue
+        bound = min(bound, math.floor(mm.limits.site_power_kw * 1000.0 / (pue * least_w) + 1e-9))
+    return max(bound, 0)
 
 
 def limits_of(rs: ResolvedScenario, *, coverage: bool | None = None) -> Limits:

@@ -144,24 +144,46 @@ def add_site_power(mm: MipModel) -> None:
 
 
 def add_racks(mm: MipModel) -> None:
-    """Servers go into racks, each within its power (kW) and rack units; racks are filled in order."""
-    if not mm.limits.racks:
-        return
+    """Servers go into racks, each within its power (kW) and rack units; racks are filled in order.
+
+    A SKU of which one server draws more than a rack's power or is taller than its units fits no
+    rack, whatever their number: n[s] = 0 (``build_candidates`` already drops such SKUs with a
+    rejection; this keeps hand-made tables honest and lets the diagnosis lift the rack count alone).
+
+    Racks are identical, so they are modelled only as far as a plan can use them. Every used rack
+    holds at least one server, and the symmetry row fills racks in order (load non-increasing, so
+    the empty ones are last); a plan of N servers uses at most racks 1..N, and N ≤ N_ub =
+    ``server_bound(mm)`` in every plan. So K = min(racks, N_ub) racks lose no plan. When N_ub ≤
+    racks, every remaining SKU fits a rack alone and one server per rack is a valid layout of any
+    plan: the rack rows cannot bind and none are made (``mm.a`` stays empty; extraction racks the
+    bought servers first-fit, ``optimizer.model.racks``). Otherwise K = racks with a[s,k] for every
+    SKU and rack; ``site.racks: 100000`` thus costs nothing once the plan cannot fill the site.
+    """
+    from optimizer.model.build import server_bound
+    from optimizer.sizing.candidates import fits_rack
+
     site = mm.rs.scenario.site
     skus = mm.cands.skus
+    for key, sku in skus.items():
+        if not fits_rack(sku, site.rack_power_kw, site.rack_units):
+            mm.n[key].upper_bound = 0
+    if not mm.limits.racks or server_bound(mm) <= mm.limits.racks:
+        mm.racks_modelled = 0
+        return
+    racks = mm.racks_modelled = mm.limits.racks
     for key in skus:
-        for k in range(mm.limits.racks):
+        for k in range(racks):
             mm.a[(key, k)] = mm.model.add_integer_variable(lb=0, ub=mm.n[key].upper_bound, name=f"a[{key},{k}]")
         mm.model.add_linear_constraint(
-            mathopt.fast_sum(mm.a[(key, k)] for k in range(mm.limits.racks)) == mm.n[key], name=f"racked[{key}]")
+            mathopt.fast_sum(mm.a[(key, k)] for k in range(racks)) == mm.n[key], name=f"racked[{key}]")
     load = []
-    for k in range(mm.limits.racks):
+    for k in range(racks):
         watts = mathopt.fast_sum(sku.power_w * mm.a[(key, k)] for key, sku in skus.items())
         units = mathopt.fast_sum(sku.rack_units * mm.a[(key, k)] for key, sku in skus.items())
         mm.model.add_linear_constraint(watts <= site.rack_power_kw * 1000.0, name=f"rack_power[{k}]")
         mm.model.add_linear_constraint(units <= site.rack_units, name=f"rack_units[{k}]")
         load.append(watts)
-    for k in range(mm.limits.racks - 1):
+    for k in range(racks - 1):
         mm.model.add_linear_constraint(load[k] >= load[k + 1], name=f"rack_order[{k}]")
 
 

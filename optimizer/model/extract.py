@@ -7,6 +7,7 @@ from collections import defaultdict
 from optimizer import __version__
 from optimizer.model.build import MipModel
 from optimizer.model.placement import Item, place
+from optimizer.model.racks import first_fit_racks
 from optimizer.model.solve import SolveOutcome, SolveSettings
 from optimizer.schema.plan import (
     Deployment,
@@ -116,9 +117,8 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
     if mm.a:
         for (k, rack), var in mm.a.items():
             racks_by_sku[k] += [rack + 1] * _int(val[var])
-    else:
-        for k, n in counts.items():
-            racks_by_sku[k] += [1] * n
+    else:  # no per-rack variables: the rack rows could not bind (add_racks), so rack first-fit
+        racks_by_sku.update(first_fit_racks(counts, cands.skus, sc.site.rack_power_kw, sc.site.rack_units))
     placement = place(dict(racks_by_sku), {k: cands.skus[k].gpus for k in counts}, items)
     used_racks = {p.rack for p in placement}
     solver = SolverReport(

@@ -94,7 +94,7 @@ class Rejection:
     tp: int
     pp: int
     precision: str
-    reason: str  # "memory" | "slo" | "precision" | "heads" | "deadline"
+    reason: str  # "memory" | "slo" | "precision" | "kv_dtype" | "rack" | "heads" | "deadline"
     detail: str
     need_gib: float = 0.0
     have_gib: float = 0.0
@@ -109,6 +109,8 @@ class CandidateSet:
     finetune: list[FinetuneCandidate] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     archs: dict[str, ModelArch] = field(default_factory=dict)
+    # server SKUs dropped because one of them alone exceeds a rack's power or units (see drop_unrackable)
+    unrackable: dict[str, ServerSku] = field(default_factory=dict)
 
     def for_workload(self, name: str) -> list[InferenceCandidate]:
         return [c for c in self.inference if c.workload == name]
@@ -177,10 +179,15 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
     for sku in skus.values():
         gpu = sku.gpu
         for precision in w.precisions:
-            if not gpu.runs(precision) or (kv_dtype == "fp8" and "fp8" not in gpu.tflops_dense
-                                           and gpu.vendor != "NVIDIA"):
+            if not gpu.runs(precision):
                 out.rejections.append(Rejection(w.name, sku.key, 0, 0, precision, "precision",
-                                                f"{gpu.name} cannot run {precision}"))
+                                                f"{gpu.name} cannot run {precision} weights"))
+                continue
+            if kv_dtype == "fp8" and "fp8" not in gpu.tflops_dense and gpu.vendor != "NVIDIA":
+                # the weights' precision is fine; the KV cache dtype is what this GPU lacks
+                out.rejections.append(Rejection(
+                    w.name, sku.key, 0, 0, precision, "kv_dtype",
+                    f"{gpu.name} runs {precision} weights but has no fp8 KV cache (kv_dtype fp8)"))
                 continue
             for tp in TP_DEGREES:
                 if not _tp_ok(arch, tp, sku):
@@ -296,6 +303,43 @@ def finetune_candidates(rs: ResolvedScenario, w: FinetuneWorkload, arch: ModelAr
         out.finetune.append(cand)
 
 
+def fits_rack(sku: ServerSku, rack_power_kw: float, rack_units: int) -> bool:
+    """Whether one server of ``sku`` fits an empty rack (its power and its height)."""
+    return sku.power_w <= rack_power_kw * 1000.0 * (1 + 1e-9) and sku.rack_units <= rack_units
+
+
+def rack_misfit(sku: ServerSku, rack_power_kw: float, rack_units: int) -> str:
+    """Why a server fits no rack, with both numbers of each limit it breaks."""
+    parts = []
+    if sku.power_w > rack_power_kw * 1000.0 * (1 + 1e-9):
+        parts.append(f"draws {sku.power_w / 1000:,.1f} kW, more than a rack's {rack_power_kw:g} kW")
+    if sku.rack_units > rack_units:
+        parts.append(f"is {sku.rack_units} U tall, more than a rack's {rack_units} U")
+    return f"{sku.key} " + " and ".join(parts)
+
+
+def drop_unrackable(out: CandidateSet, rack_power_kw: float, rack_units: int) -> None:
+    """Take server SKUs that fit no rack on their own out of the table (more racks never help them).
+
+    Every candidate on such a SKU becomes a ``rack`` rejection naming both numbers, so the diagnosis
+    can say so when a workload has nothing left; the MIP never sees the SKU.
+    """
+    bad = {k: s for k, s in out.skus.items() if not fits_rack(s, rack_power_kw, rack_units)}
+    if not bad:
+        return
+    rejected: set[tuple[str, str]] = set()
+    used = [(c.workload, c.sku) for c in out.inference] + [(f.workload, f.sku) for f in out.finetune]
+    for workload, key in used:
+        if key in bad and (workload, key) not in rejected:
+            rejected.add((workload, key))
+            out.rejections.append(Rejection(workload, key, 0, 0, "", "rack",
+                                            rack_misfit(bad[key], rack_power_kw, rack_units)))
+    out.inference = [c for c in out.inference if c.sku not in bad]
+    out.finetune = [f for f in out.finetune if f.sku not in bad]
+    out.skus = {k: s for k, s in out.skus.items() if k not in bad}
+    out.unrackable.update(bad)
+
+
 def build_candidates(rs: ResolvedScenario) -> CandidateSet:
     """All candidates of a resolved scenario, with rejections kept for diagnosis."""
     skus = server_skus(rs)
@@ -310,6 +354,7 @@ def build_candidates(rs: ResolvedScenario) -> CandidateSet:
             inference_candidates(rs, w, arch, skus, out, efficiency, calibration)
         else:
             finetune_candidates(rs, w, arch, skus, out)
+    drop_unrackable(out, rs.scenario.site.rack_power_kw, rs.scenario.site.rack_units)
     out.inference = prune_dominated(out.inference)
     return out
 

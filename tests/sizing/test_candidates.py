@@ -49,3 +49,36 @@ def test_tp_divides_heads_and_fits_server() -> None:
 
 def test_group_size_whole_servers_beyond_one() -> None:
     assert [group_size(n, 8) for n in (1, 3, 5, 8, 9, 23)] == [1, 4, 8, 8, 16, 24]
+
+
+def resolved_site(site: dict[str, object], **constraints: object) -> object:
+    data = {**BASE_SCENARIO, "site": {**BASE_SCENARIO["site"], **site}, "constraints": constraints}
+    return resolve_scenario(Scenario.model_validate(data), Path("s.yaml"), load_catalog())
+
+
+def test_server_that_fits_no_rack_is_dropped_with_a_rejection() -> None:
+    # HGX H20: 4.6 kW + 8 x 0.4 kW = 7.8 kW and 8 U; racks of 5 kW / 6 U hold none of it, whatever
+    # their number. The L20 boxes (4 U; 0.36 + 8 x 0.275 = 2.56 kW at most) fit and stay.
+    cands = build_candidates(resolved_site({"rack_power_kw": 5, "rack_units": 6},  # type: ignore[arg-type]
+                                           gpus=["H20-96GB", "L20-48GB"]))
+    h20 = "HGX-H20-8GPU/H20-96GB/8"
+    assert h20 not in cands.skus and list(cands.unrackable) == [h20]
+    assert not [c for c in cands.inference if c.sku == h20]
+    assert cands.inference and all("L20" in c.sku for c in cands.inference)
+    rack = [r for r in cands.rejections if r.reason == "rack"]
+    assert [(r.workload, r.sku) for r in rack] == [("chat", h20)]
+    assert rack[0].detail == (f"{h20} draws 7.8 kW, more than a rack's 5 kW and is 8 U tall, more than a "
+                              "rack's 6 U")
+
+
+def test_kv_dtype_and_weight_precision_rejections_are_told_apart() -> None:
+    # Ascend 910B runs int8 weights but has no fp8 (so no fp8 KV cache), and cannot run fp8 weights.
+    data = {**BASE_SCENARIO, "constraints": {"gpus": ["Ascend-910B-64GB", "L20-48GB"]},
+            "workloads": [{**BASE_SCENARIO["workloads"][0], "precisions": ["int8", "fp8"], "kv_dtype": "fp8"}]}
+    rs = resolve_scenario(Scenario.model_validate(data), Path("s.yaml"), load_catalog())
+    cands = build_candidates(rs)
+    ascend = {(r.reason, r.precision, r.detail) for r in cands.rejections if "Ascend" in r.sku}
+    assert ascend == {
+        ("kv_dtype", "int8", "Ascend-910B-64GB runs int8 weights but has no fp8 KV cache (kv_dtype fp8)"),
+        ("precision", "fp8", "Ascend-910B-64GB cannot run fp8 weights"),
+    }
