@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from optimizer import __version__
 from optimizer.cli.calibrate import calibrate_command
@@ -32,8 +33,9 @@ class ProcureGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ProcureError as exc:
+            # escape: a user's value such as "[/bold]" is text, not markup (it raised MarkupError)
             Console(stderr=True, highlight=False).print(
-                f"[bold red]error:[/] {exc.render()}", markup=True, soft_wrap=True)
+                f"[bold red]error:[/] {escape(exc.render())}", markup=True, soft_wrap=True)
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
