@@ -21,12 +21,13 @@ Nothing else is touched: other targets' temporary files, symbolic links and fold
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import re
+import secrets
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -77,9 +78,10 @@ def check_target(path: Path, *, force: bool, what: str = "file", suffix: str | N
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write {what} {path}: folder {parent} is not writable",
                          hint="choose a folder you can write to")
+    holder: list[Path] = []
     try:
-        with tempfile.TemporaryFile(dir=parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"):
-            pass
+        with _cleanup_on_signal(holder):
+            _create_temporary(path, holder).unlink()
     except OSError as exc:
         raise UsageError(f"cannot write {what} {path}: folder {parent}: {exc.strerror or exc}",
                          hint="choose a folder you can write to") from exc
@@ -189,6 +191,25 @@ def _discard(exc: BaseException) -> None:
         sys.unraisablehook = hook
 
 
+def _create_temporary(path: Path, holder: list[Path]) -> Path:
+    """Create ``.{name}.{pid}.{random}.tmp`` beside ``path`` (mode 0600), named in ``holder`` *before*
+    it exists, so that a signal arriving at any moment finds it there to remove."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        holder.append(tmp)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            holder.remove(tmp)
+            continue
+        except OSError:
+            holder.remove(tmp)
+            raise
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
 def safe_write(path: Path, write: Callable[[Path], object], *, force: bool = False, what: str = "file",
                suffix: str | None = None) -> Path:
     """Call ``write(tmp)`` on a temporary file in ``path``'s folder, then rename it onto ``path``.
@@ -203,14 +224,10 @@ def safe_write(path: Path, write: Callable[[Path], object], *, force: bool = Fal
     with _cleanup_on_signal(holder) as received:
         try:
             try:
-                fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
-                                                suffix=".tmp")
+                tmp = _create_temporary(path, holder)
             except OSError as exc:
                 raise UsageError(f"cannot write {what} {path}: {exc.strerror or exc}",
                                  hint="choose a folder you can write to") from exc
-            tmp = Path(tmp_name)
-            holder.append(tmp)
-            os.close(fd)
             try:
                 write(tmp)
                 os.chmod(tmp, 0o666 & ~_umask())
