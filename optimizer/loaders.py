@@ -380,11 +380,15 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
         raise ScenarioError("no allowed server takes any allowed GPU", file=file,
                             field="constraints", hint="allow a server whose compatible_gpus "
                             "include one of constraints.gpus (see `procure catalog servers`)")
-    for name in scenario.prices:
-        known = _names([*catalog.gpus.values(), *catalog.servers.values()])
-        if name.lower() not in known:
-            raise ScenarioError(f"price override for unknown item {name!r}", file=file,
-                                field=f"prices.{name}", hint=_suggest(name, known))
+    known = _names([*catalog.gpus.values(), *catalog.servers.values()])
+
+    def priced(prices: Mapping[str, float], field: str) -> None:
+        for name in prices:
+            if name.lower() not in known:
+                raise ScenarioError(f"price override for unknown item {_clip(name, 80)!r}", file=file,
+                                    field=f"{field}.{_clip(name, 80)}", hint=_suggest(name, known))
+
+    priced(scenario.prices, "prices")
     models: dict[str, ResolvedModel] = {}
     for i, w in enumerate(scenario.workloads):
         try:
@@ -418,7 +422,8 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
     if scenario.calibration:
         _check_calibration(path.parent / scenario.calibration, file)
     for v_i, v in enumerate(scenario.whatif):
-        for name in v.gpus or []:
-            gpu(name, f"whatif[{v_i}].gpus")
+        for g_i, name in enumerate(v.gpus or []):
+            gpu(name, f"whatif[{v_i}].gpus[{g_i}]")
+        priced(v.prices, f"whatif[{v_i}].prices")
     return ResolvedScenario(scenario=scenario, path=path, catalog=catalog, gpus=gpus,
                             servers=servers, models=models)

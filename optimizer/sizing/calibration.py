@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from optimizer import yaml_safe
 from optimizer.errors import CatalogError, UsageError
 from optimizer.schema.catalog import GPU, Catalog
 from optimizer.schema.engine import EngineSettings
@@ -447,7 +448,7 @@ def read_measurements(paths: Iterable[Path], *, catalog: Catalog | None = None, 
                     out.append(_row_from_mapping(item, where, catalog, engine, defaults))
             continue
         try:
-            data = yaml.safe_load(text)
+            data = yaml_safe.load(text)
         except yaml.YAMLError as exc:
             raise UsageError(f"YAML syntax error: {exc}", file=where) from exc
         meta: dict[str, Any] = {}
@@ -475,7 +476,7 @@ def read_published(path: Path, catalog: Catalog, *, kv_dtype: str = "fp8") -> li
     trtllm-bench batch rule (see docs/perf.md, "KV dtype of the calibration rows")."""
     rows = read_measurements([path], catalog=catalog, engine="trtllm",
                              defaults={"kv_dtype": kv_dtype})
-    src = yaml.safe_load(path.read_text(encoding="utf-8")).get("source", str(path))
+    src = yaml_safe.load(path.read_text(encoding="utf-8")).get("source", str(path))
     return [replace(r, source=src) for r in rows]
 
 
@@ -522,7 +523,7 @@ def _load_cached(path: str, mtime: float) -> CalibrationFile:
     p = Path(path)
     hint = "write calibration files with `procure calibrate`"
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml_safe.load(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise CatalogError(f"not a calibration file: not UTF-8 text (byte {exc.start})", file=path,
                            hint=hint) from exc

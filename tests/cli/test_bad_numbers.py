@@ -142,3 +142,10 @@ def test_coverage_planned_rps_is_what_is_served(write_scenario: Writer, base_sce
     assert planned == pytest.approx(cov["capacity_rps"], rel=1e-9)
     assert planned == pytest.approx(cov["served_fraction"] * cov["demand_rps"], rel=1e-6)
     assert planned < 400
+
+
+def test_whatif_price_for_an_unknown_item_is_named(write_scenario: Writer, base_scenario: dict[str, Any]) -> None:
+    # found by the malformed-scenario property test: validate accepted it, only compare refused
+    base_scenario["whatif"] = [{"name": "cheap", "prices": {"H2O-96GB": 9000}}]
+    assert_user_error(["validate", str(write_scenario(base_scenario))], "whatif[0].prices.H2O-96GB",
+                      "unknown item", "H20-96GB")
