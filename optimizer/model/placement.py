@@ -139,15 +139,6 @@ def spread_needed(items: list[Item], sku: str) -> set[str]:
     return {w for w, s in skus.items() if s == {sku} and w not in wide}
 
 
-def satisfied(servers: list[PlacedServer], items: list[Item]) -> bool:
-    """Every spread workload on two or more servers (the rule ``check_plan`` enforces)."""
-    hosts: dict[str, set[int]] = defaultdict(set)
-    for s in servers:
-        for r in s.replicas:
-            hosts[r.workload].add(s.index)
-    return all(len(hosts[it.workload]) >= 2 for it in items if it.spread)
-
-
 # --- pass 1: greedy ---------------------------------------------------------------------------
 
 
