@@ -80,7 +80,8 @@ def _solver(candidates: int = 120) -> SolverReport:
     return SolverReport(solver="highs", status="optimal", objective_name="capex", objective=CAPEX_EUR,
                         bound=CAPEX_EUR, gap=0.0, solve_time_s=0.42, objective_time_s=0.3, candidates=candidates,
                         variables=300,
-                        constraints=210, time_limit_s=60.0, seed=0)
+                        constraints=210, time_limit_s=60.0, node_limit=100_000, seed=0,
+                        stopped_by="optimal", tiebreak_stopped_by="optimal", tiebreak_gap=0.0)
 
 
 def small_case(tmp: Path) -> Case:
