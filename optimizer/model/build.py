@@ -14,9 +14,11 @@ Formulation (names as in the code)::
             y[w] ∈ [0,1]   served fraction (coverage objective; else fixed 1), u[w] ∈ {0,1} served at all
     add_demand          Σ_{c of w} ρ·μ_c·r[c] ≥ λ_w·y[w]                         (headroom ρ)
     add_min_replicas    Σ_{c of w} r[c] ≥ m_w·u[w]
-    add_spread          r[c] ≤ R_c·v[w,s_c];  v[w,s] ≤ Σ_{c of w on s} r[c];
-                        L[w,s] ≤ G_s·(n[s] − 1) − min(2·t_w, G_s) + M·(1 − v[w,s] + Σ_{s'≠s} v[w,s'])
-                        where L[w,s] = GPUs on s of other items larger than t_w     (≥ 2 servers)
+    add_spread          r[c] ≤ R_c·v[w,s_c];  v[w,s] ≤ Σ_{c of w on s} r[c];      (≥ 2 servers)
+                        need[w,s] = v[w,s] − Σ_{s'≠s} v[w,s'] − Σ_{c of w on s spanning servers} r[c]
+                        two anchor servers of s (σ[s] ≥ need) each hold a replica of every w with
+                        need = 1: Σ_{c of w} q_k[c] ≥ need;  load_k ≤ G_s·σ[s] (k = 1, 2);
+                        GPUs on s − load_1 − load_2 ≤ G_s·(n[s] − 2σ[s])   (sufficient: see add_spread)
     add_finetune        Σ_{f of j} x[f] = u[j];  y[j] ≤ u[j]
     add_gpu_packing     Σ_{c on s} t_c·p_c·r[c] + Σ_{f on s} gpus_f·x[f] ≤ G_s·n[s]
     add_budget          Σ_s price_s·n[s] ≤ budget
@@ -37,7 +39,8 @@ Formulation (names as in the code)::
 
 All sizes, capacities μ_c and prices come from ``optimizer.sizing.candidates``; nothing is sized here.
 Replica footprints t·p are powers of two dividing G_s (or whole servers for cross-server PP), so the
-aggregate packing row is exact: ``optimizer.model.placement`` always finds numbered servers for it.
+aggregate packing row is exact, and with the anchor rows of add_spread every plan the MIP accepts can
+be placed: ``optimizer.model.placement`` finds the numbered servers (greedy, else exact CP-SAT).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class MipModel:
     a: dict[tuple[str, int], mathopt.Variable] = field(default_factory=dict)
     z: dict[str, mathopt.Variable] = field(default_factory=dict)
     v: dict[tuple[str, str], mathopt.Variable] = field(default_factory=dict)
+    anchor_items: dict[tuple[str, int], dict[int, mathopt.Variable]] = field(default_factory=dict)
     y: dict[str, mathopt.Variable | float] = field(default_factory=dict)
     u: dict[str, mathopt.Variable | float] = field(default_factory=dict)
     capex: mathopt.LinearExpression | None = None

@@ -70,41 +70,86 @@ def add_min_replicas(mm: MipModel) -> None:
 
 
 def add_spread(mm: MipModel) -> None:
-    """Replicas of a workload with min_replicas ≥ 2 sit on at least two servers.
+    """Replicas of a workload with min_replicas ≥ 2 sit on at least two servers ("two anchors").
 
-    v[w,s] = 1 exactly when w has replicas on SKU s; using two SKUs already means two servers. When
-    w uses only SKU s, the G_s-GPU servers of s must leave two of them with room for a replica of
-    size t (w's smallest footprint on s). Packing items in decreasing size (placement.py), items
-    larger than t use L = Σ (their GPUs) and fill floor(L/G_s) servers whole, so two servers keep
-    room iff floor(L/G_s) ≤ n[s] − 2, i.e. L ≤ G_s·(n[s] − 1) − min(2t, G_s) (L moves in steps of
-    2t). Big-M lifts the row when v[w,s] = 0 or another SKU is used.
+    v[w,s] = 1 exactly when w has replicas on SKU s. A workload on two SKUs, or with a replica that
+    spans whole servers (cross-server PP), is on two servers already. Otherwise, w needs two
+    servers of its one SKU s, and this row family guarantees them by construction: when σ[s] = 1,
+    the first two servers of s are anchors, each holding one replica of every such workload
+    (q1, q2 count replicas of spread candidates there; N1[g], N2[g] items of other workloads of g
+    GPUs) within G_s, and the rest of s's load fits on the other n[s] − 2 servers::
+
+        need[w,s] = v[w,s] − Σ_{s'≠s} v[w,s'] − Σ_{c of w on s, multi-server} r[c]
+        σ[s] ≥ need[w,s];   Σ_{c of w on s} q_k[c] ≥ need[w,s]                 (k = 1, 2)
+        load_k = Σ_c gpus_c·q_k[c] + Σ_g g·N_k[g] ≤ G_s·σ[s];  q1 + q2 ≤ r;  N1[g] + N2[g] ≤ T[s,g]
+        Σ_{items on s} gpus − load_1 − load_2 ≤ G_s·(n[s] − 2σ[s])
+
+    where T[s,g] counts single-server replicas of g GPUs of workloads that need no spread. Every
+    plan meeting these rows can be placed: footprints are powers of two dividing G_s, so a sum of
+    at most G_s packs into aligned blocks on one server, and a total of at most G_s·m packs onto m
+    servers first-fit decreasing (divisible sizes); each anchor then holds a replica of every
+    workload that must spread. The rows are sufficient, not necessary: a plan whose spread
+    workloads use different pairs of servers (a on 1 and 2, b on 2 and 3, c on 1 and 3, servers
+    full) is excluded, so in such a corner the MIP may buy one server more than a hand placement.
+    The earlier single row (larger items ≤ G_s·(n − 1) − min(2t, G_s)) admitted unplaceable plans
+    with three spread workloads on one SKU and refused placeable ones.
     """
-    for w in _inference(mm):
-        if w.min_replicas < 2:
-            continue
-        by_sku: dict[str, list[int]] = defaultdict(list)
-        for i, c in enumerate(mm.cands.inference):
-            if c.workload == w.name:
-                by_sku[c.sku].append(i)
-        for s, idx in by_sku.items():
-            mm.v[(w.name, s)] = mm.model.add_binary_variable(name=f"v[{w.name},{s}]")
-            for i in idx:
-                mm.model.add_linear_constraint(mm.r[i] <= mm.r[i].upper_bound * mm.v[(w.name, s)],
-                                               name=f"uses[{w.name},{i}]")
-            # v may only be 1 where replicas really are, or it would excuse the spread row
-            mm.model.add_linear_constraint(mm.v[(w.name, s)] <= mathopt.fast_sum(mm.r[i] for i in idx),
-                                           name=f"used_only[{w.name},{s}]")
-        for s, idx in by_sku.items():
-            g = mm.cands.skus[s].gpus
-            t = min(mm.cands.inference[i].gpus_per_replica for i in idx)
-            larger = [c.gpus_per_replica * mm.r[i] for i, c in enumerate(mm.cands.inference)
-                      if c.sku == s and c.workload != w.name and c.gpus_per_replica > t]
-            larger += [f.gpus * mm.x[i] for i, f in enumerate(mm.cands.finetune) if f.sku == s and f.gpus > t]
-            others = mathopt.fast_sum(mm.v[(w.name, o)] for o in by_sku if o != s)
-            big_m = g * (mm.n[s].upper_bound + 2)
-            mm.model.add_linear_constraint(
-                mathopt.fast_sum(larger) <= g * (mm.n[s] - 1) - min(2 * t, g)
-                + big_m * (1 - mm.v[(w.name, s)]) + big_m * others, name=f"spread[{w.name},{s}]")
+    spread = [w for w in _inference(mm) if w.min_replicas >= 2]
+    if not spread:
+        return
+    m, cands = mm.model, mm.cands
+    names = {w.name for w in spread}
+    by_ws: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, c in enumerate(cands.inference):
+        if c.workload in names:
+            by_ws[(c.workload, c.sku)].append(i)
+    for (w, s), idx in by_ws.items():
+        mm.v[(w, s)] = m.add_binary_variable(name=f"v[{w},{s}]")
+        for i in idx:
+            m.add_linear_constraint(mm.r[i] <= mm.r[i].upper_bound * mm.v[(w, s)], name=f"uses[{w},{i}]")
+        # v may only be 1 where replicas really are, or it would excuse the spread rows
+        m.add_linear_constraint(mm.v[(w, s)] <= mathopt.fast_sum(mm.r[i] for i in idx), name=f"used_only[{w},{s}]")
+    skus_of: dict[str, list[str]] = defaultdict(list)
+    for w, s in by_ws:
+        skus_of[w].append(s)
+    for s in sorted({s for _, s in by_ws}):
+        g_s = cands.skus[s].gpus
+        sigma = m.add_binary_variable(name=f"anchors[{s}]")
+        on_s = [(i, c) for i, c in enumerate(cands.inference) if c.sku == s]
+        single = [(i, c) for i, c in on_s if c.servers_per_replica == 1 and c.gpus_per_replica <= g_s]
+        total = mathopt.fast_sum([c.gpus_per_replica * mm.r[i] for i, c in on_s]
+                                 + [f.gpus * mm.x[j] for j, f in enumerate(cands.finetune) if f.sku == s])
+        sizes = sorted({c.gpus_per_replica for _, c in single if c.workload not in names})
+        loads = []
+        q: list[dict[int, mathopt.Variable]] = [{}, {}]
+        for k in (0, 1):
+            for i, c in single:
+                if c.workload in names:
+                    q[k][i] = m.add_integer_variable(lb=0, ub=min(mm.r[i].upper_bound, g_s // c.gpus_per_replica),
+                                                     name=f"anchor{k + 1}[{s},{i}]")
+            items = {g: m.add_integer_variable(lb=0, ub=g_s // g, name=f"anchor{k + 1}_items[{s},{g}]") for g in sizes}
+            mm.anchor_items[(s, k)] = items
+            load = mathopt.fast_sum([c.gpus_per_replica * q[k][i] for i, c in single if i in q[k]]
+                                    + [g * n_g for g, n_g in items.items()])
+            m.add_linear_constraint(load <= g_s * sigma, name=f"anchor_load[{s},{k + 1}]")
+            loads.append(load)
+        for i in q[0]:
+            m.add_linear_constraint(q[0][i] + q[1][i] <= mm.r[i], name=f"anchored[{s},{i}]")
+        for g in sizes:
+            avail = mathopt.fast_sum(mm.r[i] for i, c in single if c.workload not in names and c.gpus_per_replica == g)
+            m.add_linear_constraint(mm.anchor_items[(s, 0)][g] + mm.anchor_items[(s, 1)][g] <= avail,
+                                    name=f"anchored_items[{s},{g}]")
+        m.add_linear_constraint(total - loads[0] - loads[1] <= g_s * (mm.n[s] - 2 * sigma), name=f"beyond_anchors[{s}]")
+        for w in sorted(names):
+            if (w, s) not in by_ws:
+                continue
+            multi = [mm.r[i] for i in by_ws[(w, s)] if cands.inference[i].servers_per_replica > 1]
+            need = (mm.v[(w, s)] - mathopt.fast_sum(mm.v[(w, o)] for o in skus_of[w] if o != s)
+                    - mathopt.fast_sum(multi))
+            m.add_linear_constraint(sigma >= need, name=f"needs_anchors[{w},{s}]")
+            for k in (0, 1):
+                mine = mathopt.fast_sum(q[k][i] for i in by_ws[(w, s)] if i in q[k])
+                m.add_linear_constraint(mine >= need, name=f"spread[{w},{s},{k + 1}]")
 
 
 def add_finetune(mm: MipModel) -> None:

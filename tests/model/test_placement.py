@@ -198,12 +198,30 @@ def test_reported_failure_end_to_end() -> None:
         assert len(hosts(placement)[w]) == 2, placement
 
 
-def test_mip_admits_an_unplaceable_plan() -> None:
-    # COUNTER through the real MIP: it buys two 4-GPU servers (the cheapest plan its rows allow)
-    # and placement proves them unplaceable. Pins the gap in add_spread until its row is fixed; when
-    # the MIP buys a third server (or a bigger SKU) instead, this test should be turned around.
-    with pytest.raises(SolverError, match="no placement exists for the 2 PCIe-8GPU-4U/L20-48GB/4 servers"):
-        _mip_plan({"o": (1, 2, 1), "a": (2, 1, 2), "b": (2, 1, 2), "c": (2, 1, 2)}, L20_4)
+def test_mip_refuses_the_unplaceable_plan() -> None:
+    # COUNTER through the real MIP. With the earlier single spread row the MIP bought two 4-GPU
+    # servers for it and placement then proved them unplaceable (exit 3). With the anchor rows the
+    # two anchors would each need a, b and c (3 GPUs) and the TP2 of o fits on neither, so two
+    # servers are refused; the replica bounds (the demand) allow no third, so no plan remains.
+    rs = scenario([workload(w, float(n), m) for w, (n, _, m) in
+                   {"o": (1, 2, 1), "a": (2, 1, 2), "b": (2, 1, 2), "c": (2, 1, 2)}.items()],
+                  prices=PRICES, constraints={"gpus": ["L20-48GB"]})
+    full = build_candidates(rs)
+    tp = {"o": 2, "a": 1, "b": 1, "c": 1}
+    cands = [dataclasses.replace(c, tp=tp[c.workload], perf=dataclasses.replace(c.perf, requests_per_s=1.0))
+             for c in full.inference if c.sku == L20_4 and c.tp == 1 and c.pp == 1 and c.precision == "bf16"]
+    mm = build_model(rs, CandidateSet(skus={L20_4: full.skus[L20_4]}, inference=cands, archs=full.archs),
+                     objective="capex")
+    assert mm.n[L20_4].upper_bound == 2
+    assert solve_model(mm, SETTINGS, "capex").status == "infeasible"
+
+
+def test_anchor_rows_admit_what_the_old_row_refused() -> None:
+    # two 4-GPU servers: spread x with two TP2 replicas and spread y with two TP1 replicas fit as
+    # x + y on each server; the old row wanted y's larger items (4 GPUs) <= 4·1 - 2 and refused it
+    placement = _mip_plan({"x": (2, 2, 2), "y": (2, 1, 2)}, L20_4)
+    assert len(placement) == 2
+    assert all(len(hosts(placement)[w]) == 2 for w in ("x", "y"))
 
 
 # --- property: whenever a placement exists, place() returns a valid one ------------------------
