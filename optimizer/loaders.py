@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from optimizer import yaml_safe
 from optimizer.errors import CatalogError, ProcureError, ScenarioError
-from optimizer.schema.catalog import GPU, Catalog, ModelSource, Server
+from optimizer.schema.catalog import GPU, Catalog, ModelSource, QuoteItem, Server
 from optimizer.schema.scenario import Scenario
 from optimizer.sizing.architecture import ModelArch, parse_config
 
@@ -181,12 +181,14 @@ def _load_catalog_cached(root: Path) -> Catalog:
     gpus = _entries(root / "gpus.yaml", "gpus", GPU)
     servers = _entries(root / "servers.yaml", "servers", Server)
     models = _entries(root / "models" / "sources.yaml", "models", ModelSource)
+    quote_file = root / "quote_items.yaml"
+    quote_items = _entries(quote_file, "quote_items", QuoteItem) if quote_file.exists() else {}
     for s in servers.values():
         for g in s.compatible_gpus:
             if g not in gpus:
                 raise CatalogError(f"server {s.name} lists unknown GPU {g!r}",
                                    file=str(root / "servers.yaml"), hint=_suggest(g, gpus))
-    return Catalog(gpus=gpus, servers=servers, models=models)
+    return Catalog(gpus=gpus, servers=servers, models=models, quote_items=quote_items)
 
 
 def load_catalog(root: Path | None = None) -> Catalog:
@@ -389,6 +391,15 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
                                     field=f"{field}.{_clip(name, 80)}", hint=_suggest(name, known))
 
     priced(scenario.prices, "prices")
+    quote_known = {q.lower(): q for q in catalog.quote_items}
+    for field, names in (("quote.prices", scenario.quote.prices), ("quote.fractions", scenario.quote.fractions)):
+        for name in names:
+            item = catalog.quote_items.get(quote_known.get(name.lower(), ""))
+            want_fraction = field == "quote.fractions"
+            if item is None or (item.fraction is not None) != want_fraction:
+                raise ScenarioError(f"{field} names {_clip(name, 80)!r}, not a quote item priced by "
+                                    f"{'fraction' if want_fraction else 'unit price'}", file=file,
+                                    field=f"{field}.{_clip(name, 80)}", hint=_suggest(name, quote_known))
     models: dict[str, ResolvedModel] = {}
     for i, w in enumerate(scenario.workloads):
         try:

@@ -104,6 +104,10 @@ class Server(Sourced):
     gpu_slots: int = Field(ge=1)
     allowed_populations: list[int] = Field(
         min_length=1, description="GPU counts the chassis may be bought with (HGX boards: only 8)")
+    integrated: bool = Field(
+        description="Sold as one system at a system price (HGX/DGX boards, OAM platforms, Atlas 800: "
+        "GPUs are not sold separately, scale-out NICs included); false for PCIe chassis + cards")
+    integrated_reason: str = Field(min_length=3, description="Why the server is (not) an integrated system")
     base_price: PriceEstimate = Field(
         description="Chassis without GPUs: CPUs, RAM, NICs, storage, PSUs (estimate)")
     base_power_w: float = Field(gt=0, description="Power at full load excluding GPUs, watts")
@@ -134,7 +138,64 @@ class ModelSource(Sourced):
     license: str | None = None
 
 
+class FractionEstimate(Sourced):
+    """An estimated fraction (of the hardware price, or of it per year). Never a quote."""
+
+    fraction: float = Field(gt=0, le=1, description="e.g. 0.02 = 2 % of the servers' price")
+    estimate: Literal[True] = True
+    note: str | None = None
+
+
+QuoteCategory = Literal["network", "storage", "rack", "shipping", "support"]
+
+#: How a quote item's quantity follows from the plan (optimizer/quote.py):
+#:   per_scaleout_gpu        ceil(per x GPUs per server) on each server of a non-integrated SKU in a
+#:                           multi-server group (PCIe scale-out NICs; integrated systems ship theirs)
+#:   per_scaleout_port       per x scale-out ports (cables, transceivers)
+#:   per_switch_ports        ceil(scale-out ports / per) (leaf switches, ``per`` ports down each)
+#:   per_tb                  ceil(per x TB of model weights (bf16) and fine-tuning datasets)
+#:   per_rack                per x racks used (only when the site provides no racks)
+#:   per_server              per x servers bought
+#:   fraction_of_hardware    one line at fraction x server (hardware) price
+#:   fraction_of_hardware_per_year  support years x (fraction x hardware price)
+QuoteRule = Literal["per_scaleout_gpu", "per_scaleout_port", "per_switch_ports", "per_tb", "per_rack",
+                    "per_server", "fraction_of_hardware", "fraction_of_hardware_per_year"]
+
+
+class QuoteItem(Sourced):
+    """A line a real quote has besides the servers: network, storage, racks, shipping, support."""
+
+    name: str = Field(description="Catalog name, used by quote.prices overrides")
+    category: QuoteCategory
+    vendor: str
+    description: str = Field(description="Product description as printed on the quote")
+    part_number: str | None = Field(default=None, description="Vendor part number where public")
+    rule: QuoteRule
+    per: float = Field(default=1.0, gt=0, le=1e6, description="The rule's parameter (see QuoteRule)")
+    price: PriceEstimate | None = Field(default=None, description="Unit price (every rule but fraction_*)")
+    fraction: FractionEstimate | None = Field(default=None, description="For fraction_* rules")
+    confidence: Literal["high", "medium", "low"]
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _priced_once(self) -> QuoteItem:
+        by_fraction = self.rule.startswith("fraction_")
+        if by_fraction and (self.fraction is None or self.price is not None):
+            raise ValueError(f"{self.name}: rule {self.rule} needs fraction (and no price)")
+        if not by_fraction and (self.price is None or self.fraction is not None):
+            raise ValueError(f"{self.name}: rule {self.rule} needs price (and no fraction)")
+        return self
+
+    @property
+    def as_of_price(self) -> date:
+        """Date of the figure the line is priced with."""
+        est = self.price or self.fraction
+        assert est is not None
+        return est.as_of
+
+
 class Catalog(Strict):
     gpus: dict[str, GPU]
     servers: dict[str, Server]
     models: dict[str, ModelSource]
+    quote_items: dict[str, QuoteItem] = Field(default_factory=dict)

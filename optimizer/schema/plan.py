@@ -5,6 +5,7 @@ Money is in the scenario currency, power in kW (IT load unless named facility), 
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import Field
@@ -26,6 +27,28 @@ class ServerLine(Record):
     power_w: float = Field(description="Full-load power per server: base + GPUs at TDP, W")
     rack_units: int
     price_source: str = Field(description="Where the prices come from and their date")
+    integrated: bool = Field(default=False, description="One system at a system price (HGX/DGX, OAM, "
+                             "Atlas 800): one orderable line with the GPU count as description; "
+                             "false: chassis + cards")
+
+
+class QuoteLine(Record):
+    """A quote line besides the servers (optimizer/quote.py): network, storage, rack, shipping, support."""
+
+    item: str = Field(description="Catalog name (catalogs/quote_items.yaml)")
+    category: Literal["network", "storage", "rack", "shipping", "support"]
+    vendor: str
+    description: str
+    part_number: str | None
+    quantity: float = Field(description="Units (ports, TB, racks, servers, support years)")
+    unit: str = Field(description="What one unit is, e.g. 'switch', 'TB', 'support year'")
+    unit_price: float = Field(description="Currency per unit")
+    extended_price: float = Field(description="quantity x unit_price, currency")
+    price_date: date
+    source: str = Field(description="Where the figure was read (clean; research notes stay in the catalog)")
+    confidence: Literal["high", "medium", "low"]
+    stale: bool = Field(description="price_date more than 12 months before the plan date")
+    basis: str = Field(description="How the quantity follows from the plan, e.g. '3 servers x 4 NICs'")
 
 
 class MemoryAccount(Record):
@@ -133,8 +156,14 @@ class Plan(Record):
     status: Literal["optimal", "feasible", "infeasible"]
     objective: float
     gap: float
-    capex: float
-    tco: float = Field(description="capex + energy + opex over the horizon, currency")
+    capex: float = Field(description="hardware_capex + quote lines, before contingency and tax, currency")
+    hardware_capex: float = Field(default=0.0, description="Servers only (chassis and GPUs), currency")
+    quote_lines: list[QuoteLine] = Field(default_factory=list)
+    contingency: float = Field(default=0.0, description="capex x finance.contingency_pct, currency")
+    tax: float = Field(default=0.0, description="(capex + contingency) x finance.tax_pct, currency")
+    total_with_tax: float = Field(default=0.0, description="capex + contingency + tax: what the budget "
+                                  "is checked against, currency")
+    tco: float = Field(description="capex + energy + opex over the horizon (before contingency and tax), currency")
     energy_cost: float
     opex_cost: float
     power_kw: float = Field(description="IT power at full load, kW")

@@ -41,6 +41,8 @@ class Site(Strict):
     rack_units: int = Field(default=42, ge=1, le=100, description="Usable rack units (U) per rack")
     electricity_per_kwh: float = Field(default=0.0, ge=0, le=MAX_UNIT_PRICE,
         description="Electricity price per kWh in the scenario currency")
+    racks_provided: bool = Field(default=True,
+        description="The site provides racks and PDUs; false: the quote buys them (quote.racks)")
 
 
 class Constraints(Strict):
@@ -140,6 +142,60 @@ class SolverSettings(Strict):
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Solver random seed")
 
 
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class ApprovalBlock(Strict):
+    """Who raises and signs the purchase request (printed on the workbook's Summary)."""
+
+    requester: Name | None = None
+    cost_centre: Name | None = None
+    approver: Name | None = None
+    date: Name | None = Field(default=None, description="As it should print, e.g. 2026-12-01")
+
+
+class FinanceSettings(Strict):
+    contingency_pct: float = Field(default=0.0, ge=0, le=1,
+        description="Contingency reserve as a fraction of capex (0.1 = 10 %); inside the budget check")
+    tax_pct: float = Field(default=0.0, ge=0, le=1,
+        description="Sales tax / VAT as a fraction, applied after contingency; inside the budget check")
+    payment_on_order_pct: float = Field(default=0.3, ge=0, le=1,
+        description="Fraction of capex paid on order; the rest on delivery")
+    delivery_lag_years: int = Field(default=0, ge=0, le=10,
+        description="Years between order (year 0) and delivery payment")
+    useful_life_years: int = Field(default=4, ge=1, le=50,
+        description="Straight-line depreciation period, years")
+    discount_rate: float = Field(default=0.08, ge=0, le=1, description="Yearly discount rate for NPV")
+    approval: ApprovalBlock | None = None
+
+    @property
+    def budget_factor(self) -> float:
+        """What the budget is compared against, per unit of capex: (1 + contingency)·(1 + tax)."""
+        return (1.0 + self.contingency_pct) * (1.0 + self.tax_pct)
+
+
+class QuoteSettings(Strict):
+    """Which quote lines besides the servers the plan carries (catalogs/quote_items.yaml)."""
+
+    network: bool = Field(default=True,
+        description="Scale-out NICs, switches, cables; only plans with multi-server groups get them")
+    storage: bool = Field(default=True, description="Storage for model weights and datasets")
+    racks: bool | None = Field(default=None,
+        description="Racks and PDUs; omitted: bought only when site.racks_provided is false")
+    shipping_installation: bool = Field(default=True, description="Freight, rack-and-stack, cabling")
+    support: bool = Field(default=True,
+        description="Multi-year support as quote lines (capex); off: opex_per_year_fraction is yearly opex")
+    support_years: int | None = Field(default=None, ge=1, le=50,
+        description="Years of support bought; omitted: horizon_years rounded up")
+    prices: dict[Ref, Price] = Field(default_factory=dict,
+        description="Unit price overrides of quote items by catalog name, in currency")
+    fractions: dict[Ref, Fraction] = Field(default_factory=dict,
+        description="Overrides of the fraction of quote items priced as a share of hardware")
+
+    def racks_bought(self, site: Site) -> bool:
+        return (not site.racks_provided) if self.racks is None else self.racks
+
+
 class Variant(Strict):
     """A what-if: overrides applied to the base scenario."""
 
@@ -165,7 +221,10 @@ class Scenario(Strict):
     prices: dict[Ref, Price] = Field(default_factory=dict,
         description="Overrides of catalog unit prices (GPU or server name), in currency")
     opex_per_year_fraction: float = Field(default=0.0, ge=0, le=1,
-        description="Yearly support/maintenance as a fraction of capex (TCO)")
+        description="Yearly support as a fraction of the servers' price: with quote.support it prices "
+        "the support lines (omitted/0: the catalog's figure); without, it is yearly opex in TCO")
+    finance: FinanceSettings = FinanceSettings()
+    quote: QuoteSettings = QuoteSettings()
     serving: EngineSettings = EngineSettings()
     calibration: Ref | None = Field(default=None, description="Calibration file from `procure calibrate`")
     solver: SolverSettings = SolverSettings()
