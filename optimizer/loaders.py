@@ -101,6 +101,12 @@ def read_yaml(path: Path, error: type[ProcureError] = ScenarioError) -> Any:
             raw = fh.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
         raise error(f"cannot read file: {exc.strerror or exc}", file=file) from exc
+    return parse_yaml_bytes(raw, file, error)
+
+
+def parse_yaml_bytes(raw: bytes, file: str, error: type[ProcureError] = ScenarioError) -> Any:
+    """The checks and parse of :func:`read_yaml` on bytes already read (a file, or the body of a web
+    request): size, UTF-8, the strict loader; errors name ``file`` as read_yaml's do."""
     if len(raw) > MAX_YAML_BYTES:
         raise error(f"file is larger than {MAX_YAML_BYTES // 1_000_000} MB; procure reads YAML files "
                     "up to that size", file=file, hint="check it is the right file; a scenario is a few KB")
@@ -312,7 +318,17 @@ class ResolvedScenario:
 def load_scenario(path: Path | str, catalog: Catalog | None = None) -> ResolvedScenario:
     """Read, validate and resolve a scenario file."""
     path = Path(path)
-    data = read_yaml(path)
+    return scenario_from_data(read_yaml(path), path, catalog)
+
+
+def load_scenario_text(raw: bytes, path: Path, catalog: Catalog | None = None) -> ResolvedScenario:
+    """A scenario from YAML bytes (a web request's body) with the checks and messages of a file;
+    ``path`` names it in errors and anchors relative paths in it, as a file's location does."""
+    return scenario_from_data(parse_yaml_bytes(raw, str(path)), path, catalog)
+
+
+def scenario_from_data(data: Any, path: Path, catalog: Catalog | None = None) -> ResolvedScenario:
+    """Validate and resolve parsed scenario YAML (what :func:`load_scenario` does after reading)."""
     if not isinstance(data, dict):
         raise ScenarioError("expected a mapping of scenario fields at the top level", file=str(path),
                             hint="see scenarios/bank-rollout.yaml for the shape")

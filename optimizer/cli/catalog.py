@@ -7,6 +7,7 @@ from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
 from optimizer.loaders import load_catalog
+from optimizer.report.payload import catalog_payload
 from optimizer.schema.catalog import Catalog
 
 
@@ -53,7 +54,7 @@ def catalog_command(kind: str, fmt: str) -> None:
     """List catalog GPUs, servers or models, each with its source and as-of date."""
     cat = load_catalog()
     if fmt == "json":
-        print_json({kind: [e.model_dump(mode="json") for e in getattr(cat, kind).values()]})
+        print_json(catalog_payload(cat, kind))
         return
     table = {"gpus": _gpu_table, "servers": _server_table, "models": _model_table}[kind](cat)
     stdout().print(table)

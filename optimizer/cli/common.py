@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import click
 from rich.console import Console
+
+from optimizer.report.payload import finite_json, json_text
+
+__all__ = ["FORMAT_OPTION", "FiniteFloat", "finite_json", "print_json", "stdout"]
 
 FORMAT_OPTION = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
@@ -18,20 +21,9 @@ def stdout() -> Console:
     return Console(soft_wrap=False, width=max(120, Console().width))
 
 
-def finite_json(data: Any) -> Any:
-    """``data`` with every non-finite float replaced by null: strict JSON parsers reject NaN."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: finite_json(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [finite_json(v) for v in data]
-    return data
-
-
 def print_json(data: Any) -> None:
     """One strict JSON object on stdout (no NaN or Infinity tokens)."""
-    click.echo(json.dumps(finite_json(data), indent=2, default=str, allow_nan=False))
+    click.echo(json_text(data))
 
 
 class FiniteFloat(click.ParamType):

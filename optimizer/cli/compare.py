@@ -24,6 +24,7 @@ from optimizer.compare import (
 from optimizer.errors import InfeasibleError
 from optimizer.loaders import load_scenario
 from optimizer.model.diagnose import money
+from optimizer.report.payload import comparison_payload
 from optimizer.schema.scenario import MAX_DEMAND_SCALE, MAX_TIME_LIMIT_S
 
 
@@ -98,7 +99,7 @@ def compare_command(scenario: Path, fmt: str, budgets: tuple[str, ...], budget_r
 
         written = write_compare_workbook(result, rs, target, force=force or output is None)
     if fmt == "json":
-        print_json(result.model_dump(mode="json"))
+        print_json(comparison_payload(result))
     else:
         con = stdout()
         con.print(comparison_tables(result))

@@ -11,6 +11,7 @@ from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
 from optimizer.errors import InfeasibleError, UsageError
 from optimizer.loaders import load_scenario
 from optimizer.model.pipeline import settings_of, solve_scenario, with_overrides
+from optimizer.report.payload import infeasible_payload, plan_payload
 from optimizer.report.tables import plan_tables
 from optimizer.schema.scenario import MAX_MONEY, MAX_SEED, MAX_TIME_LIMIT_S
 
@@ -53,7 +54,7 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
             result = solve_scenario(rs, settings, progress=lambda m: status.update(m))
     except InfeasibleError as exc:
         if fmt == "json":
-            print_json({"status": "infeasible", "objective": None, "reason": exc.message})
+            print_json(infeasible_payload(exc))
         raise
     plan = result.plan
     written = []
@@ -66,7 +67,7 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
 
         written.append(write_markdown(plan, rs, markdown, force=force))
     if fmt == "json":
-        print_json(plan.model_dump(mode="json"))
+        print_json(plan_payload(plan))
         return
     con = stdout()
     con.print(plan_tables(plan))
