@@ -20,6 +20,7 @@ Numbers are numbers with number formats; nothing is recomputed here: every figur
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,11 @@ def _overrides(v: VariantResult) -> str:
     return "; ".join(parts) or "none"
 
 
-def build_compare_workbook(result: Comparison, rs: ResolvedScenario) -> Workbook:
-    """The comparison workbook in memory; ``rs`` is the base scenario the variants override."""
+def build_compare_workbook(result: Comparison, rs: ResolvedScenario,
+                           scenarios: Sequence[ResolvedScenario] | None = None) -> Workbook:
+    """The comparison workbook in memory; ``rs`` is the base scenario the variants override.
+    ``scenarios`` (one per variant) gives each variant's own scenario instead, for variants that are
+    whole edited scenarios (the web page's) rather than overrides of ``rs``."""
     wb = Workbook()
     ws = wb.active
     assert ws is not None
@@ -102,7 +106,8 @@ def build_compare_workbook(result: Comparison, rs: ResolvedScenario) -> Workbook
         v = variants[i]
         assert v.plan is not None
         totals[i] = add_bom_sheet(
-            wb, title, v.plan, variant_scenario(rs, v), prefix=f"Variant{i + 1}_",
+            wb, title, v.plan, scenarios[i] if scenarios is not None else variant_scenario(rs, v),
+            prefix=f"Variant{i + 1}_",
             heading=f"Bill of Materials — {result.scenario} — variant {i + 1}: {v.name}",
             note=f"Currency {cur}. Unit prices are the plan's (dated estimates, not quotes, unless a scenario or "
                  "what-if value); extended prices and totals are formulas. Contingency and tax are inputs "
@@ -265,7 +270,8 @@ def _chart(ws: Any, header: int, first: int, last: int, currency: str, anchor_ro
     ws.add_chart(served, f"A{anchor_row}")
 
 
-def write_compare_workbook(result: Comparison, rs: ResolvedScenario, path: Path, *, force: bool = False) -> Path:
+def write_compare_workbook(result: Comparison, rs: ResolvedScenario, path: Path, *, force: bool = False,
+                           scenarios: Sequence[ResolvedScenario] | None = None) -> Path:
     """Write the comparison workbook safely (temporary file + rename); UsageError when it cannot."""
-    return save_workbook(build_compare_workbook(result, rs), path, force=force)
+    return save_workbook(build_compare_workbook(result, rs, scenarios), path, force=force)
 
