@@ -22,9 +22,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from optimizer.loaders import ResolvedScenario, load_catalog, load_scenario, resolve_scenario  # noqa: E402
+from optimizer.loaders import (  # noqa: E402
+    ResolvedScenario,
+    load_catalog,
+    load_scenario,
+    resolve_model,
+    resolve_scenario,
+)
 from optimizer.model.pipeline import settings_of, solve_scenario  # noqa: E402
 from optimizer.schema.scenario import InferenceWorkload, Scenario  # noqa: E402
+from optimizer.sizing.architecture import parse_config  # noqa: E402
 from optimizer.sizing.candidates import CandidateSet, build_candidates  # noqa: E402
 
 MODELS = ["Qwen2.5-7B", "Qwen2.5-14B", "Qwen2.5-32B", "Qwen2.5-72B", "Llama-3.1-8B", "Llama-3.3-70B",
@@ -33,17 +40,29 @@ MODELS = ["Qwen2.5-7B", "Qwen2.5-14B", "Qwen2.5-32B", "Qwen2.5-72B", "Llama-3.1-
 PRECISIONS = [["bf16", "fp8", "int4"], ["bf16", "int8", "int4"], ["fp8", "int8", "int4"]]
 
 
+def _positions(model: str) -> int:
+    """Context the model's config supports (Yi-34B and Llama-2-13B stop at 4,096)."""
+    catalog = load_catalog()
+    return parse_config(resolve_model(model, catalog).config, model).max_context
+
+
 def generate(n: int, seed: int) -> dict[str, Any]:
-    """A reproducible large platform: n workloads with varied models, lengths, rates and SLOs."""
+    """A reproducible large platform: n workloads with varied models, lengths, rates and SLOs.
+
+    Contexts are 8,192 tokens, or the model's own limit where that is shorter (prompts shortened
+    to fit), so every generated scenario is valid input."""
     rng = random.Random(seed)
     workloads = []
     for i in range(n):
         inp = rng.choice([256, 512, 1000, 2000, 4000])
         out = rng.choice([64, 128, 300, 500, 1000])
+        model = MODELS[i % len(MODELS)]
+        ctx = min(8192, _positions(model))
+        inp = min(inp, ctx - out)
         workloads.append({
-            "name": f"w{i:02d}-{MODELS[i % len(MODELS)].lower()}", "model": MODELS[i % len(MODELS)],
+            "name": f"w{i:02d}-{model.lower()}", "model": model,
             "precisions": PRECISIONS[i % 3], "requests_per_s": round(rng.uniform(0.5, 12), 2),
-            "input_tokens": inp, "output_tokens": out, "max_context": 8192,
+            "input_tokens": inp, "output_tokens": out, "max_context": ctx,
             "slo": {"ttft_ms": rng.choice([1000, 2000, 4000]), "tpot_ms": rng.choice([40, 60, 80])},
             "min_replicas": rng.choice([1, 1, 2]),
         })
