@@ -2,7 +2,8 @@
 
 It re-sizes every deployment (memory fit, SLO capacity) with the sizing functions, recomputes
 capacity vs demand, GPU packing from the placement, budget, site power, racks, availability,
-GPU-type count, minimum replicas and their spread, and the cost. A violation is a bug: it raises
+GPU-type count, minimum replicas and their spread, the cost, the quote lines (optimizer.quote) and the
+budget with contingency and tax. A violation is a bug: it raises
 ``SolverError`` listing every failed check.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
+from optimizer import quote
 from optimizer.errors import SolverError
 from optimizer.loaders import ResolvedScenario, resolve_gpu
 from optimizer.schema.plan import Plan
@@ -57,16 +59,31 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
         power_w += (chassis.base_power_w + line.gpus_per_server * gpu.tdp_w) * line.count
         gpus_of[gpu.name] += line.gpus_per_server * line.count
         slots_by_sku[line.sku] = line.gpus_per_server
-    require(_close(capex, plan.capex), "capex recomputed", f"plan says {plan.capex:,.2f}, catalog gives {capex:,.2f}")
+    require(_close(capex, plan.hardware_capex), "hardware capex recomputed",
+            f"plan says {plan.hardware_capex:,.2f}, catalog gives {capex:,.2f}")
+    hardware = capex
+    lines = quote.quote_lines(rs, plan.servers, plan.deployments, plan.finetunes, len({p.rack for p in plan.placement}))
+    want = {(q.item, round(q.quantity, 9)): q.extended_price for q in lines}
+    have = {(q.item, round(q.quantity, 9)): q.extended_price for q in plan.quote_lines}
+    require(want.keys() == have.keys() and all(_close(want[k], have[k]) for k in want), "quote lines recomputed",
+            f"plan has {sorted(have)}, recomputed {sorted(want)}")
+    require(all(_close(q.quantity * q.unit_price, q.extended_price) for q in plan.quote_lines),
+            "quote line extended prices", "quantity x unit price differs")
+    capex = hardware + sum(q.extended_price for q in lines)
+    require(_close(capex, plan.capex), "capex recomputed", f"plan says {plan.capex:,.2f}, recomputed {capex:,.2f}")
+    taxed = capex * sc.finance.budget_factor
+    require(_close(taxed, plan.total_with_tax), "total with contingency and tax",
+            f"plan says {plan.total_with_tax:,.2f}, recomputed {taxed:,.2f}")
     energy = power_w / 1000 * sc.site.pue * HOURS_PER_YEAR * sc.horizon_years * sc.site.electricity_per_kwh
-    tco = capex * (1 + sc.opex_per_year_fraction * sc.horizon_years) + energy
+    tco = capex + quote.opex_per_year(rs, hardware) * sc.horizon_years + energy
     require(_close(tco, plan.tco), "TCO recomputed", f"plan says {plan.tco:,.2f}, recomputed {tco:,.2f}")
     require(_close(power_w / 1000, plan.power_kw), "IT power recomputed", f"{plan.power_kw} != {power_w / 1000}")
 
     # --- facility limits --------------------------------------------------------------------
     c = sc.constraints
     if c.budget is not None:
-        require(capex <= c.budget * (1 + REL), "budget", f"capex {capex:,.0f} > budget {c.budget:,.0f}")
+        require(taxed <= c.budget * (1 + REL), "budget",
+                f"capex with contingency and tax {taxed:,.0f} > budget {c.budget:,.0f}")
     require(power_w / 1000 * sc.site.pue <= sc.site.power_kw * (1 + REL), "site power",
             f"{power_w / 1000 * sc.site.pue:.1f} kW > {sc.site.power_kw:g} kW")
     for name, cap in c.availability.items():

@@ -176,9 +176,56 @@ def add_gpu_packing(mm: MipModel) -> None:
 
 
 def add_budget(mm: MipModel) -> None:
-    """Σ_s price_s·n[s] ≤ budget."""
+    """capex = hardware + quote lines (add_quote_costs); (1 + contingency)·(1 + tax)·capex ≤ budget."""
+    add_quote_costs(mm)
     if mm.limits.budget is not None and mm.capex is not None:
-        mm.model.add_linear_constraint(mm.capex <= mm.limits.budget, name="budget")
+        factor = mm.rs.scenario.finance.budget_factor
+        mm.model.add_linear_constraint(factor * mm.capex <= mm.limits.budget, name="budget")
+
+
+def add_quote_costs(mm: MipModel) -> None:
+    """Add the quote lines (optimizer.quote) to mm.capex, with the coefficients the extraction uses.
+
+    Per server of s: support, fractions of hardware, per-server items. Per server in a multi-server
+    group (c spanning servers: servers_per_replica·r[c]; a fine-tuning job f larger than one server:
+    gpus_f/G_s·x[f]): PCIe NICs and one link per port. Switches: integer w ≥ ports/per. Racks (when
+    bought): integer k ≥ Σ U_s·n[s]/rack_units and ≥ Σ W_s·n[s]/rack_power, a lower bound on the
+    racks first-fit uses. Storage: a constant.
+    """
+    from optimizer import quote
+
+    if mm.capex is None:
+        return
+    m, cands = mm.model, mm.cands
+    t = quote.terms(mm.rs, [(k, s.unit_price, s.chassis.integrated, s.gpus) for k, s in cands.skus.items()])
+    extra: list[mathopt.LinearExpression | mathopt.Variable] = [
+        t.per_server[k] * mm.n[k] for k in cands.skus if t.per_server[k]]
+    groups: dict[str, list[mathopt.LinearExpression]] = defaultdict(list)
+    for i, c in enumerate(cands.inference):
+        if c.servers_per_replica > 1:
+            groups[c.sku].append(c.servers_per_replica * mm.r[i])
+    for j, f in enumerate(cands.finetune):
+        if f.gpus > cands.skus[f.sku].gpus:
+            groups[f.sku].append((f.gpus // cands.skus[f.sku].gpus) * mm.x[j])
+    ports = []
+    for k, exprs in groups.items():
+        servers = mathopt.fast_sum(exprs)
+        if t.per_scaleout_server[k]:
+            extra.append(t.per_scaleout_server[k] * servers)
+        ports.append(t.ports_per_scaleout_server[k] * servers)
+    if ports and t.switch_price and t.ports_per_switch:
+        w = m.add_integer_variable(lb=0, name="quote_switches")
+        m.add_linear_constraint(t.ports_per_switch * w >= mathopt.fast_sum(ports), name="quote_switch_ports")
+        extra.append(t.switch_price * w)
+    if t.per_rack:
+        site = mm.rs.scenario.site
+        k_r = m.add_integer_variable(lb=0, name="quote_racks")
+        m.add_linear_constraint(site.rack_units * k_r >= mathopt.fast_sum(
+            s.rack_units * mm.n[k] for k, s in cands.skus.items()), name="quote_racks_units")
+        m.add_linear_constraint(site.rack_power_kw * 1000.0 * k_r >= mathopt.fast_sum(
+            s.power_w * mm.n[k] for k, s in cands.skus.items()), name="quote_racks_power")
+        extra.append(t.per_rack * k_r)
+    mm.capex = mm.capex + mathopt.fast_sum(extra) + t.constant
 
 
 def add_site_power(mm: MipModel) -> None:

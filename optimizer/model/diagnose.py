@@ -261,7 +261,8 @@ def _explain(name: str, rs: ResolvedScenario, cands: CandidateSet, lim: Limits, 
     cur = sc.currency
     if name == "budget":
         assert base.budget is not None
-        m = _min_of(rs, cands, lim, settings, lambda mm: mm.capex)
+        factor = sc.finance.budget_factor  # the budget bounds capex with contingency and tax
+        m = _min_of(rs, cands, lim, settings, lambda mm: factor * mm.capex)
         return _requirement("budget", m, base.budget, fmt=lambda x: money(x, cur),
                             fmt_floor=lambda x: _money_floor(x, cur), fmt_gap=lambda x: _money_gap(x, cur),
                             need="the cheapest plan meeting all demand costs",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from optimizer import __version__
+from optimizer import __version__, quote
+from optimizer.loaders import ResolvedScenario
 from optimizer.model.build import MipModel
 from optimizer.model.placement import Item, place
 from optimizer.model.racks import first_fit_racks
@@ -14,6 +15,7 @@ from optimizer.schema.plan import (
     FinetuneAssignment,
     MemoryAccount,
     Plan,
+    QuoteLine,
     ServerLine,
     SolverReport,
     WorkloadCoverage,
@@ -42,8 +44,17 @@ def cost_figures(mm: MipModel, counts: dict[str, int]) -> dict[str, float]:
     capex = sum(mm.cands.skus[k].unit_price * n for k, n in counts.items())
     power_w = sum(mm.cands.skus[k].power_w * n for k, n in counts.items())
     energy = power_w / 1000.0 * sc.site.pue * HOURS_PER_YEAR * sc.horizon_years * sc.site.electricity_per_kwh
-    opex = capex * sc.opex_per_year_fraction * sc.horizon_years
+    opex = quote.opex_per_year(mm.rs, capex) * sc.horizon_years
     return {"capex": capex, "power_w": power_w, "energy": energy, "opex": opex, "tco": capex + energy + opex}
+
+
+def finance_figures(rs: ResolvedScenario, hardware: float, lines: list[QuoteLine]) -> dict[str, float]:
+    """capex (servers + quote lines), contingency, tax and their total (what the budget row bounds)."""
+    fin = rs.scenario.finance
+    capex = hardware + sum(q.extended_price for q in lines)
+    contingency = capex * fin.contingency_pct
+    tax = (capex + contingency) * fin.tax_pct
+    return {"capex": capex, "contingency": contingency, "tax": tax, "total_with_tax": capex + contingency + tax}
 
 
 def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objective: str) -> Plan:
@@ -56,7 +67,7 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
                    gpus_per_server=cands.skus[k].gpus, count=n, chassis_price=cands.skus[k].chassis_price,
                    gpu_unit_price=cands.skus[k].gpu_price, unit_price=cands.skus[k].unit_price,
                    power_w=cands.skus[k].power_w, rack_units=cands.skus[k].rack_units,
-                   price_source=cands.skus[k].price_source)
+                   price_source=cands.skus[k].price_source, integrated=cands.skus[k].chassis.integrated)
         for k, n in sorted(counts.items())
     ]
     gpus_by_type: dict[str, int] = defaultdict(int)
@@ -128,9 +139,14 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
         variables=mm.model.get_num_variables(), constraints=mm.model.get_num_linear_constraints(),
         time_limit_s=settings.time_limit_s, node_limit=settings.node_limit, seed=settings.seed,
         stopped_by=out.stage1_stop, tiebreak_stopped_by=out.tiebreak_stop, tiebreak_gap=out.tiebreak_gap)
+    lines = quote.quote_lines(rs, servers, deployments, finetunes, len(used_racks))
+    money = finance_figures(rs, figures["capex"], lines)
     return Plan(
         scenario=sc.name, currency=sc.currency, status=out.status, objective=out.objective, gap=out.gap,
-        capex=figures["capex"], tco=figures["tco"], energy_cost=figures["energy"], opex_cost=figures["opex"],
+        capex=money["capex"], hardware_capex=figures["capex"], quote_lines=lines, contingency=money["contingency"],
+        tax=money["tax"], total_with_tax=money["total_with_tax"],
+        tco=figures["tco"] + money["capex"] - figures["capex"],
+        energy_cost=figures["energy"], opex_cost=figures["opex"],
         power_kw=figures["power_w"] / 1000.0, facility_power_kw=figures["power_w"] / 1000.0 * sc.site.pue,
         racks_used=len(used_racks), rack_units_used=sum(s.rack_units * s.count for s in servers),
         gpus_by_type=dict(gpus_by_type), servers=servers, deployments=deployments, finetunes=finetunes,

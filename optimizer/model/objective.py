@@ -14,12 +14,18 @@ if TYPE_CHECKING:
 
 
 def tco_expression(mm: MipModel) -> mathopt.LinearExpression:
-    """capex·(1 + opex·Y) + Σ_s n[s]·W_s/1000·PUE·8760·Y·price_per_kWh (full-load power: an upper bound)."""
+    """capex + opex·Y·hardware + Σ_s n[s]·W_s/1000·PUE·8760·Y·price_per_kWh (full-load power: an upper
+    bound). capex includes the quote lines (add_quote_costs); opex is the support fraction of the
+    servers' price unless support is bought as quote lines (then it is in capex already)."""
+    from optimizer import quote
+
     sc = mm.rs.scenario
     years = sc.horizon_years
     kwh_per_w = sc.site.pue * HOURS_PER_YEAR * years / 1000.0
     assert mm.capex is not None and mm.power_w is not None
-    return (1.0 + sc.opex_per_year_fraction * years) * mm.capex + sc.site.electricity_per_kwh * kwh_per_w * mm.power_w
+    hardware = mathopt.fast_sum(sku.unit_price * mm.n[k] for k, sku in mm.cands.skus.items())
+    return (mm.capex + quote.opex_per_year(mm.rs, 1.0) * years * hardware
+            + sc.site.electricity_per_kwh * kwh_per_w * mm.power_w)
 
 
 def coverage_expression(mm: MipModel) -> mathopt.LinearExpression:
