@@ -151,3 +151,16 @@ def test_every_quote_item_is_sourced_dated_and_rated() -> None:
         assert item.source and item.as_of and item.confidence in ("high", "medium", "low"), item.name
         if item.confidence == "low":
             assert est.note, f"{item.name}: a low-confidence figure says why (range, derivation)"
+
+
+def test_solve_json_carries_quote_lines_and_both_capex_figures() -> None:
+    # the bank's weekly LoRA fine-tune runs on 24 L20 over three PCIe servers: network lines appear
+    from tests.conftest import REPO
+    from tests.model.test_golden import plan_of
+
+    plan = plan_of(REPO / "scenarios" / "bank-rollout.yaml")
+    lines = plan["quote_lines"]
+    assert plan["capex"] == pytest.approx(plan["hardware_capex"] + sum(q["extended_price"] for q in lines))
+    assert {q["category"] for q in lines} >= {"network", "storage", "support"}
+    assert all({"vendor", "part_number", "unit_price", "price_date", "source", "confidence", "stale"} <= q.keys()
+               for q in lines)
