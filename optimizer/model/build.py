@@ -21,7 +21,12 @@ Formulation (names as in the code)::
                         GPUs on s − load_1 − load_2 ≤ G_s·(n[s] − 2σ[s])   (sufficient: see add_spread)
     add_finetune        Σ_{f of j} x[f] = u[j];  y[j] ≤ u[j]
     add_gpu_packing     Σ_{c on s} t_c·p_c·r[c] + Σ_{f on s} gpus_f·x[f] ≤ G_s·n[s]
-    add_budget          Σ_s price_s·n[s] ≤ budget
+    add_budget          capex = Σ_s price_s·n[s] + Q;  (1 + contingency)·(1 + tax)·capex ≤ budget
+                        Q = quote lines (optimizer/quote.py, add_quote_costs): Σ_s q_s·n[s] (support,
+                        fractions of hardware, per server) + Σ_{c multi-server} l_s·servers_c·r[c]
+                        + Σ_{f > one server} l_s·(gpus_f/G_s)·x[f] (links, PCIe NICs) + P_sw·w with
+                        integer w ≥ ports/32 (switches) + P_rk·k with k ≥ ΣU·n/U_rack, ΣW·n/W_rack (racks
+                        when bought: a lower bound on first-fit racks) + storage (a constant)
     add_site_power      PUE·Σ_s W_s·n[s] ≤ site_power
     add_racks           n[s] = 0 if W_s > rack_power or U_s > rack_units         (fits no rack)
                         if N_ub > racks, for k < racks:
@@ -34,7 +39,8 @@ Formulation (names as in the code)::
     add_availability    Σ_{s of g} G_s·n[s] ≤ avail_g
     add_gpu_types       n[s] ≤ N_s·z[g_s];  Σ_g z[g] ≤ max_gpu_types
     objective           capex    = Σ_s price_s·n[s]
-                        tco      = capex·(1 + opex·Y) + Σ_s n[s]·W_s·PUE·8760·Y·e
+                        tco      = capex + opex·Y·Σ_s price_s·n[s] + Σ_s n[s]·W_s·PUE·8760·Y·e
+                                   (opex 0 when support is bought as quote lines)
                         coverage = max Σ_w priority_w·y[w] (then the cheapest such plan)
 
 All sizes, capacities μ_c and prices come from ``optimizer.sizing.candidates``; nothing is sized here.
