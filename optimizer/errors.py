@@ -64,3 +64,12 @@ class SolverError(ProcureError):
     """The solver failed or returned something the checker rejects (a bug, reported loudly)."""
 
     exit_code = 3
+
+
+class PlacementError(SolverError):
+    """No assignment of the MIP's replicas to numbered servers of ``sku`` exists. The pipeline
+    answers it by re-solving with that SKU's exact spread rows; it reaches a user only if that fails."""
+
+    def __init__(self, message: str, *, sku: str) -> None:
+        self.sku = sku
+        super().__init__(message)

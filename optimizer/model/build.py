@@ -13,12 +13,15 @@ Formulation (names as in the code)::
             v[w,s] ∈ {0,1} workload w has replicas on SKU s (only for min_replicas ≥ 2)
             y[w] ∈ [0,1]   served fraction (coverage objective; else fixed 1), u[w] ∈ {0,1} served at all
     add_demand          Σ_{c of w} ρ·μ_c·r[c] ≥ λ_w·y[w]                         (headroom ρ)
+    add_demand_bounds   Σ_{c of w} r[c] ≥ ⌈λ_w/(ρ·max μ_c)⌉;  Σ_{c of w} t_c·p_c·r[c] ≥ ⌈λ_w/(ρ·max μ_c/(t_c·p_c))⌉
+                        (valid inequalities, all demand served; not under coverage)
     add_min_replicas    Σ_{c of w} r[c] ≥ m_w·u[w]
     add_spread          r[c] ≤ R_c·v[w,s_c];  v[w,s] ≤ Σ_{c of w on s} r[c];      (≥ 2 servers)
                         need[w,s] = v[w,s] − Σ_{s'≠s} v[w,s'] − Σ_{c of w on s spanning servers} r[c]
-                        two anchor servers of s (σ[s] ≥ need) each hold a replica of every w with
-                        need = 1: Σ_{c of w} q_k[c] ≥ need;  load_k ≤ G_s·σ[s] (k = 1, 2);
-                        GPUs on s − load_1 − load_2 ≤ G_s·(n[s] − 2σ[s])   (sufficient: see add_spread)
+                                    − wide[w,s]   (wide: w has more GPUs on s than one server holds)
+                        n[s] ≥ 2·need[w,s]                                        (necessary)
+                        SKUs in exact_spread: named servers j hold q_j[c], N_j[g] within G_s·σ_j,
+                        Σ_j b[w,j] ≥ 2·need[w,s], rest ≤ G_s·(n[s] − Σ_j σ_j)     (exact)
     add_finetune        Σ_{f of j} x[f] = u[j];  y[j] ≤ u[j]
     add_gpu_packing     Σ_{c on s} t_c·p_c·r[c] + Σ_{f on s} gpus_f·x[f] ≤ G_s·n[s]
     add_budget          capex = Σ_s price_s·n[s] + Q;  (1 + contingency)·(1 + tax)·capex ≤ budget
@@ -45,14 +48,18 @@ Formulation (names as in the code)::
 
 All sizes, capacities μ_c and prices come from ``optimizer.sizing.candidates``; nothing is sized here.
 Replica footprints t·p are powers of two dividing G_s (or whole servers for cross-server PP), so the
-aggregate packing row is exact, and with the anchor rows of add_spread every plan the MIP accepts can
-be placed: ``optimizer.model.placement`` finds the numbered servers (greedy, else exact CP-SAT).
+aggregate packing row is exact. Spread (min_replicas ≥ 2) is first modelled by a necessary row;
+``optimizer.model.placement`` then places exactly (greedy, else CP-SAT), and on a SKU where no
+placement exists the pipeline re-solves with that SKU's exact named-server block, so a plan is
+never lost between the MIP and placement.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ortools.math_opt.python import mathopt
 
@@ -87,7 +94,9 @@ class MipModel:
     a: dict[tuple[str, int], mathopt.Variable] = field(default_factory=dict)
     z: dict[str, mathopt.Variable] = field(default_factory=dict)
     v: dict[tuple[str, str], mathopt.Variable] = field(default_factory=dict)
-    anchor_items: dict[tuple[str, int], dict[int, mathopt.Variable]] = field(default_factory=dict)
+    exact_spread: frozenset[str] = frozenset()  # SKUs given the exact spread block (add_spread)
+    named_items: dict[tuple[str, int], dict[int, mathopt.Variable]] = field(default_factory=dict)
+    named_hosts: dict[tuple[str, str, int], mathopt.Variable] = field(default_factory=dict)
     y: dict[str, mathopt.Variable | float] = field(default_factory=dict)
     u: dict[str, mathopt.Variable | float] = field(default_factory=dict)
     capex: mathopt.LinearExpression | None = None
@@ -99,6 +108,35 @@ class MipModel:
     @property
     def num_racks(self) -> int:
         return self.limits.racks or 0
+
+    @cached_property
+    def index(self) -> CandidateIndex:
+        """Candidates by workload and by SKU, built once so every row family is linear."""
+        return CandidateIndex.of(self.cands)
+
+
+@dataclass(frozen=True)
+class CandidateIndex:
+    """Positions of inference (``r``) and fine-tuning (``x``) candidates by workload and by SKU."""
+
+    inference_of: dict[str, list[int]]
+    inference_on: dict[str, list[int]]
+    finetune_of: dict[str, list[int]]
+    finetune_on: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, cands: CandidateSet) -> CandidateIndex:
+        inf_of: dict[str, list[int]] = defaultdict(list)
+        inf_on: dict[str, list[int]] = defaultdict(list)
+        ft_of: dict[str, list[int]] = defaultdict(list)
+        ft_on: dict[str, list[int]] = defaultdict(list)
+        for i, c in enumerate(cands.inference):
+            inf_of[c.workload].append(i)
+            inf_on[c.sku].append(i)
+        for j, f in enumerate(cands.finetune):
+            ft_of[f.workload].append(j)
+            ft_on[f.sku].append(j)
+        return cls(dict(inf_of), dict(inf_on), dict(ft_of), dict(ft_on))
 
 
 def server_bound(mm: MipModel) -> int:
@@ -137,12 +175,14 @@ def replica_upper_bound(w: InferenceWorkload, c: InferenceCandidate, headroom: f
 
 
 def build_model(rs: ResolvedScenario, cands: CandidateSet, limits: Limits | None = None,
-                objective: str | None = None) -> MipModel:
+                objective: str | None = None, exact_spread: frozenset[str] = frozenset()) -> MipModel:
     """The whole MIP, constraint families added in the order of the module docstring."""
     limits = limits or limits_of(rs)
-    mm = MipModel(model=mathopt.Model(name="procure"), rs=rs, cands=cands, limits=limits)
+    mm = MipModel(model=mathopt.Model(name="procure"), rs=rs, cands=cands, limits=limits,
+                  exact_spread=exact_spread)
     cons.add_variables(mm)
     cons.add_demand(mm)
+    cons.add_demand_bounds(mm)
     cons.add_min_replicas(mm)
     cons.add_spread(mm)
     cons.add_finetune(mm)

@@ -54,45 +54,60 @@ def add_demand(mm: MipModel) -> None:
     """Σ_{c of w} ρ·μ_c·r[c] ≥ λ_w·y[w]."""
     rho = mm.rs.scenario.headroom
     for w in _inference(mm):
-        terms = [rho * c.capacity_rps * mm.r[i] for i, c in enumerate(mm.cands.inference) if c.workload == w.name]
+        terms = [rho * mm.cands.inference[i].capacity_rps * mm.r[i] for i in mm.index.inference_of.get(w.name, [])]
         mm.model.add_linear_constraint(mathopt.fast_sum(terms) >= w.requests_per_s * mm.y[w.name],
                                        name=f"demand[{w.name}]")
         if mm.limits.coverage:
             mm.model.add_linear_constraint(mm.y[w.name] <= mm.u[w.name], name=f"served[{w.name}]")
 
 
+def add_demand_bounds(mm: MipModel) -> None:
+    """Valid inequalities that tighten the LP bound: with all demand served (y[w] = 1),
+    Σ_{c of w} r[c] ≥ ⌈λ_w / (ρ·max_c μ_c)⌉ and Σ_{c of w} t_c·p_c·r[c] ≥ ⌈λ_w / (ρ·max_c μ_c/(t_c·p_c))⌉.
+
+    Both follow from the demand row (no replica serves more than the best, no GPU more than the
+    best per GPU) and the integrality of the left-hand sides, so no integer plan is cut off; the
+    LP relaxation, which would otherwise buy fractions of the best replica, gets a rounded-up count.
+    Under coverage the served fraction is a variable and the rows are left out."""
+    if mm.limits.coverage:
+        return
+    rho = mm.rs.scenario.headroom
+    for w in _inference(mm):
+        idx = mm.index.inference_of.get(w.name, [])
+        if not idx:
+            continue
+        cs = [mm.cands.inference[i] for i in idx]
+        best = max(c.capacity_rps for c in cs)
+        best_per_gpu = max(c.capacity_rps / c.gpus_per_replica for c in cs)
+        replicas = math.ceil(w.requests_per_s / (rho * best) - 1e-9)
+        gpus = math.ceil(w.requests_per_s / (rho * best_per_gpu) - 1e-9)
+        mm.model.add_linear_constraint(mathopt.fast_sum(mm.r[i] for i in idx) >= replicas,
+                                       name=f"replicas_needed[{w.name}]")
+        mm.model.add_linear_constraint(
+            mathopt.fast_sum(c.gpus_per_replica * mm.r[i] for i, c in zip(idx, cs, strict=True)) >= gpus,
+            name=f"gpus_needed[{w.name}]")
+
+
 def add_min_replicas(mm: MipModel) -> None:
     """Σ_{c of w} r[c] ≥ m_w·u[w]."""
     for w in _inference(mm):
-        terms = [mm.r[i] for i, c in enumerate(mm.cands.inference) if c.workload == w.name]
+        terms = [mm.r[i] for i in mm.index.inference_of.get(w.name, [])]
         mm.model.add_linear_constraint(mathopt.fast_sum(terms) >= w.min_replicas * mm.u[w.name],
                                        name=f"min_replicas[{w.name}]")
 
 
 def add_spread(mm: MipModel) -> None:
-    """Replicas of a workload with min_replicas ≥ 2 sit on at least two servers ("two anchors").
+    """Replicas of a workload with min_replicas ≥ 2 sit on at least two servers.
 
-    v[w,s] = 1 exactly when w has replicas on SKU s. A workload on two SKUs, or with a replica that
-    spans whole servers (cross-server PP), is on two servers already. Otherwise, w needs two
-    servers of its one SKU s, and this row family guarantees them by construction: when σ[s] = 1,
-    the first two servers of s are anchors, each holding one replica of every such workload
-    (q1, q2 count replicas of spread candidates there; N1[g], N2[g] items of other workloads of g
-    GPUs) within G_s, and the rest of s's load fits on the other n[s] − 2 servers::
+    v[w,s] = 1 exactly when w has replicas on SKU s. w is on two servers already when it uses two
+    SKUs, has a replica spanning whole servers (cross-server PP), or has more GPUs on s than one
+    server holds (wide[w,s] = 1 only if Σ_{c of w on s} t_c·p_c·r[c] ≥ G_s + 1). Otherwise
 
-        need[w,s] = v[w,s] − Σ_{s'≠s} v[w,s'] − Σ_{c of w on s, multi-server} r[c]
-        σ[s] ≥ need[w,s];   Σ_{c of w on s} q_k[c] ≥ need[w,s]                 (k = 1, 2)
-        load_k = Σ_c gpus_c·q_k[c] + Σ_g g·N_k[g] ≤ G_s·σ[s];  q1 + q2 ≤ r;  N1[g] + N2[g] ≤ T[s,g]
-        Σ_{items on s} gpus − load_1 − load_2 ≤ G_s·(n[s] − 2σ[s])
+        need[w,s] = v[w,s] − Σ_{s'≠s} v[w,s'] − Σ_{c of w on s, multi-server} r[c] − wide[w,s]
 
-    where T[s,g] counts single-server replicas of g GPUs of workloads that need no spread. Every
-    plan meeting these rows can be placed: footprints are powers of two dividing G_s, so a sum of
-    at most G_s packs into aligned blocks on one server, and a total of at most G_s·m packs onto m
-    servers first-fit decreasing (divisible sizes); each anchor then holds a replica of every
-    workload that must spread. The rows are sufficient, not necessary: a plan whose spread
-    workloads use different pairs of servers (a on 1 and 2, b on 2 and 3, c on 1 and 3, servers
-    full) is excluded, so in such a corner the MIP may buy one server more than a hand placement.
-    The earlier single row (larger items ≤ G_s·(n − 1) − min(2t, G_s)) admitted unplaceable plans
-    with three spread workloads on one SKU and refused placeable ones.
+    must be met on s's own servers. Every SKU gets the necessary row n[s] ≥ 2·need[w,s]. SKUs in
+    ``mm.exact_spread`` (those where placement found the aggregate rows admitted an unplaceable
+    plan; see ``optimizer.model.pipeline``) get the exact block of :func:`_named_servers`.
     """
     spread = [w for w in _inference(mm) if w.min_replicas >= 2]
     if not spread:
@@ -100,56 +115,92 @@ def add_spread(mm: MipModel) -> None:
     m, cands = mm.model, mm.cands
     names = {w.name for w in spread}
     by_ws: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, c in enumerate(cands.inference):
-        if c.workload in names:
-            by_ws[(c.workload, c.sku)].append(i)
+    for w in sorted(names):
+        for i in mm.index.inference_of.get(w, []):
+            by_ws[(w, cands.inference[i].sku)].append(i)
+    skus_of: dict[str, list[str]] = defaultdict(list)
     for (w, s), idx in by_ws.items():
+        skus_of[w].append(s)
         mm.v[(w, s)] = m.add_binary_variable(name=f"v[{w},{s}]")
         for i in idx:
             m.add_linear_constraint(mm.r[i] <= mm.r[i].upper_bound * mm.v[(w, s)], name=f"uses[{w},{i}]")
         # v may only be 1 where replicas really are, or it would excuse the spread rows
         m.add_linear_constraint(mm.v[(w, s)] <= mathopt.fast_sum(mm.r[i] for i in idx), name=f"used_only[{w},{s}]")
-    skus_of: dict[str, list[str]] = defaultdict(list)
-    for w, s in by_ws:
-        skus_of[w].append(s)
-    for s in sorted({s for _, s in by_ws}):
+    need: dict[tuple[str, str], mathopt.LinearExpression] = {}
+    for (w, s), idx in by_ws.items():
         g_s = cands.skus[s].gpus
-        sigma = m.add_binary_variable(name=f"anchors[{s}]")
-        on_s = [(i, c) for i, c in enumerate(cands.inference) if c.sku == s]
-        single = [(i, c) for i, c in on_s if c.servers_per_replica == 1 and c.gpus_per_replica <= g_s]
-        total = mathopt.fast_sum([c.gpus_per_replica * mm.r[i] for i, c in on_s]
-                                 + [f.gpus * mm.x[j] for j, f in enumerate(cands.finetune) if f.sku == s])
-        sizes = sorted({c.gpus_per_replica for _, c in single if c.workload not in names})
-        loads = []
-        q: list[dict[int, mathopt.Variable]] = [{}, {}]
-        for k in (0, 1):
-            for i, c in single:
-                if c.workload in names:
-                    q[k][i] = m.add_integer_variable(lb=0, ub=min(mm.r[i].upper_bound, g_s // c.gpus_per_replica),
-                                                     name=f"anchor{k + 1}[{s},{i}]")
-            items = {g: m.add_integer_variable(lb=0, ub=g_s // g, name=f"anchor{k + 1}_items[{s},{g}]") for g in sizes}
-            mm.anchor_items[(s, k)] = items
-            load = mathopt.fast_sum([c.gpus_per_replica * q[k][i] for i, c in single if i in q[k]]
-                                    + [g * n_g for g, n_g in items.items()])
-            m.add_linear_constraint(load <= g_s * sigma, name=f"anchor_load[{s},{k + 1}]")
-            loads.append(load)
-        for i in q[0]:
-            m.add_linear_constraint(q[0][i] + q[1][i] <= mm.r[i], name=f"anchored[{s},{i}]")
-        for g in sizes:
-            avail = mathopt.fast_sum(mm.r[i] for i, c in single if c.workload not in names and c.gpus_per_replica == g)
-            m.add_linear_constraint(mm.anchor_items[(s, 0)][g] + mm.anchor_items[(s, 1)][g] <= avail,
-                                    name=f"anchored_items[{s},{g}]")
-        m.add_linear_constraint(total - loads[0] - loads[1] <= g_s * (mm.n[s] - 2 * sigma), name=f"beyond_anchors[{s}]")
-        for w in sorted(names):
-            if (w, s) not in by_ws:
-                continue
-            multi = [mm.r[i] for i in by_ws[(w, s)] if cands.inference[i].servers_per_replica > 1]
-            need = (mm.v[(w, s)] - mathopt.fast_sum(mm.v[(w, o)] for o in skus_of[w] if o != s)
-                    - mathopt.fast_sum(multi))
-            m.add_linear_constraint(sigma >= need, name=f"needs_anchors[{w},{s}]")
-            for k in (0, 1):
-                mine = mathopt.fast_sum(q[k][i] for i in by_ws[(w, s)] if i in q[k])
-                m.add_linear_constraint(mine >= need, name=f"spread[{w},{s},{k + 1}]")
+        gpus = mathopt.fast_sum(cands.inference[i].gpus_per_replica * mm.r[i] for i in idx)
+        wide = m.add_binary_variable(name=f"wide[{w},{s}]")
+        m.add_linear_constraint((g_s + 1) * wide <= gpus, name=f"wide_only[{w},{s}]")
+        multi = [mm.r[i] for i in idx if cands.inference[i].servers_per_replica > 1]
+        need[(w, s)] = (mm.v[(w, s)] - mathopt.fast_sum(mm.v[(w, o)] for o in skus_of[w] if o != s)
+                        - mathopt.fast_sum(multi) - wide)
+        m.add_linear_constraint(mm.n[s] >= 2 * need[(w, s)], name=f"two_servers[{w},{s}]")
+    for s in sorted(mm.exact_spread):
+        spread_here = sorted(w for w, s2 in by_ws if s2 == s)
+        if spread_here:
+            _named_servers(mm, s, {w: by_ws[(w, s)] for w in spread_here}, {w: need[(w, s)] for w in spread_here})
+
+
+def _named_servers(mm: MipModel, s: str, idx_of: dict[str, list[int]],
+                   need: dict[str, mathopt.LinearExpression]) -> None:
+    """The exact spread block of SKU s: M = min(N_s, 2·|W_s|) named servers j (σ_j: server j
+    exists; σ_j ≥ σ_{j+1}) hold q_j[c] replicas of spread candidates and N_j[g] other items of g
+    GPUs, each within G_s; every workload w that needs it has replicas on two named servers
+    (b[w,j] ≤ Σ_{c of w} q_j[c], Σ_j b[w,j] ≥ 2·need[w,s]); the rest of s's load fits the other
+    n[s] − Σ_j σ_j servers::
+
+        load_j = Σ_c t_c·p_c·q_j[c] + Σ_g g·N_j[g] ≤ G_s·σ_j;  Σ_j q_j[c] ≤ r[c];  Σ_j N_j[g] ≤ T[s,g]
+        Σ_{items on s} GPUs − Σ_j load_j ≤ G_s·(n[s] − Σ_j σ_j)
+
+    Exact: any placement names, for each such w, two servers holding its replicas (at most 2·|W_s|
+    servers), whose other contents are N and q; conversely footprints are powers of two dividing
+    G_s, so a named server's sum ≤ G_s packs into aligned blocks and the rest packs first-fit
+    decreasing onto the remaining servers (divisible sizes)."""
+    m, cands = mm.model, mm.cands
+    g_s = cands.skus[s].gpus
+    on_s = mm.index.inference_on.get(s, [])
+    spread_idx = {i for idx in idx_of.values() for i in idx
+                  if cands.inference[i].servers_per_replica == 1 and cands.inference[i].gpus_per_replica <= g_s}
+    other = [i for i in on_s if i not in spread_idx and cands.inference[i].servers_per_replica == 1]
+    ft = [j for j in mm.index.finetune_on.get(s, []) if cands.finetune[j].gpus <= g_s]
+    sizes = sorted({cands.inference[i].gpus_per_replica for i in other} | {cands.finetune[j].gpus for j in ft})
+    total = mathopt.fast_sum([cands.inference[i].gpus_per_replica * mm.r[i] for i in on_s]
+                             + [cands.finetune[j].gpus * mm.x[j] for j in mm.index.finetune_on.get(s, [])])
+    count = min(int(mm.n[s].upper_bound), 2 * len(idx_of))
+    sigma = [m.add_binary_variable(name=f"named[{s},{j}]") for j in range(count)]
+    q: list[dict[int, mathopt.Variable]] = []
+    loads = []
+    for j in range(count):
+        q.append({i: m.add_integer_variable(
+            lb=0, ub=min(mm.r[i].upper_bound, g_s // cands.inference[i].gpus_per_replica), name=f"q[{s},{j},{i}]")
+            for i in sorted(spread_idx)})
+        items = {g: m.add_integer_variable(lb=0, ub=g_s // g, name=f"N[{s},{j},{g}]") for g in sizes}
+        load = mathopt.fast_sum([cands.inference[i].gpus_per_replica * v for i, v in q[j].items()]
+                                + [g * n_g for g, n_g in items.items()])
+        m.add_linear_constraint(load <= g_s * sigma[j], name=f"named_load[{s},{j}]")
+        loads.append(load)
+        mm.named_items[(s, j)] = items
+        if j:
+            m.add_linear_constraint(sigma[j - 1] >= sigma[j], name=f"named_order[{s},{j}]")
+        for w, idx in idx_of.items():
+            b = m.add_binary_variable(name=f"b[{w},{s},{j}]")
+            mm.named_hosts[(w, s, j)] = b
+            m.add_linear_constraint(b <= mathopt.fast_sum(q[j][i] for i in idx if i in q[j]),
+                                    name=f"hosts[{w},{s},{j}]")
+    for i in sorted(spread_idx):
+        m.add_linear_constraint(mathopt.fast_sum(q[j][i] for j in range(count)) <= mm.r[i], name=f"named_of[{s},{i}]")
+    for g in sizes:
+        avail = mathopt.fast_sum([mm.r[i] for i in other if cands.inference[i].gpus_per_replica == g]
+                                 + [mm.x[j] for j in ft if cands.finetune[j].gpus == g])
+        m.add_linear_constraint(mathopt.fast_sum(mm.named_items[(s, j)][g] for j in range(count)) <= avail,
+                                name=f"named_items[{s},{g}]")
+    m.add_linear_constraint(mathopt.fast_sum(sigma) <= mm.n[s], name=f"named_exist[{s}]")
+    m.add_linear_constraint(total - mathopt.fast_sum(loads) <= g_s * (mm.n[s] - mathopt.fast_sum(sigma)),
+                            name=f"beyond_named[{s}]")
+    for w in idx_of:
+        m.add_linear_constraint(mathopt.fast_sum(mm.named_hosts[(w, s, j)] for j in range(count)) >= 2 * need[w],
+                                name=f"spread[{w},{s}]")
 
 
 def add_finetune(mm: MipModel) -> None:
@@ -158,7 +209,7 @@ def add_finetune(mm: MipModel) -> None:
     for w in mm.rs.scenario.workloads:
         if w.kind != "finetune":
             continue
-        terms = [mm.x[i] for i, f in enumerate(mm.cands.finetune) if f.workload == w.name]
+        terms = [mm.x[i] for i in mm.index.finetune_of.get(w.name, [])]
         mm.model.add_linear_constraint(mathopt.fast_sum(terms) == mm.u[w.name], name=f"finetune[{w.name}]")
         if mm.limits.coverage:
             mm.model.add_linear_constraint(mm.y[w.name] <= mm.u[w.name], name=f"served[{w.name}]")
@@ -225,7 +276,13 @@ def add_quote_costs(mm: MipModel) -> None:
         m.add_linear_constraint(site.rack_power_kw * 1000.0 * k_r >= mathopt.fast_sum(
             s.power_w * mm.n[k] for k, s in cands.skus.items()), name="quote_racks_power")
         extra.append(t.per_rack * k_r)
-    mm.capex = mm.capex + mathopt.fast_sum(extra) + t.constant
+    if t.constant:  # storage: bought with the first server (a plan that buys nothing costs nothing)
+        bound = sum(mm.n[k].upper_bound for k in cands.skus)
+        if bound > 0:
+            any_server = m.add_binary_variable(name="quote_any_server")
+            m.add_linear_constraint(mathopt.fast_sum(mm.n.values()) <= bound * any_server, name="quote_any_server")
+            extra.append(t.constant * any_server)
+    mm.capex = mm.capex + mathopt.fast_sum(extra)
 
 
 def add_site_power(mm: MipModel) -> None:

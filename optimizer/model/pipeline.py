@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from optimizer.errors import InfeasibleError
+from optimizer.errors import InfeasibleError, PlacementError
 from optimizer.loaders import ResolvedScenario
 from optimizer.model.build import build_model, limits_of
 from optimizer.model.check import check_plan
@@ -84,15 +84,26 @@ def solve_scenario(rs: ResolvedScenario, settings: SolveSettings | None = None,
     if missing and not coverage:
         raise InfeasibleError("no feasible plan:\n  " + "\n  ".join(missing))
     say(f"solving MIP over {len(cands.inference) + len(cands.finetune)} candidates")
-    mm = build_model(rs, cands, limits_of(rs), objective)
-    if coverage and coverage_floor is not None:
-        mm.model.add_linear_constraint(coverage_expression(mm) >= coverage_floor - 2e-6, name="coverage_floor")
-    out = solve_model(mm, settings, objective)
-    if out.status == "infeasible":
-        say("diagnosing infeasibility")
-        reasons = binding_limits(rs, cands, settings)
-        raise InfeasibleError("no feasible plan meets all demand within the limits:\n  " + "\n  ".join(reasons))
-    plan = extract_plan(mm, out, settings, objective)
+    exact: frozenset[str] = frozenset()
+    while True:
+        mm = build_model(rs, cands, limits_of(rs), objective, exact_spread=exact)
+        if coverage and coverage_floor is not None:
+            mm.model.add_linear_constraint(coverage_expression(mm) >= coverage_floor - 2e-6, name="coverage_floor")
+        out = solve_model(mm, settings, objective)
+        if out.status == "infeasible":
+            say("diagnosing infeasibility")
+            reasons = binding_limits(rs, cands, settings)
+            raise InfeasibleError("no feasible plan meets all demand within the limits:\n  " + "\n  ".join(reasons))
+        try:
+            plan = extract_plan(mm, out, settings, objective)
+            break
+        except PlacementError as exc:
+            # the necessary spread row admitted counts no numbered servers can hold: give that SKU
+            # the exact rows and solve again (at most once per SKU)
+            if exc.sku in exact:
+                raise
+            say(f"re-solving with exact spread rows on {exc.sku}")
+            exact = exact | {exc.sku}
     say("checking the plan")
     checks = check_plan(plan, rs, coverage_mode=coverage)
     return PlanResult(plan=plan, candidates=cands, checks=checks)

@@ -41,9 +41,10 @@ a proof that none exists) is a verdict on the real problem. Only an exhausted de
 limit leaves the question open; that is reported as such.
 
 A proof that none exists means the MIP's aggregate rows admitted counts no numbered servers can
-hold. That happens: add_spread's row is sufficient for one (and, by exhaustive search, two) spread
-workloads per SKU but not three, e.g. two 4-GPU servers with one TP2 replica and three spread
-workloads of two 1-GPU replicas each (tests/model/test_placement.py, ``COUNTER``).
+hold: add_spread's row on every SKU is only necessary (n ≥ 2 where a workload must spread), e.g.
+two 4-GPU servers with one TP2 replica and three spread workloads of two 1-GPU replicas each
+(tests/model/test_placement.py, ``COUNTER``). It is raised as ``PlacementError`` naming the SKU,
+and the pipeline re-solves with that SKU's exact named-server rows (model/pipeline.py).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from optimizer.errors import SolverError
+from optimizer.errors import PlacementError, SolverError
 from optimizer.schema.plan import PlacedReplica, PlacedServer
 
 # CP-SAT work limit in deterministic seconds: reproducible on every machine, unlike wall time.
@@ -285,7 +286,7 @@ def _exact(pool: list[_Box], items: list[Item], need: set[str], sku: str) -> Non
             _record(box, t, gpus)
 
 
-def _no_placement(sku: str, pool: list[_Box], items: list[Item], need: set[str]) -> SolverError:
+def _no_placement(sku: str, pool: list[_Box], items: list[Item], need: set[str]) -> PlacementError:
     sizes: dict[tuple[str, int, int], int] = defaultdict(int)
     for it in items:
         sizes[(it.workload, it.gpus, it.whole_servers)] += 1
@@ -293,12 +294,11 @@ def _no_placement(sku: str, pool: list[_Box], items: list[Item], need: set[str])
                      for (w, g, k), n in sorted(sizes.items()))
     g = pool[0].slots if pool else 0
     spread = f"; on two servers each: {', '.join(sorted(need))}" if need else ""
-    return SolverError(
+    return PlacementError(
         f"no placement exists for the {len(pool)} {sku} servers ({g} GPUs each) the MIP chose: {what}{spread}. "
-        "The MIP's aggregate rows (GPU packing, and the spread row of add_spread, which is exact only for one "
-        "min_replicas >= 2 workload per SKU) admitted server and replica counts that no assignment to "
-        "numbered servers can meet. This is a gap in procure's model, not in the scenario; please report it "
-        "with the scenario file.")
+        "The MIP's aggregate rows (GPU packing, and the necessary spread row of add_spread) admitted server "
+        "and replica counts that no assignment to numbered servers can meet; the pipeline re-solves with "
+        "this SKU's exact spread rows.", sku=sku)
 
 
 def _record(box: _Box, item: Item, gpus: list[int]) -> None:

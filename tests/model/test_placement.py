@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer.errors import SolverError
+from optimizer.errors import PlacementError, SolverError
 from optimizer.model import placement
 from optimizer.model.build import build_model
 from optimizer.model.extract import extract_plan
@@ -198,11 +198,11 @@ def test_reported_failure_end_to_end() -> None:
         assert len(hosts(placement)[w]) == 2, placement
 
 
-def test_mip_refuses_the_unplaceable_plan() -> None:
-    # COUNTER through the real MIP. With the earlier single spread row the MIP bought two 4-GPU
-    # servers for it and placement then proved them unplaceable (exit 3). With the anchor rows the
-    # two anchors would each need a, b and c (3 GPUs) and the TP2 of o fits on neither, so two
-    # servers are refused; the replica bounds (the demand) allow no third, so no plan remains.
+def test_unplaceable_counts_get_the_exact_rows() -> None:
+    # COUNTER through the real MIP. The necessary spread row (n ≥ 2) admits two 4-GPU servers and
+    # placement proves them unplaceable (PlacementError naming the SKU); with that SKU's exact
+    # named-server rows, the two servers are refused, and the replica bounds (the demand) allow no
+    # third, so no plan remains.
     rs = scenario([workload(w, float(n), m) for w, (n, _, m) in
                    {"o": (1, 2, 1), "a": (2, 1, 2), "b": (2, 1, 2), "c": (2, 1, 2)}.items()],
                   prices=PRICES, constraints={"gpus": ["L20-48GB"]})
@@ -210,15 +210,22 @@ def test_mip_refuses_the_unplaceable_plan() -> None:
     tp = {"o": 2, "a": 1, "b": 1, "c": 1}
     cands = [dataclasses.replace(c, tp=tp[c.workload], perf=dataclasses.replace(c.perf, requests_per_s=1.0))
              for c in full.inference if c.sku == L20_4 and c.tp == 1 and c.pp == 1 and c.precision == "bf16"]
-    mm = build_model(rs, CandidateSet(skus={L20_4: full.skus[L20_4]}, inference=cands, archs=full.archs),
-                     objective="capex")
+    table = CandidateSet(skus={L20_4: full.skus[L20_4]}, inference=cands, archs=full.archs)
+    mm = build_model(rs, table, objective="capex")
     assert mm.n[L20_4].upper_bound == 2
-    assert solve_model(mm, SETTINGS, "capex").status == "infeasible"
+    out = solve_model(mm, SETTINGS, "capex")
+    assert out.status == "optimal"
+    with pytest.raises(PlacementError) as err:
+        extract_plan(mm, out, SETTINGS, "capex")
+    assert err.value.sku == L20_4
+    exact = build_model(rs, table, objective="capex", exact_spread=frozenset({L20_4}))
+    assert solve_model(exact, SETTINGS, "capex").status == "infeasible"
 
 
-def test_anchor_rows_admit_what_the_old_row_refused() -> None:
+def test_spread_rows_admit_what_the_old_row_refused() -> None:
     # two 4-GPU servers: spread x with two TP2 replicas and spread y with two TP1 replicas fit as
-    # x + y on each server; the old row wanted y's larger items (4 GPUs) <= 4·1 - 2 and refused it
+    # x + y on each server; the old single row wanted y's larger items (4 GPUs) <= 4·1 - 2 and
+    # refused it
     placement = _mip_plan({"x": (2, 2, 2), "y": (2, 1, 2)}, L20_4)
     assert len(placement) == 2
     assert all(len(hosts(placement)[w]) == 2 for w in ("x", "y"))
