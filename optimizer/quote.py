@@ -9,7 +9,7 @@ coefficients these functions use, so the plan the MIP accepts and the lines extr
 - per server in a multi-server group (linear in r[c] / x[f]): PCIe NICs, one link per scale-out port;
 - switches: ceil(scale-out ports / per) (an integer variable in the MIP);
 - racks: racks used x per_rack items (a lower bound in the MIP, see add_budget);
-- storage: a constant (model weights and datasets do not depend on the purchase).
+- storage: a constant once any server is bought (weights and datasets do not depend on the purchase).
 
 A scale-out group is a replica whose pipeline spans servers (cross-server PP) or a fine-tuning job
 given more GPUs than one server holds. A plan without one carries no network lines.
@@ -209,7 +209,7 @@ def quote_lines(rs: ResolvedScenario, servers: list[ServerLine], deployments: li
                              f"ceil({ports} ports / {it.per:g} per switch)", today))
         elif it.rule == "per_rack" and racks_used:
             out.append(_line(rs, it, it.per * racks_used, p, f"{racks_used} racks x {it.per:g}", today))
-        elif it.rule == "per_tb":
+        elif it.rule == "per_tb" and n_servers:
             tb = storage_tb(rs)
             q = math.ceil(it.per * tb - 1e-9)
             if q:

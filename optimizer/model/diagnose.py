@@ -262,7 +262,11 @@ def _explain(name: str, rs: ResolvedScenario, cands: CandidateSet, lim: Limits, 
     if name == "budget":
         assert base.budget is not None
         factor = sc.finance.budget_factor  # the budget bounds capex with contingency and tax
-        m = _min_of(rs, cands, lim, settings, lambda mm: factor * mm.capex)
+        def taxed(mm: MipModel) -> mathopt.LinearExpression:
+            assert mm.capex is not None
+            return factor * mm.capex
+
+        m = _min_of(rs, cands, lim, settings, taxed)
         return _requirement("budget", m, base.budget, fmt=lambda x: money(x, cur),
                             fmt_floor=lambda x: _money_floor(x, cur), fmt_gap=lambda x: _money_gap(x, cur),
                             need="the cheapest plan meeting all demand costs",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, run_cli
 
 BANK = REPO / "scenarios" / "bank-rollout.yaml"
@@ -21,8 +23,10 @@ def test_json_contract() -> None:
         assert key in plan["servers"][0]
     for key in ("workload", "model", "gpu", "tp", "pp", "precision", "replicas", "capacity_rps"):
         assert key in plan["deployments"][0]
-    # capex is the sum of the server lines: the JSON is internally consistent
-    assert plan["capex"] == sum(s["unit_price"] * s["count"] for s in plan["servers"])
+    # capex is the server lines plus the quote lines: the JSON is internally consistent
+    assert plan["hardware_capex"] == sum(s["unit_price"] * s["count"] for s in plan["servers"])
+    quoted = sum(q["extended_price"] for q in plan["quote_lines"])
+    assert plan["capex"] == pytest.approx(plan["hardware_capex"] + quoted)
 
 
 def test_table_and_workbook(tmp_path: Path) -> None:
