@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -44,14 +44,20 @@ HEADER_BORDER = Border(bottom=THIN)
 TOTAL_BORDER = Border(top=THIN)
 
 MAX_TEXT_WIDTH = 48.0   # wrap text columns beyond this many characters
-MAX_HEADER_WIDTH = 13.0  # wrap header labels beyond this
+MAX_HEADER_WIDTH = 11.5  # wrap header labels beyond this
 LINE_HEIGHT_PT = 15.0
+MIN_PRINT_SCALE = 0.75   # 11 pt text prints at 8.25 pt at the smallest
+LO_WIDTH_FACTOR = 1.3    # LibreOffice prints a column this much wider than Excel's pixel rule says
+MARGIN_IN = 0.4          # left and right page margins, inches
+A4_LONG_PT = 841.89
+A4_SHORT_PT = 595.28
 
 
-def money_format(currency: str) -> str:
-    """``"€"#,##0.00`` for known currencies, ``"CHF "#,##0.00`` otherwise."""
+def money_format(currency: str, *, cents: bool = True) -> str:
+    """``"€"#,##0.00`` for known currencies, ``"CHF "#,##0.00`` otherwise (``#,##0`` without cents)."""
     sym = CURRENCY_SYMBOLS.get(currency.upper())
-    return f'"{sym}"{FMT_2}' if sym else f'"{currency.upper()} "{FMT_2}'
+    body = FMT_2 if cents else FMT_INT
+    return f'"{sym}"{body}' if sym else f'"{currency.upper()} "{body}'
 
 
 def display_text(value: Any, fmt: str | None) -> str:
@@ -141,7 +147,14 @@ class Sheet:
         """A title or note spanning the sheet's table width (merged and wrapped at finish)."""
         self.notes.append((row, text, font))
 
-    def finish(self, *, header_row: int | None, landscape: bool = True, footer: str = "") -> None:
+    def finish(self, *, header_row: int | None, landscape: bool = True, footer: str = "",
+               title_cols: str | None = "A:A") -> None:
+        """Column widths, row heights, merged notes and the page set-up.
+
+        Printing never shrinks text below :data:`MIN_PRINT_SCALE` (11 pt x 0.8 = 8.8 pt): a sheet
+        whose columns fit the page width at that scale is fitted to one page wide; a wider one prints
+        at that scale and runs several pages wide, repeating ``title_cols`` (the row labels) on each.
+        """
         ws = self.ws
         for col in range(1, self.max_col + 1):
             ws.column_dimensions[get_column_letter(col)].width = round(max(self.widths.get(col, 8.0), 6.0), 1)
@@ -150,13 +163,16 @@ class Sheet:
             usable = max(widths[col] - 1.5, 1.0)
             n = sum(max(1, math.ceil(text_width(part, scale) / usable)) for part in text.split("\n"))
             self.lines[row] = max(self.lines.get(row, 1), n)
-        total = sum(widths.values())
+        one_page = fit_scale(widths.values(), landscape=landscape) >= MIN_PRINT_SCALE
+        # notes span the table, or on a sheet that prints several pages wide the first page's columns
+        span = self.max_col if one_page else max(1, first_page_columns(list(widths.values()), landscape=landscape))
+        total = sum(widths[c] for c in range(1, span + 1))
         for row, text, font in self.notes:
             cell = ws.cell(row=row, column=1, value=text)
             cell.font = font or Font()
             cell.alignment = Alignment(wrap_text=True, vertical="top")
-            if self.max_col > 1:
-                ws.merge_cells(start_row=row, start_column=1, end_row=row, end_column=self.max_col)
+            if span > 1:
+                ws.merge_cells(start_row=row, start_column=1, end_row=row, end_column=span)
             size = (font.sz if font is not None and font.sz else 11.0) or 11.0
             scale = size / 11.0 * (1.15 if font is not None and font.b else 1.0)
             n = max(1, math.ceil(text_width(text, scale) / max(total - 2.0, 1.0)))
@@ -169,16 +185,54 @@ class Sheet:
             ws.print_title_rows = f"{header_row}:{header_row}"
         ws.page_setup.orientation = "landscape" if landscape else "portrait"
         ws.page_setup.paperSize = ws.PAPERSIZE_A4
-        ws.page_setup.fitToWidth = 1
-        ws.page_setup.fitToHeight = 0
-        ws.sheet_properties.pageSetUpPr.fitToPage = True
         ws.print_options.horizontalCentered = False
-        ws.page_margins.left = ws.page_margins.right = 0.4
+        ws.page_margins.left = ws.page_margins.right = MARGIN_IN
+        if one_page:
+            ws.page_setup.fitToWidth = 1
+            ws.page_setup.fitToHeight = 0
+            ws.sheet_properties.pageSetUpPr.fitToPage = True
+        else:
+            ws.sheet_properties.pageSetUpPr.fitToPage = False
+            ws.page_setup.scale = math.ceil(MIN_PRINT_SCALE * 100)
+            if title_cols:
+                ws.print_title_cols = title_cols
         ws.page_margins.top = ws.page_margins.bottom = 0.6
         ws.page_margins.header = ws.page_margins.footer = 0.3
         ws.oddHeader.center.text = "&A"
         ws.oddFooter.left.text = hf_escape(footer)
         ws.oddFooter.right.text = "Page &P of &N"
+
+
+def fit_scale(widths: Iterable[float], *, landscape: bool = True) -> float:
+    """The print scale at which columns of these widths (character units) fill one A4 page width.
+
+    A column of width w is ``trunc(7 w + 5)`` pixels at 96 dpi (Calibri 11's 7-pixel digit), i.e.
+    0.75 pt per pixel, in Excel; LibreOffice (Carlito) prints it about 1.3 times wider (measured on
+    this workbook's sheets: fitted scales 0.77 of this rule's). The printable width is the paper less
+    the left and right margins.
+    """
+    total_pt = sum(math.trunc(7 * w + 5) * 0.75 * LO_WIDTH_FACTOR for w in widths)
+    paper_pt = A4_LONG_PT if landscape else A4_SHORT_PT
+    return (paper_pt - 2 * MARGIN_IN * 72) / max(total_pt, 1.0)
+
+
+def first_page_columns(widths: list[float], *, landscape: bool = True) -> int:
+    """How many leading columns fit on one page width at :data:`MIN_PRINT_SCALE`."""
+    n = 0
+    while n < len(widths) and fit_scale(widths[:n + 1], landscape=landscape) >= MIN_PRINT_SCALE:
+        n += 1
+    return n
+
+
+def chart_fonts(chart: Any, size_pt: float = 13.0) -> None:
+    """Axis labels of ``chart`` at ``size_pt`` (LibreOffice's default, 10 pt, prints below 8 pt on a
+    sheet scaled to fit)."""
+    from openpyxl.chart.text import RichText
+    from openpyxl.drawing.text import CharacterProperties, Paragraph, ParagraphProperties
+
+    for axis in (chart.x_axis, chart.y_axis):
+        props = CharacterProperties(sz=round(size_pt * 100))
+        axis.txPr = RichText(p=[Paragraph(pPr=ParagraphProperties(defRPr=props), endParaRPr=props)])
 
 
 def text_width(text: str, scale: float) -> float:
