@@ -26,6 +26,7 @@ Serving memory follows the rules of **vLLM v0.6.3/v0.6.4 (V0 engine)**, the rele
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from optimizer.errors import UsageError
 from optimizer.schema.engine import EngineSettings
@@ -398,8 +399,22 @@ def serving_memory(arch: ModelArch, precision: str, *, gpu_memory_gib: float, tp
     tokens held per sequence at max_model_len`` (= ``/ max_model_len`` without sliding windows,
     the formula vLLM logs). ``fits`` when one full-length sequence fits in the cache (vLLM raises
     otherwise) and ``G x u + CUDA graphs <= G``.
+
+    Cached (``functools.lru_cache`` on :func:`_serving_memory_cached`): the account is a pure
+    function of its arguments, all hashable (``ModelArch`` is a frozen dataclass,
+    ``EngineSettings`` a frozen pydantic model, the rest numbers and strings), and the result is
+    frozen, so one object can serve every caller. A planning run asks for the same (model, GPU
+    memory, layout, precision, settings, max_model_len) once per workload of that model.
     """
-    settings = settings or EngineSettings()
+    return _serving_memory_cached(arch, precision, gpu_memory_gib, tp, pp, settings or EngineSettings(),
+                                  max_model_len, group_size, quant_format, non_torch)
+
+
+@lru_cache(maxsize=1 << 15)
+def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int,
+                           settings: EngineSettings, max_model_len: int, group_size: int,
+                           quant_format: str, non_torch: int | None) -> ServingMemory:
+    """:func:`serving_memory` (every argument is part of the cache key)."""
     if gpu_memory_gib <= 0:
         raise UsageError("GPU memory must be positive", field="gpu_memory_gib")
     if max_model_len < 1:

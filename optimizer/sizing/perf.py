@@ -84,9 +84,15 @@ and ``alpha`` are fixed estimates (see :class:`Efficiency`). Measured points for
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from operator import attrgetter
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
 
 from optimizer.errors import UsageError
 from optimizer.schema.catalog import GPU
@@ -245,6 +251,12 @@ def step_model(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: st
     embedding on the first stage (a lookup of ``m`` rows, not a stream; a tied lm_head is read
     as the head); routed experts are split off so :meth:`StepModel.experts_touched` can scale
     them. FLOPs use ``param_counts(arch).active`` less the embedding (lm_head included).
+
+    Cached (``functools.lru_cache``, :func:`_step_model_cached`): the result depends only on
+    ``arch`` (a frozen, hashable dataclass), ``tp``, ``pp``, ``precision``, ``kv_dtype`` and the
+    four GPU figures it reads (tensor peak at ``precision`` and at bf16, HBM and link bandwidth),
+    which form the key; a :class:`StepModel` is frozen, so sharing one between callers is safe.
+    A planning run asks for the same (model, GPU, layout) once per workload of that model.
     """
     if tp < 1 or pp < 1:
         raise UsageError("tp and pp must be >= 1", field="tp")
@@ -254,6 +266,16 @@ def step_model(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: st
     if kv_dtype not in KV_BYTES:
         raise UsageError(f"unknown KV dtype {kv_dtype!r}", field="kv_dtype",
                          hint=f"use one of {', '.join(KV_BYTES)}")
+    return _step_model_cached(arch, tp, pp, precision, kv_dtype, gpu.compute_tflops(precision),
+                              gpu.compute_tflops("bf16"), gpu.memory_bandwidth_gb_s,
+                              gpu.interconnect.bandwidth_gb_s)
+
+
+@lru_cache(maxsize=1 << 15)
+def _step_model_cached(arch: ModelArch, tp: int, pp: int, precision: str, kv_dtype: str,
+                       tflops: float, tflops_16: float, bandwidth_gb_s: float,
+                       link_gb_s: float) -> StepModel:
+    """:func:`step_model` on the GPU figures it reads (the cache key holds every input)."""
     counts = param_counts(arch)
     stages = stage_weight_bytes(arch, precision, tp, pp)
     worst = max(range(pp), key=lambda s: stages[s])
@@ -286,10 +308,10 @@ def step_model(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: st
         flops_per_token=flops_tok,
         kv_bytes_per_token=float(kv_bytes_per_token_per_gpu(arch, kv_dtype, tp, pp)),
         attn_flops_per_pair=attn, hidden=arch.hidden_size,
-        peak_flops=gpu.compute_tflops(precision) * 1e12,
-        peak_flops_16=gpu.compute_tflops("bf16") * 1e12,
-        bandwidth=gpu.memory_bandwidth_gb_s * 1e9,
-        link_bandwidth=gpu.interconnect.bandwidth_gb_s * 1e9,
+        peak_flops=tflops * 1e12,
+        peak_flops_16=tflops_16 * 1e12,
+        bandwidth=bandwidth_gb_s * 1e9,
+        link_bandwidth=link_gb_s * 1e9,
     )
 
 
@@ -414,6 +436,30 @@ def _match_measured(points: tuple[MeasuredPoint, ...], model: str, gpu: str, tp:
     return min(hits, key=dist)
 
 
+class PerfQuery(NamedTuple):
+    """One deployment of a :func:`replica_perf_many` batch: the GPU, its layout and precision,
+    the replica's KV-cache tokens (``memory.serving_memory``) and the engine's efficiency."""
+
+    gpu: GPU
+    tp: int
+    pp: int
+    precision: str
+    kv_cache_tokens: int
+    efficiency: Efficiency
+
+
+def _check_perf_inputs(input_tokens: int, output_tokens: int, kv_cache_tokens: int,
+                       utilization: float, max_num_seqs: int) -> None:
+    if input_tokens < 1 or output_tokens < 1:
+        raise UsageError("input and output tokens must be >= 1", field="input_tokens")
+    if kv_cache_tokens < 0:
+        raise UsageError("kv_cache_tokens must be >= 0", field="kv_cache_tokens")
+    if not 0 < utilization <= 1:
+        raise UsageError("utilization must be in (0, 1]", field="utilization")
+    if max_num_seqs < 1:
+        raise UsageError("max_num_seqs must be >= 1", field="max_num_seqs")
+
+
 def replica_perf(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: str,
                  kv_dtype: str = "auto", input_tokens: int, output_tokens: int, kv_cache_tokens: int,
                  ttft_ms: float | None = None, tpot_ms: float | None = None, max_num_seqs: int = 256,
@@ -423,129 +469,477 @@ def replica_perf(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: 
 
     1. ``B_max = min(max_num_seqs, floor(kv_cache_tokens / (I + r O)))``; offline throughput
        ``B_max O / ((O - 1) TPOT(B_max))``.
-    2. With ``tpot_ms``: the largest ``B <= B_max`` with ``TPOT(B) <= tpot_ms`` (bisection; TPOT
-       is non-decreasing in B). Capacity ``mu = B / ((O - 1) TPOT(B))`` requests/s.
+    2. With ``tpot_ms``: the largest ``B <= B_max`` with ``TPOT(B) <= tpot_ms`` (bisection over
+       the integers; TPOT is non-decreasing in B). Capacity ``mu = B / ((O - 1) TPOT(B))`` requests/s.
     3. With ``ttft_ms``: ``TTFT(lambda) = W_q^{M/D/1}(lambda, S) + S + TPOT(B(lambda))`` at
-       ``lambda = utilization x mu``; if over target, ``mu`` is lowered (bisection) until it fits.
+       ``lambda = utilization x mu``, ``B(lambda)`` the fixed point of ``B = lambda (O-1) TPOT(B)``;
+       if over target, ``mu`` is lowered until it fits.
     4. Measured points for this exact (model, GPU, TP, PP, precision) (``measured`` or
        ``efficiency.measured``): every time is scaled by ``predicted / measured`` throughput at the
        nearest measured (I, O), so the measured throughput is reproduced there; ``source="measured"``.
+
+    The work is :func:`replica_perf_many` on a batch of one, so one call and a planning run give
+    the same numbers; see there for how the roots of 2. and 3. are found.
     """
-    if input_tokens < 1 or output_tokens < 1:
-        raise UsageError("input and output tokens must be >= 1", field="input_tokens")
-    if kv_cache_tokens < 0:
-        raise UsageError("kv_cache_tokens must be >= 0", field="kv_cache_tokens")
-    if not 0 < utilization <= 1:
-        raise UsageError("utilization must be in (0, 1]", field="utilization")
-    if max_num_seqs < 1:
-        raise UsageError("max_num_seqs must be >= 1", field="max_num_seqs")
+    _check_perf_inputs(input_tokens, output_tokens, kv_cache_tokens, utilization, max_num_seqs)
     eff = efficiency or load_efficiency(gpu)
-    sm = step_model(arch, gpu, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype)
+    query = PerfQuery(gpu, tp, pp, precision, kv_cache_tokens, eff)
+    return replica_perf_many(arch, (query,), kv_dtype=kv_dtype, input_tokens=input_tokens,
+                             output_tokens=output_tokens, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
+                             max_num_seqs=max_num_seqs, utilization=utilization,
+                             measured=measured)[0]
+
+
+def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype: str = "auto",
+                      input_tokens: int, output_tokens: int, ttft_ms: float | None = None,
+                      tpot_ms: float | None = None, max_num_seqs: int = 256,
+                      utilization: float = 0.8,
+                      measured: tuple[MeasuredPoint, ...] | list[MeasuredPoint] | None = None,
+                      ) -> list[ReplicaPerf]:
+    """:func:`replica_perf` of one workload shape on many deployments of ``arch`` at once.
+
+    Every step of :func:`replica_perf` runs on numpy columns of the deployments
+    (:class:`StepColumns`, :func:`decode_step_array`, the same equations in the same order as
+    :func:`decode_step_s`), and the roots are found as follows:
+
+    * TPOT target: bisection over the integers ``1..B_max`` (at most ``log2 B_max`` steps, all
+      deployments together); the answer is exact.
+    * ``B(lambda)``, the fixed point of ``h(B) = B - lambda (O-1) TPOT(B) = 0`` on ``[0, B_slo]``:
+      safeguarded Newton (analytic slope :func:`decode_slope_array`, bisection whenever a step leaves
+      the bracket). ``h`` has one root there: ``h(0) < 0``; ``h(B_slo) >= (1 - utilization) B_slo
+      > 0`` at every rate used; TPOT is convex piecewise linear in B for dense models (``h``
+      concave) and, for MoE, concave while weight streaming dominates then linear, so ``h``
+      crosses zero once. Newton converges in a few steps (exactly on each linear piece).
+    * The TTFT-limited rate, the root of ``TTFT(lambda) = ttft_ms`` on ``[0, utilization mu]``
+      (TTFT increases with lambda): safeguarded Newton with the implicit slope
+      ``dB/dlambda = (O-1) TPOT / (1 - lambda (O-1) TPOT')``.
+
+    The scalar bisections this replaces stopped at ``1e-7 max(1, B)`` above the fixed point and
+    ``1e-9 utilization mu`` below the TTFT root; those stopping rules are kept (replayed on the
+    exact roots, which costs no step-time evaluation), so answers agree with them to far below
+    1e-6 relative (``tests/sizing/test_perf_fast.py`` compares with a frozen copy).
+
+    Nothing is cached here beyond :func:`step_model`; a caller that sees the same query twice
+    (e.g. :func:`optimizer.sizing.candidates.build_candidates`) keeps its own table.
+    """
+    _check_perf_inputs(input_tokens, output_tokens, min((q.kv_cache_tokens for q in queries), default=0),
+                       utilization, max_num_seqs)
+    n = len(queries)
+    if n == 0:
+        return []
     isl, osl = input_tokens, output_tokens
     steps = max(osl - 1, 1)
     # Sliding-window layers hold at most `window` tokens: use the mean context those layers see.
     mean_ctx = isl + osl / 2.0
     ctx_scale = kv_tokens_held(arch, max(1, round(mean_ctx))) / max(1.0, round(mean_ctx))
+    sms = [step_model(arch, q.gpu, tp=q.tp, pp=q.pp, precision=q.precision, kv_dtype=kv_dtype)
+           for q in queries]
+    effs = [q.efficiency for q in queries]
 
-    scale = 1.0
-    source: Literal["model", "measured"] = "model"
-
-    sm_ctx = _ctx(sm, ctx_scale)
-
-    def tpot_s(b: float) -> float:
-        return decode_step_s(sm_ctx, eff, b, isl, osl) * scale
-
-    held = isl + eff.kv_reserve_output_fraction * osl
-    kv_limit = int(kv_cache_tokens // max(held, 1.0))
-    b_max = min(max_num_seqs, kv_limit)
-
-    points = tuple(measured) if measured is not None else eff.measured
-    hit = _match_measured(points, arch.name, gpu.name, tp, pp, precision, isl, osl)
-    if hit is not None:
+    scales = [1.0] * n
+    sources: list[Literal["model", "measured"]] = ["model"] * n
+    offline_override: dict[int, float] = {}
+    for i, (q, sm) in enumerate(zip(queries, sms, strict=True)):
+        points = tuple(measured) if measured is not None else q.efficiency.measured
+        if not points:
+            continue
+        hit = _match_measured(points, arch.name, q.gpu.name, q.tp, q.pp, q.precision, isl, osl)
+        if hit is None:
+            continue
+        eff = q.efficiency
         held_m = hit.input_tokens + eff.kv_reserve_output_fraction * hit.output_tokens
-        b_m = max(1, min(max_num_seqs, int(kv_cache_tokens // max(held_m, 1.0))))
+        b_m = max(1, min(max_num_seqs, int(q.kv_cache_tokens // max(held_m, 1.0))))
         steps_m = max(hit.output_tokens - 1, 1)
         ctx_m = max(1, round(hit.input_tokens + hit.output_tokens / 2.0))
         sm_m = _ctx(sm, kv_tokens_held(arch, ctx_m) / ctx_m)
         pred = b_m * hit.output_tokens / (steps_m * decode_step_s(sm_m, eff, b_m, hit.input_tokens,
                                                                   hit.output_tokens))
-        scale = pred / hit.output_tokens_per_s
-        source = "measured"
+        scales[i] = pred / hit.output_tokens_per_s
+        sources[i] = "measured"
+        if hit.input_tokens == isl and hit.output_tokens == osl:
+            offline_override[i] = hit.output_tokens_per_s
 
-    s_prefill = prefill_s(sm, eff, isl) * scale
-    s_busy = min(s_prefill, prefill_work_s(sm, eff, isl) * scale)
-    limited: LimitedBy = "kv" if kv_limit <= max_num_seqs else "max_num_seqs"
-    if b_max < 1:
-        best_tpot = tpot_s(1)
-        return ReplicaPerf(0.0, 0, (s_prefill + best_tpot) * 1e3, best_tpot * 1e3, 0.0, 0, "kv",
-                           source, best_tpot * 1e3, s_prefill * 1e3, kv_limit, utilization, 1 / scale)
+    cols = StepColumns.of(sms, effs)
+    ctx_cols = cols.with_context_scale(ctx_scale)
+    scale = np.array(scales)
+    kv_limit = [int(q.kv_cache_tokens // max(isl + e.kv_reserve_output_fraction * osl, 1.0))
+                for q, e in zip(queries, effs, strict=True)]
+    b_max = np.array([min(max_num_seqs, k) for k in kv_limit], dtype=np.int64)
 
-    def out_rate(b: float) -> float:
-        return b * osl / (steps * tpot_s(b))
+    def tpot_s(c: StepColumns, b: NDArray[np.float64], sc: NDArray[np.float64]) -> NDArray[np.float64]:
+        return decode_step_array(c, b, isl, osl) * sc
 
-    offline_tpot = tpot_s(b_max)
-    offline = out_rate(b_max)
-    if hit is not None and hit.input_tokens == isl and hit.output_tokens == osl:
-        offline = hit.output_tokens_per_s
-    # --- TPOT target ---------------------------------------------------------------------
-    b_slo = b_max
-    if tpot_ms is not None and tpot_s(b_max) * 1e3 > tpot_ms:
-        if tpot_s(1) * 1e3 > tpot_ms:
-            best = tpot_s(1)
-            return ReplicaPerf(offline, b_max, (s_prefill + best) * 1e3, best * 1e3, 0.0, 0, "tpot",
-                               source, offline_tpot * 1e3, s_prefill * 1e3, kv_limit, utilization,
-                               1 / scale)
-        lo, hi = 1, b_max  # tpot(lo) meets, tpot(hi) misses
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if tpot_s(mid) * 1e3 <= tpot_ms:
-                lo = mid
-            else:
-                hi = mid
-        b_slo, limited = lo, "tpot"
-    mu = b_slo / (steps * tpot_s(b_slo))
+    s_prefill = prefill_array(cols, isl) * scale
+    s_busy = np.minimum(s_prefill, prefill_work_array(cols, isl) * scale)
+    ones = np.ones(n)
+    t_one = tpot_s(ctx_cols, ones, scale)
+    t_bmax = tpot_s(ctx_cols, np.maximum(b_max, 1).astype(np.float64), scale)
+    offline = b_max * osl / (steps * t_bmax)
 
-    def batch_at(rate: float) -> float:
-        """Sequences decoding at arrival rate ``rate``: fixed point of ``B = rate (O-1) TPOT(B)``."""
-        lo_b, hi_b = 0.0, float(b_slo)
-        while hi_b - lo_b > 1e-7 * max(1.0, hi_b):
-            mid = (lo_b + hi_b) / 2
-            if mid < rate * steps * tpot_s(max(mid, 1e-9)):
-                lo_b = mid
-            else:
-                hi_b = mid
-        return hi_b
+    # status: 0 carries on, 1 no batch fits the KV cache, 2 TPOT target unreachable,
+    # 3 TTFT target unreachable
+    status = np.where(b_max < 1, 1, 0)
+    limited = np.where(np.array(kv_limit) <= max_num_seqs, "kv", "max_num_seqs").astype(object)
+    b_slo = b_max.copy()
+    # --- TPOT target -----------------------------------------------------------------------
+    if tpot_ms is not None:
+        over = (status == 0) & (t_bmax * 1e3 > tpot_ms)
+        status[over & (t_one * 1e3 > tpot_ms)] = 2
+        idx = np.flatnonzero(over & (status == 0))
+        if idx.size:
+            sub, sc = ctx_cols.take(idx), scale[idx]
+            lo, hi = np.ones(idx.size, dtype=np.int64), b_max[idx].copy()
+            act = hi - lo > 1
+            while act.any():
+                mid = (lo + hi) // 2
+                meets = tpot_s(sub, mid.astype(np.float64), sc) * 1e3 <= tpot_ms
+                lo = np.where(act & meets, mid, lo)
+                hi = np.where(act & ~meets, mid, hi)
+                act = hi - lo > 1
+            b_slo[idx] = lo
+            limited[idx] = "tpot"
 
-    def ttft_at(rate: float) -> tuple[float, float]:
-        b = batch_at(rate)
-        tp_s = tpot_s(max(b, 1.0))
-        return md1_wait_s(rate, s_prefill, s_busy) + s_prefill + tp_s, tp_s
+    ttft = np.zeros(n)
+    tp_now = np.zeros(n)
+    mu = np.zeros(n)
+    live = np.flatnonzero(status == 0)
+    if live.size:
+        sub, sc = ctx_cols.take(live), scale[live]
+        bs = b_slo[live].astype(np.float64)
+        t_bslo = tpot_s(sub, bs, sc)
+        mu_l = bs / (steps * t_bslo)
+        lam = utilization * mu_l
+        sp, sb = s_prefill[live], s_busy[live]
 
-    lam = utilization * mu
-    ttft, tp_now = ttft_at(lam)
-    if ttft_ms is not None and ttft * 1e3 > ttft_ms:
-        floor_ttft = s_prefill + tpot_s(1)
-        if floor_ttft * 1e3 > ttft_ms:
-            return ReplicaPerf(offline, b_max, floor_ttft * 1e3, tpot_s(1) * 1e3, 0.0, 0, "ttft",
-                               source, offline_tpot * 1e3, s_prefill * 1e3, kv_limit, utilization,
-                               1 / scale)
-        lo_r, hi_r = 0.0, lam
-        while hi_r - lo_r > 1e-9 * lam:
-            mid_r = (lo_r + hi_r) / 2
-            if ttft_at(mid_r)[0] * 1e3 <= ttft_ms:
-                lo_r = mid_r
-            else:
-                hi_r = mid_r
-        lam = lo_r
-        ttft, tp_now = ttft_at(lam)
-        mu = lam / utilization
-        b_slo = int(max(1, min(b_slo, math.ceil(mu * steps * tpot_s(b_slo)))))
-        limited = "ttft"
-    return ReplicaPerf(
-        output_tokens_per_s=offline, batch=b_max, ttft_ms=ttft * 1e3, tpot_ms=tp_now * 1e3,
-        requests_per_s=mu, slo_batch=b_slo, limited_by=limited, source=source,
-        offline_tpot_ms=offline_tpot * 1e3, prefill_ms=s_prefill * 1e3, kv_batch_limit=kv_limit,
-        utilization=utilization, measured_scale=1 / scale)
+        def ttft_at(rate: NDArray[np.float64], b_star: NDArray[np.float64]
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+            b = _replay_fixed_point_bisection(b_star, bs)
+            t = tpot_s(sub, np.maximum(b, 1.0), sc)
+            return _md1_wait_array(rate, sp, sb) + sp + t, t
+
+        b_lam = _fixed_batch(sub, sc, lam, bs, isl, osl)
+        ttft_l, tp_l = ttft_at(lam, b_lam)
+        if ttft_ms is not None:
+            over = ttft_l * 1e3 > ttft_ms
+            floor_ttft = sp + t_one[live]
+            never = over & (floor_ttft * 1e3 > ttft_ms)
+            status[live[never]] = 3
+            j = np.flatnonzero(over & ~never)
+            if j.size:
+                sub_j, sc_j = sub.take(j), sc[j]
+                r_star = _ttft_rate_root(sub_j, sc_j, lam[j], bs[j], b_lam[j], sp[j], sb[j],
+                                         isl, osl, ttft_ms)
+                lam_j = _replay_rate_bisection(r_star, lam[j])
+                b_j = _replay_fixed_point_bisection(_fixed_batch(sub_j, sc_j, lam_j, bs[j], isl, osl),
+                                                    bs[j])
+                tp_j = tpot_s(sub_j, np.maximum(b_j, 1.0), sc_j)
+                ttft_l[j] = _md1_wait_array(lam_j, sp[j], sb[j]) + sp[j] + tp_j
+                tp_l[j] = tp_j
+                mu_j = lam_j / utilization
+                mu_l[j] = mu_j
+                b_slo[live[j]] = np.maximum(1, np.minimum(bs[j], np.ceil(mu_j * steps * t_bslo[j])))
+                limited[live[j]] = "ttft"
+        ttft[live], tp_now[live], mu[live] = ttft_l, tp_l, mu_l
+
+    out: list[ReplicaPerf] = []
+    rows = zip(status.tolist(), offline.tolist(), b_max.tolist(), ttft.tolist(), tp_now.tolist(),
+               mu.tolist(), b_slo.tolist(), limited.tolist(), t_one.tolist(), t_bmax.tolist(),
+               s_prefill.tolist(), scales, sources, kv_limit, strict=True)
+    for i, (st, off, bm, tt, tpn, m, bsl, lim, one, tbm, spf, sc1, src, kvl) in enumerate(rows):
+        off = offline_override.get(i, off)
+        if st == 1:
+            out.append(ReplicaPerf(0.0, 0, (spf + one) * 1e3, one * 1e3, 0.0, 0, "kv", src,
+                                   one * 1e3, spf * 1e3, kvl, utilization, 1 / sc1))
+        elif st == 2:
+            out.append(ReplicaPerf(off, bm, (spf + one) * 1e3, one * 1e3, 0.0, 0, "tpot", src,
+                                   tbm * 1e3, spf * 1e3, kvl, utilization, 1 / sc1))
+        elif st == 3:
+            out.append(ReplicaPerf(off, bm, (spf + one) * 1e3, one * 1e3, 0.0, 0, "ttft", src,
+                                   tbm * 1e3, spf * 1e3, kvl, utilization, 1 / sc1))
+        else:
+            out.append(ReplicaPerf(
+                output_tokens_per_s=off, batch=bm, ttft_ms=tt * 1e3, tpot_ms=tpn * 1e3,
+                requests_per_s=m, slo_batch=int(bsl), limited_by=lim, source=src,
+                offline_tpot_ms=tbm * 1e3, prefill_ms=spf * 1e3, kv_batch_limit=kvl,
+                utilization=utilization, measured_scale=1 / sc1))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Array versions of the step model (one element per deployment)
+# ------------------------------------------------------------------------------------------
+
+_SM_FIELDS = ("tp", "pp", "layers", "dense_bytes", "expert_bytes", "moe_layers", "num_experts",
+              "experts_per_token", "flops_per_token", "kv_bytes_per_token", "attn_flops_per_pair",
+              "hidden", "peak_flops", "peak_flops_16", "bandwidth", "link_bandwidth")
+_EFF_FIELDS = ("compute", "memory_bw", "step_overhead_ms", "layer_overhead_us", "comm_efficiency",
+               "allreduce_latency_us", "prefill_chunk_tokens")
+_sm_row = attrgetter(*_SM_FIELDS)
+_eff_row = attrgetter(*_EFF_FIELDS)
+
+
+class StepColumns:
+    """:class:`StepModel` and :class:`Efficiency` fields of N deployments as float64 columns
+    (attribute names as in those classes), for :func:`stage_time_array` and friends."""
+
+    tp: NDArray[np.float64]
+    pp: NDArray[np.float64]
+    layers: NDArray[np.float64]
+    dense_bytes: NDArray[np.float64]
+    expert_bytes: NDArray[np.float64]
+    moe_layers: NDArray[np.float64]
+    num_experts: NDArray[np.float64]
+    experts_per_token: NDArray[np.float64]
+    flops_per_token: NDArray[np.float64]
+    kv_bytes_per_token: NDArray[np.float64]
+    attn_flops_per_pair: NDArray[np.float64]
+    hidden: NDArray[np.float64]
+    peak_flops: NDArray[np.float64]
+    peak_flops_16: NDArray[np.float64]
+    bandwidth: NDArray[np.float64]
+    link_bandwidth: NDArray[np.float64]
+    compute: NDArray[np.float64]
+    memory_bw: NDArray[np.float64]
+    step_overhead_ms: NDArray[np.float64]
+    layer_overhead_us: NDArray[np.float64]
+    comm_efficiency: NDArray[np.float64]
+    allreduce_latency_us: NDArray[np.float64]
+    prefill_chunk_tokens: NDArray[np.float64]
+
+    def __init__(self, columns: dict[str, NDArray[np.float64]]) -> None:
+        self.__dict__.update(columns)
+
+    @classmethod
+    def of(cls, sms: Sequence[StepModel], effs: Sequence[Efficiency]) -> StepColumns:
+        a = np.array([_sm_row(s) for s in sms], dtype=np.float64).reshape(len(sms), len(_SM_FIELDS))
+        b = np.array([_eff_row(e) for e in effs], dtype=np.float64).reshape(len(effs), len(_EFF_FIELDS))
+        cols = {k: a[:, i].copy() for i, k in enumerate(_SM_FIELDS)}
+        cols.update({k: b[:, i].copy() for i, k in enumerate(_EFF_FIELDS)})
+        return cls(cols)
+
+    def take(self, idx: NDArray[np.intp]) -> StepColumns:
+        return StepColumns({k: v[idx] for k, v in self.__dict__.items()})
+
+    def with_context_scale(self, ctx_scale: float) -> StepColumns:
+        """As :func:`_ctx`: KV bytes and attention FLOPs per context token scaled for sliding
+        windows (unchanged when ``ctx_scale >= 1``)."""
+        if ctx_scale >= 1.0:
+            return self
+        cols = dict(self.__dict__)
+        cols["kv_bytes_per_token"] = self.kv_bytes_per_token * ctx_scale
+        cols["attn_flops_per_pair"] = self.attn_flops_per_pair * ctx_scale
+        return StepColumns(cols)
+
+
+def _experts_touched_array(c: StepColumns, tokens: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:meth:`StepModel.experts_touched` per element (0 for dense models)."""
+    e = np.where(c.num_experts > 0, c.num_experts, 1.0)
+    touched = e * (1.0 - (1.0 - c.experts_per_token / e) ** np.maximum(tokens, 0.0))
+    return np.where(c.num_experts > 0, touched, 0.0)
+
+
+def allreduce_array(c: StepColumns, tokens: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`allreduce_s` per element."""
+    t = c.tp
+    volume = 2.0 * (t - 1) / t * tokens * c.hidden * ACT_BYTES
+    one = volume / (c.link_bandwidth * c.comm_efficiency) + c.allreduce_latency_us * 1e-6
+    return np.where(t == 1, 0.0, 2.0 * c.layers * one)
+
+
+def p2p_array(c: StepColumns, tokens: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`p2p_s` per element."""
+    t = tokens * c.hidden * ACT_BYTES / (c.link_bandwidth * c.comm_efficiency) \
+        + c.allreduce_latency_us * 1e-6
+    return np.where(c.pp == 1, 0.0, t)
+
+
+def stage_time_array(c: StepColumns, *, decode: NDArray[np.float64], prefill: NDArray[np.float64],
+                     context: float, prompt: float) -> NDArray[np.float64]:
+    """:func:`stage_time_s` per element (the same equation, term by term)."""
+    bw = c.bandwidth * c.memory_bw
+    c_w = c.peak_flops * c.compute
+    c_16 = c.peak_flops_16 * c.compute
+    m = decode + prefill
+    weights = c.dense_bytes + c.moe_layers * _experts_touched_array(c, m) * c.expert_bytes
+    t_linear = np.maximum(weights / bw, c.flops_per_token * m / c_w)
+    pairs = decode * context
+    t_attn = np.maximum((pairs + prefill) * c.kv_bytes_per_token / bw,
+                        pairs * c.attn_flops_per_pair / c_16)
+    t_attn = t_attn + prefill * (prompt / 2.0) * c.attn_flops_per_pair / c_16
+    return t_linear + t_attn + allreduce_array(c, m) + c.layers * c.layer_overhead_us * 1e-6
+
+
+def decode_step_array(c: StepColumns, batch: NDArray[np.float64], input_tokens: int,
+                      output_tokens: int) -> NDArray[np.float64]:
+    """:func:`decode_step_s` per element: ``pp T_stage(B/pp, P/pp) + (pp-1) T_p2p + overhead``."""
+    steps = max(output_tokens - 1, 1)
+    prefill = batch * input_tokens / steps
+    mb_decode, mb_prefill = batch / c.pp, prefill / c.pp
+    context = input_tokens + output_tokens / 2.0
+    t = c.pp * stage_time_array(c, decode=mb_decode, prefill=mb_prefill, context=context,
+                                prompt=input_tokens)
+    t = t + (c.pp - 1) * p2p_array(c, mb_decode + mb_prefill)
+    return t + c.step_overhead_ms * 1e-3
+
+
+def decode_slope_array(c: StepColumns, batch: NDArray[np.float64], input_tokens: int,
+                       output_tokens: int) -> NDArray[np.float64]:
+    """``d TPOT / d B`` of :func:`decode_step_array` (the slope of the branch each ``max``
+    takes; for MoE ``d/dm E (1 - q^m) = -E q^m ln q``, ``q = 1 - k/E``). Used by the root
+    finders only, never reported."""
+    steps = max(output_tokens - 1, 1)
+    pp = c.pp
+    per_b = input_tokens / steps                       # prefill tokens per decoding sequence
+    dm = (1.0 + per_b) / pp                            # d m / d B, m = B/pp + B I/(O-1)/pp
+    m = batch * dm
+    context = input_tokens + output_tokens / 2.0
+    bw = c.bandwidth * c.memory_bw
+    c_w = c.peak_flops * c.compute
+    c_16 = c.peak_flops_16 * c.compute
+    weights = c.dense_bytes + c.moe_layers * _experts_touched_array(c, m) * c.expert_bytes
+    e = np.where(c.num_experts > 0, c.num_experts, 1.0)
+    q = 1.0 - c.experts_per_token / e
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_touched = np.where((c.num_experts > 0) & (q > 0), -e * q ** np.maximum(m, 0.0) * np.log(q),
+                             0.0)
+    weight_bound = weights / bw >= c.flops_per_token * m / c_w
+    d_linear = np.where(weight_bound, c.moe_layers * d_touched * c.expert_bytes / bw,
+                        c.flops_per_token / c_w) * dm
+    pairs = batch / pp * context
+    prefill = batch * per_b / pp
+    kv_bound = (pairs + prefill) * c.kv_bytes_per_token / bw >= pairs * c.attn_flops_per_pair / c_16
+    d_attn = np.where(kv_bound, (context + per_b) / pp * c.kv_bytes_per_token / bw,
+                      context / pp * c.attn_flops_per_pair / c_16)
+    d_attn = d_attn + per_b / pp * (input_tokens / 2.0) * c.attn_flops_per_pair / c_16
+    t = c.tp
+    d_ar = np.where(t == 1, 0.0, 2.0 * c.layers * (2.0 * (t - 1) / t * c.hidden * ACT_BYTES
+                                                   / (c.link_bandwidth * c.comm_efficiency))) * dm
+    d_p2p = np.where(pp == 1, 0.0, c.hidden * ACT_BYTES / (c.link_bandwidth * c.comm_efficiency)) * dm
+    return pp * (d_linear + d_attn + d_ar) + (pp - 1) * d_p2p
+
+
+def prefill_array(c: StepColumns, input_tokens: int) -> NDArray[np.float64]:
+    """:func:`prefill_s` per element."""
+    chunk_tokens = c.prefill_chunk_tokens.astype(np.int64)
+    n = np.maximum(1, -(-input_tokens // chunk_tokens)).astype(np.float64)
+    chunk = input_tokens / n
+    zero = np.zeros_like(chunk)
+    one = c.pp * stage_time_array(c, decode=zero, prefill=chunk, context=0.0, prompt=input_tokens)
+    one = one + ((c.pp - 1) * p2p_array(c, chunk) + c.step_overhead_ms * 1e-3)
+    return n * one
+
+
+def prefill_work_array(c: StepColumns, input_tokens: int) -> NDArray[np.float64]:
+    """:func:`prefill_work_s` per element."""
+    c_w = c.peak_flops * c.compute
+    c_16 = c.peak_flops_16 * c.compute
+    flops = c.flops_per_token * input_tokens / c_w
+    attn = input_tokens * (input_tokens / 2.0) * c.attn_flops_per_pair / c_16
+    return flops + attn + allreduce_array(c, np.full_like(flops, float(input_tokens)))
+
+
+def _md1_wait_array(rate: NDArray[np.float64], service_s: NDArray[np.float64],
+                    busy_s: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`md1_wait_s` per element (infinite where ``rho >= 1``)."""
+    rho = rate * busy_s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = rho * service_s / (2.0 * (1.0 - rho))
+    return np.where(rho >= 1.0, np.inf, w)
+
+
+def _fixed_batch(c: StepColumns, scale: NDArray[np.float64], rate: NDArray[np.float64],
+                 b_hi: NDArray[np.float64], input_tokens: int, output_tokens: int,
+                 start: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+    """Root of ``h(B) = B - rate (O-1) TPOT(max(B, 1e-9))`` in ``[0, b_hi]`` (sequences decoding at
+    arrival rate ``rate``), by safeguarded Newton to ~1e-14 relative; see :func:`replica_perf_many`
+    for why the root is unique. ``start`` is an initial guess (a nearby rate's root)."""
+    steps = max(output_tokens - 1, 1)
+    k = rate * steps
+    lo = np.zeros_like(b_hi)
+    hi = b_hi.copy()
+    x = np.zeros_like(b_hi) if start is None else np.clip(start, 0.0, b_hi)
+    for _ in range(100):
+        xb = np.maximum(x, 1e-9)
+        h = x - k * (decode_step_array(c, xb, input_tokens, output_tokens) * scale)
+        dh = 1.0 - k * (decode_slope_array(c, xb, input_tokens, output_tokens) * scale)
+        lo = np.where(h < 0, x, lo)
+        hi = np.where(h > 0, x, hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xn = x - h / dh
+        ok = np.isfinite(xn) & (xn > lo) & (xn < hi)
+        xn = np.where(h == 0, x, np.where(ok, xn, 0.5 * (lo + hi)))
+        done = (np.abs(xn - x) <= 1e-14 * np.maximum(xn, 1e-300)) | (hi - lo <= 1e-15 * hi)
+        x = xn
+        if done.all():
+            break
+    return x
+
+
+def _replay_fixed_point_bisection(b_star: NDArray[np.float64],
+                                  b_hi: NDArray[np.float64]) -> NDArray[np.float64]:
+    """What the scalar bisection ``lo, hi = 0, b_hi; while hi - lo > 1e-7 max(1, hi): ...`` on
+    ``mid < rate (O-1) TPOT(mid)`` returned (its upper end), replayed on the exact root: that
+    test is ``mid < b_star`` (one root, ``h < 0`` left of it)."""
+    lo = np.zeros_like(b_hi)
+    hi = b_hi.copy()
+    act = hi - lo > 1e-7 * np.maximum(1.0, hi)
+    while act.any():
+        mid = (lo + hi) / 2
+        left = mid < b_star
+        lo = np.where(act & left, mid, lo)
+        hi = np.where(act & ~left, mid, hi)
+        act = hi - lo > 1e-7 * np.maximum(1.0, hi)
+    return hi
+
+
+def _replay_rate_bisection(r_star: NDArray[np.float64], lam: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The lower end of the scalar bisection on ``[0, lam]`` to ``1e-9 lam`` for the largest rate
+    meeting the TTFT target, replayed on the exact root ``r_star`` (TTFT increases with rate)."""
+    lo = np.zeros_like(lam)
+    hi = lam.copy()
+    tol = 1e-9 * lam
+    act = hi - lo > tol
+    while act.any():
+        mid = (lo + hi) / 2
+        meets = mid <= r_star
+        lo = np.where(act & meets, mid, lo)
+        hi = np.where(act & ~meets, mid, hi)
+        act = hi - lo > tol
+    return lo
+
+
+def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.float64],
+                    b_hi: NDArray[np.float64], b_lam: NDArray[np.float64],
+                    s_prefill: NDArray[np.float64], s_busy: NDArray[np.float64], input_tokens: int,
+                    output_tokens: int, ttft_ms: float) -> NDArray[np.float64]:
+    """Rate in ``[0, lam]`` where ``W_q(rate) + S + TPOT(max(B(rate), 1)) = ttft_ms``
+    (safeguarded Newton to 1e-13 lam; ``TTFT(0) <= ttft_ms < TTFT(lam)`` is known)."""
+    steps = max(output_tokens - 1, 1)
+    lo = np.zeros_like(lam)
+    hi = lam.copy()
+    x = lam.copy()
+    b = b_lam.copy()
+    for _ in range(100):
+        b = _fixed_batch(c, scale, x, b_hi, input_tokens, output_tokens, start=b)
+        bc = np.maximum(b, 1.0)
+        t = decode_step_array(c, bc, input_tokens, output_tokens) * scale
+        f = (_md1_wait_array(x, s_prefill, s_busy) + s_prefill + t) * 1e3 - ttft_ms
+        slope = decode_slope_array(c, bc, input_tokens, output_tokens) * scale
+        rho = x * s_busy
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            d_wait = s_busy * s_prefill / (2.0 * (1.0 - rho) ** 2)
+            db = steps * t / (1.0 - x * steps * slope)
+            df = 1e3 * (d_wait + np.where(b > 1.0, slope * db, 0.0))
+            xn = x - f / df
+        lo = np.where(f <= 0, x, lo)
+        hi = np.where(f > 0, x, hi)
+        ok = np.isfinite(xn) & (xn > lo) & (xn < hi)
+        xn = np.where(f == 0, x, np.where(ok, xn, 0.5 * (lo + hi)))
+        done = (np.abs(xn - x) <= 1e-13 * lam) | (hi - lo <= 1e-13 * lam)
+        x = xn
+        if done.all():
+            break
+    return x
 
 
 def _ctx(sm: StepModel, ctx_scale: float) -> StepModel:
@@ -559,15 +953,25 @@ def _ctx(sm: StepModel, ctx_scale: float) -> StepModel:
 __all__ = [
     "Efficiency",
     "MeasuredPoint",
+    "PerfQuery",
     "ReplicaPerf",
+    "StepColumns",
     "StepModel",
+    "allreduce_array",
     "allreduce_s",
+    "decode_slope_array",
+    "decode_step_array",
     "decode_step_s",
     "load_efficiency",
     "md1_wait_s",
+    "p2p_array",
+    "prefill_array",
     "prefill_s",
+    "prefill_work_array",
     "prefill_work_s",
     "replica_perf",
+    "replica_perf_many",
+    "stage_time_array",
     "stage_time_s",
     "step_model",
 ]
