@@ -20,6 +20,7 @@ from optimizer.cli.calibrate import calibrate_command
 from optimizer.cli.catalog import catalog_command
 from optimizer.cli.compare import compare_command
 from optimizer.cli.perf import perf_command
+from optimizer.cli.serve import serve_command
 from optimizer.cli.size import size_command
 from optimizer.cli.solve import solve_command
 from optimizer.cli.validate import validate_command
@@ -62,5 +63,5 @@ def main() -> None:
 
 
 for _command in (validate_command, catalog_command, size_command, perf_command, calibrate_command, solve_command,
-                 compare_command):
+                 compare_command, serve_command):
     main.add_command(_command)
