@@ -17,11 +17,12 @@ from pathlib import Path
 
 from optimizer.loaders import ResolvedScenario
 from optimizer.schema.catalog import GPU, Server
+from optimizer.schema.engine import EngineSettings
 from optimizer.schema.scenario import FinetuneWorkload, InferenceWorkload
 from optimizer.sizing.architecture import ModelArch, param_counts, parse_config
 from optimizer.sizing.finetune import finetune_memory
 from optimizer.sizing.memory import ServingMemory, serving_memory
-from optimizer.sizing.perf import Efficiency, ReplicaPerf, load_efficiency, replica_perf
+from optimizer.sizing.perf import Efficiency, PerfQuery, ReplicaPerf, load_efficiency, replica_perf_many
 from optimizer.units import GIB
 
 TP_DEGREES = (1, 2, 4, 8)
@@ -170,22 +171,44 @@ def _pp_servers(tp: int, pp: int, sku: ServerSku, allow_across: bool) -> int | N
     return None
 
 
+#: What a replica's capacity depends on within one build_candidates call (the efficiency of a GPU
+#: is fixed there): model, GPU, TP, PP, precision, KV dtype, I, O, KV tokens, TTFT/TPOT targets,
+#: max_num_seqs, headroom.
+PerfKey = tuple[ModelArch, str, int, int, str, str, int, int, int, float | None, float | None, int, float]
+
+
 def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: ModelArch,
                          skus: dict[str, ServerSku], out: CandidateSet,
-                         efficiency: dict[str, Efficiency], calibration: Path | None) -> None:
+                         efficiency: dict[str, Efficiency], calibration: Path | None,
+                         perf_memo: dict[PerfKey, ReplicaPerf] | None = None) -> None:
+    """Candidates and rejections of one inference workload, appended to ``out`` in the fixed
+    order of the grid (SKU, precision, TP, PP).
+
+    Each distinct (GPU, TP, PP, precision) is sized once (the same answer for every chassis
+    population): memory by :func:`serving_memory` (memoised there), then capacity for all the
+    fitting ones together by :func:`replica_perf_many` (numpy over the grid). ``perf_memo``
+    (one per :func:`build_candidates` call, where the efficiency of each GPU is fixed) holds
+    answers already computed for an identical query of another workload.
+    """
     sc = rs.scenario
     kv_dtype = w.kv_dtype if w.kv_dtype != "auto" else sc.serving.kv_dtype
-    seen_fit: dict[tuple[str, int, int, str], tuple[ServingMemory, ReplicaPerf] | None] = {}
+    settings = sc.serving.model_copy(update={"kv_dtype": kv_dtype})
+    memo: dict[PerfKey, ReplicaPerf] = {} if perf_memo is None else perf_memo
+    # First pass: walk the grid, size memory, and record what to append in order; a layout's
+    # SLO rejection (known only after the batch) goes where its first evaluation was.
+    events: list[Rejection | tuple[str, tuple[str, int, int, str], ServerSku, int]] = []
+    fitting: dict[tuple[str, int, int, str], tuple[GPU, ServingMemory]] = {}
+    seen: set[tuple[str, int, int, str]] = set()
     for sku in skus.values():
         gpu = sku.gpu
         for precision in w.precisions:
             if not gpu.runs(precision):
-                out.rejections.append(Rejection(w.name, sku.key, 0, 0, precision, "precision",
-                                                f"{gpu.name} cannot run {precision} weights"))
+                events.append(Rejection(w.name, sku.key, 0, 0, precision, "precision",
+                                        f"{gpu.name} cannot run {precision} weights"))
                 continue
             if kv_dtype == "fp8" and "fp8" not in gpu.tflops_dense and gpu.vendor != "NVIDIA":
                 # the weights' precision is fine; the KV cache dtype is what this GPU lacks
-                out.rejections.append(Rejection(
+                events.append(Rejection(
                     w.name, sku.key, 0, 0, precision, "kv_dtype",
                     f"{gpu.name} runs {precision} weights but has no fp8 KV cache (kv_dtype fp8)"))
                 continue
@@ -199,49 +222,88 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
                     if n_srv is None:
                         continue
                     # the same GPU/layout/precision gives the same answer for every chassis population
-                    key = (gpu.name, tp, pp, precision)
-                    if key not in seen_fit:
-                        seen_fit[key] = _evaluate(arch, gpu, tp, pp, precision, kv_dtype, w, rs,
-                                                  efficiency, calibration, out, sku)
-                    res = seen_fit[key]
-                    if res is None:
-                        continue
-                    mem, perf = res
-                    out.inference.append(InferenceCandidate(
-                        workload=w.name, sku=sku.key, tp=tp, pp=pp, precision=precision,
-                        kv_dtype=kv_dtype, servers_per_replica=n_srv, memory=mem, perf=perf))
+                    key: tuple[str, int, int, str] = (gpu.name, tp, pp, precision)
+                    if key not in seen:
+                        seen.add(key)
+                        mem = _memory_fit(arch, gpu, tp, pp, precision, settings, w, rs, sku)
+                        if isinstance(mem, Rejection):
+                            events.append(mem)
+                        else:
+                            fitting[key] = (gpu, mem)
+                            events.append(("first", key, sku, 0))
+                    if key in fitting:
+                        events.append(("cand", key, sku, n_srv))
+    perfs = _perf_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, memo)
+    for ev in events:
+        if isinstance(ev, Rejection):
+            out.rejections.append(ev)
+            continue
+        kind, key, sku, n_srv = ev
+        gpu, mem = fitting[key]
+        perf = perfs[key]
+        _, tp, pp, prec = key
+        if kind == "first":
+            if perf.requests_per_s <= 0:
+                out.rejections.append(Rejection(
+                    w.name, sku.key, tp, pp, prec, "slo",
+                    f"on {gpu.name} TP{tp} PP{pp} {prec}: best TTFT {perf.ttft_ms:.0f} ms, "
+                    f"TPOT {perf.tpot_ms:.1f} ms vs target {w.slo.ttft_ms:g}/{w.slo.tpot_ms:g} ms",
+                    best_ttft_ms=perf.ttft_ms, best_tpot_ms=perf.tpot_ms))
+        elif perf.requests_per_s > 0:
+            out.inference.append(InferenceCandidate(
+                workload=w.name, sku=sku.key, tp=tp, pp=pp, precision=prec,
+                kv_dtype=kv_dtype, servers_per_replica=n_srv, memory=mem, perf=perf))
 
 
-def _evaluate(arch: ModelArch, gpu: GPU, tp: int, pp: int, precision: str, kv_dtype: str,
-              w: InferenceWorkload, rs: ResolvedScenario, efficiency: dict[str, Efficiency],
-              calibration: Path | None, out: CandidateSet,
-              sku: ServerSku) -> tuple[ServingMemory, ReplicaPerf] | None:
-    settings = rs.scenario.serving.model_copy(update={"kv_dtype": kv_dtype})
+def _memory_fit(arch: ModelArch, gpu: GPU, tp: int, pp: int, precision: str,
+                settings: EngineSettings, w: InferenceWorkload, rs: ResolvedScenario,
+                sku: ServerSku) -> ServingMemory | Rejection:
+    """The replica's memory account, or the ``memory`` rejection when one ``max_context``
+    sequence does not fit."""
     mem = serving_memory(arch, precision, gpu_memory_gib=gpu.memory_gib, tp=tp, pp=pp,
                          settings=settings, max_model_len=w.max_context)
     if not mem.fits or mem.kv_cache_tokens < w.max_context:
-        out.rejections.append(Rejection(
+        return Rejection(
             w.name, sku.key, tp, pp, precision, "memory",
             f"{arch.name} at {precision} needs more than {gpu.name} x{tp * pp} holds with "
             f"max_context {w.max_context}",
             need_gib=_required_bytes(mem) * tp * pp / GIB,
-            have_gib=gpu.memory_gib * rs.scenario.serving.gpu_memory_utilization * tp * pp))
-        return None
-    if gpu.name not in efficiency:
-        efficiency[gpu.name] = load_efficiency(gpu, calibration_path=calibration)
-    perf = replica_perf(arch, gpu, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
-                        input_tokens=w.input_tokens, output_tokens=w.output_tokens,
-                        kv_cache_tokens=mem.kv_cache_tokens, ttft_ms=w.slo.ttft_ms,
-                        tpot_ms=w.slo.tpot_ms, max_num_seqs=rs.scenario.serving.max_num_seqs,
-                        utilization=rs.scenario.headroom, efficiency=efficiency[gpu.name])
-    if perf.requests_per_s <= 0:
-        out.rejections.append(Rejection(
-            w.name, sku.key, tp, pp, precision, "slo",
-            f"on {gpu.name} TP{tp} PP{pp} {precision}: best TTFT {perf.ttft_ms:.0f} ms, "
-            f"TPOT {perf.tpot_ms:.1f} ms vs target {w.slo.ttft_ms:g}/{w.slo.tpot_ms:g} ms",
-            best_ttft_ms=perf.ttft_ms, best_tpot_ms=perf.tpot_ms))
-        return None
-    return mem, perf
+            have_gib=gpu.memory_gib * rs.scenario.serving.gpu_memory_utilization * tp * pp)
+    return mem
+
+
+def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
+                fitting: dict[tuple[str, int, int, str], tuple[GPU, ServingMemory]],
+                rs: ResolvedScenario, efficiency: dict[str, Efficiency], calibration: Path | None,
+                memo: dict[PerfKey, ReplicaPerf]) -> dict[tuple[str, int, int, str], ReplicaPerf]:
+    """SLO capacity of every fitting layout of ``w``: memo hits, the rest in one
+    :func:`replica_perf_many` call."""
+    sc = rs.scenario
+    serving = sc.serving
+    slo = w.slo
+    out: dict[tuple[str, int, int, str], ReplicaPerf] = {}
+    todo: list[tuple[tuple[str, int, int, str], PerfKey]] = []
+    queries: list[PerfQuery] = []
+    for key, (gpu, mem) in fitting.items():
+        gname, tp, pp, precision = key
+        mkey: PerfKey = (arch, gname, tp, pp, precision, kv_dtype, w.input_tokens, w.output_tokens,
+                         mem.kv_cache_tokens, slo.ttft_ms, slo.tpot_ms,
+                         serving.max_num_seqs, sc.headroom)
+        hit = memo.get(mkey)
+        if hit is not None:
+            out[key] = hit
+            continue
+        if gname not in efficiency:
+            efficiency[gname] = load_efficiency(gpu, calibration_path=calibration)
+        todo.append((key, mkey))
+        queries.append(PerfQuery(gpu, tp, pp, precision, mem.kv_cache_tokens, efficiency[gname]))
+    perfs = replica_perf_many(arch, queries, kv_dtype=kv_dtype, input_tokens=w.input_tokens,
+                              output_tokens=w.output_tokens, ttft_ms=slo.ttft_ms,
+                              tpot_ms=slo.tpot_ms, max_num_seqs=serving.max_num_seqs,
+                              utilization=sc.headroom)
+    for (key, mkey), perf in zip(todo, perfs, strict=True):
+        out[key] = memo[mkey] = perf
+    return out
 
 
 def _required_bytes(mem: ServingMemory) -> int:
@@ -346,12 +408,17 @@ def build_candidates(rs: ResolvedScenario) -> CandidateSet:
     out = CandidateSet(skus=skus)
     calibration = (rs.path.parent / rs.scenario.calibration) if rs.scenario.calibration else None
     efficiency: dict[str, Efficiency] = {}
+    perf_memo: dict[PerfKey, ReplicaPerf] = {}
+    # one object per distinct architecture: the memo and the sizing caches compare keys by
+    # identity first, so workloads of the same model skip a field-by-field comparison
+    interned: dict[ModelArch, ModelArch] = {}
     for w in rs.scenario.workloads:
         model = rs.models[w.name]
         arch = parse_config(model.config, model.name)
+        arch = interned.setdefault(arch, arch)
         out.archs[w.name] = arch
         if isinstance(w, InferenceWorkload):
-            inference_candidates(rs, w, arch, skus, out, efficiency, calibration)
+            inference_candidates(rs, w, arch, skus, out, efficiency, calibration, perf_memo)
         else:
             finetune_candidates(rs, w, arch, skus, out)
     drop_unrackable(out, rs.scenario.site.rack_power_kw, rs.scenario.site.rack_units)

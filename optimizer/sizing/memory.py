@@ -148,10 +148,14 @@ def _layer_shapes(arch: ModelArch, moe_layer: bool) -> list[LinearShape]:
     return shapes
 
 
+@lru_cache(maxsize=1 << 14)
 def _layer_bytes(arch: ModelArch, moe_layer: bool, precision: str, tp: int, group_size: int,
                  quant_format: str) -> int:
     """Bytes of one decoder layer on one TP rank: linears (sharded) + norms (replicated, 16 bit
-    or fp32) + the router's score-correction bias (DeepSeek-V3)."""
+    or fp32) + the router's score-correction bias (DeepSeek-V3).
+
+    Cached: a pure function of hashable arguments (``ModelArch`` is frozen) returning an int;
+    every PP split and every GPU of a (model, precision, TP) reuses it."""
     total = sum(_shape_bytes(s, precision, group_size, quant_format, tp, arch.num_kv_heads,
                              arch.head_dim) for s in _layer_shapes(arch, moe_layer))
     norm_b = 4 if precision == "fp32" else 2
@@ -205,10 +209,20 @@ def stage_weight_bytes(arch: ModelArch, precision: str, tp: int, pp: int, *,
                        group_size: int = 128, quant_format: str = "gptq") -> list[int]:
     """Weight bytes of one TP rank in each pipeline stage (first stage holds the embedding, the
     last the final norm and lm_head; a tied lm_head is stored again on the last stage when
-    pp > 1, as vLLM does)."""
+    pp > 1, as vLLM does).
+
+    Cached (:func:`_stage_weight_bytes_cached`, a pure function of hashable arguments); each
+    call gets its own list."""
     _check_precision(precision)
     if tp < 1:
         raise UsageError("tensor parallel size must be >= 1", field="tp")
+    return list(_stage_weight_bytes_cached(arch, precision, tp, pp, group_size, quant_format))
+
+
+@lru_cache(maxsize=1 << 14)
+def _stage_weight_bytes_cached(arch: ModelArch, precision: str, tp: int, pp: int, group_size: int,
+                               quant_format: str) -> tuple[int, ...]:
+    """:func:`stage_weight_bytes` as a tuple (every argument is part of the cache key)."""
     moe_set = set(arch.moe_layer_indices)
     dense_b = _layer_bytes(arch, False, precision, tp, group_size, quant_format) \
         if arch.num_dense_layers else 0
@@ -225,7 +239,7 @@ def stage_weight_bytes(arch: ModelArch, precision: str, tp: int, pp: int, *,
         if s == len(ranges) - 1:
             total += norm_b + (head if head or pp == 1 else embed)
         out.append(total)
-    return out
+    return tuple(out)
 
 
 def weight_bytes_per_gpu(arch: ModelArch, precision: str, tp: int = 1, pp: int = 1, *,

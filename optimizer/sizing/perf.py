@@ -271,12 +271,16 @@ def step_model(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: st
                               gpu.interconnect.bandwidth_gb_s)
 
 
+#: ``param_counts`` per model, memoised (a pure function of the frozen ``ModelArch``).
+_param_counts = lru_cache(maxsize=1024)(param_counts)
+
+
 @lru_cache(maxsize=1 << 15)
 def _step_model_cached(arch: ModelArch, tp: int, pp: int, precision: str, kv_dtype: str,
                        tflops: float, tflops_16: float, bandwidth_gb_s: float,
                        link_gb_s: float) -> StepModel:
     """:func:`step_model` on the GPU figures it reads (the cache key holds every input)."""
-    counts = param_counts(arch)
+    counts = _param_counts(arch)
     stages = stage_weight_bytes(arch, precision, tp, pp)
     worst = max(range(pp), key=lambda s: stages[s])
     ranges = pp_layer_ranges(arch.num_layers, pp)
