@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO
 
-BUILD_INPUTS = ("pyproject.toml", "setup.py", "README.md", "optimizer", "catalogs")
+BUILD_INPUTS = ("pyproject.toml", "setup.py", "README.md", "optimizer", "catalogs", "scenarios")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,12 @@ def test_wheel_carries_every_catalog_file_and_package(wheel: Path) -> None:
                 if "__pycache__" not in p.parts]
     assert not [p for p in packages if f"{p}/__init__.py" not in names], "a subpackage is missing from the wheel"
     assert not [n for n in names if n.startswith(("catalogs/", "tests/", "scenarios/"))], "stray top-level files"
+    # procure serve: the page's own files (no external assets) and the shipped scenarios it offers
+    static = [p.relative_to(REPO).as_posix() for p in (REPO / "optimizer" / "web" / "static").iterdir() if p.is_file()]
+    assert {"optimizer/web/static/index.html", "optimizer/web/static/app.js"} <= set(static)
+    assert not [f for f in static if f not in names], "a web page file is missing from the wheel"
+    shipped = [f"optimizer/_scenarios/{p.name}" for p in (REPO / "scenarios").glob("*.yaml")]
+    assert shipped and not [f for f in shipped if f not in names], "a shipped scenario is missing from the wheel"
 
 
 def test_unpacked_wheel_finds_its_catalogs_from_any_folder(wheel: Path, tmp_path: Path) -> None:
