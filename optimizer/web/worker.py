@@ -13,6 +13,7 @@ spinner shows) come back over a queue.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -49,9 +50,17 @@ def error_body(exc: ProcureError) -> dict[str, Any]:
 _queue: Any = None
 
 
-def _init_worker(queue: Any) -> None:
+def _init_worker(queue: Any, parent: int) -> None:
     global _queue
     _queue = queue
+    threading.Thread(target=_watch_parent, args=(parent,), name="procure-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker when the server is gone (killed outright, it cannot stop its worker)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _say(message: str, done: int | None = None, total: int | None = None) -> None:
@@ -144,7 +153,7 @@ class SolveWorker:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(max_workers=1, mp_context=self._ctx, initializer=_init_worker,
-                                                 initargs=(self._queue,))
+                                                 initargs=(self._queue, os.getpid()))
             return self._pool
 
     def warm(self) -> None:
@@ -167,10 +176,14 @@ class SolveWorker:
         self._reset()
 
     def _reset(self) -> None:
+        """Stop the worker process (a solve in progress is abandoned) and forget the pool."""
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if pool is None:
+            return
+        for proc in list(pool._processes.values()):  # the pool has no public way to stop a busy worker
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         self._reset()
