@@ -48,6 +48,7 @@ MAX_HEADER_WIDTH = 11.5  # wrap header labels beyond this
 LINE_HEIGHT_PT = 15.0
 MIN_PRINT_SCALE = 0.75   # 11 pt text prints at 8.25 pt at the smallest
 LO_WIDTH_FACTOR = 1.3    # LibreOffice prints a column this much wider than Excel's pixel rule says
+WRAP_WIDTH_FACTOR = 1.1  # wrapped text: LibreOffice fits more per line than the Excel rule; Excel a little less
 MARGIN_IN = 0.4          # left and right page margins, inches
 A4_LONG_PT = 841.89
 A4_SHORT_PT = 595.28
@@ -160,7 +161,7 @@ class Sheet:
             ws.column_dimensions[get_column_letter(col)].width = round(max(self.widths.get(col, 8.0), 6.0), 1)
         widths = {c: ws.column_dimensions[get_column_letter(c)].width for c in range(1, self.max_col + 1)}
         for row, col, text, scale in self.wrapped:
-            usable = max(widths[col] - 1.5, 1.0)
+            usable = max(widths[col] - 1.5, 1.0) * WRAP_WIDTH_FACTOR
             n = sum(max(1, math.ceil(text_width(part, scale) / usable)) for part in text.split("\n"))
             self.lines[row] = max(self.lines.get(row, 1), n)
         one_page = fit_scale(widths.values(), landscape=landscape) >= MIN_PRINT_SCALE

@@ -15,8 +15,9 @@ def test_summary_has_the_headline_and_every_server(tmp_path: Path) -> None:
     case = small_case(tmp_path)
     text = render_markdown(case.plan, case.rs)
     assert text.startswith("# GPU purchase plan: Bank rollout (hand-made plan)\n")
-    assert "| **Capex** | 549,255.16 EUR |" in text
-    assert "| **TCO over 3 years** | 783,792.30 EUR (energy 102,715.91 EUR, support/opex 131,821.24 EUR) |" in text
+    # servers 549,255.16 + quote lines (switch 39,719.10, shipping 4,618.50) = 593,592.76
+    assert "| **Capex** | 593,592.76 EUR |" in text
+    assert "| **TCO over 3 years** | 828,129.90 EUR (energy 102,715.91 EUR, support/opex 131,821.24 EUR) |" in text
     assert "| **Power** | 26.3 kW IT, 35.5 kW facility |" in text
     assert "| **GPUs** | 24 x H20-96GB, 8 x L20-48GB |" in text
     # 3 x 155,551.08 and 2 x 41,300.96 (unit prices worked out in test_excel.py)

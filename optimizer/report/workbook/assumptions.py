@@ -242,9 +242,6 @@ def write_assumptions(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScena
         note, previous = ("as above" if note == previous else note), note
         item(label, value, FMT_3 if isinstance(value, float) else None, scope, "estimate", None, note,
              is_input=False)
-    row += 2
-    sh.title(row, "Defined names (Formulas > Name Manager) are the inputs' names in formulas, e.g. "
-                  "=BOM_Subtotal*Contingency_Pct.", NOTE)
     sh.finish(header_row=HEADER_ROW, footer=f"procure — {plan.scenario}")
 
 
