@@ -427,6 +427,7 @@ async function solve() {
     renderPlan(v);
     renderVariants();
     $("variant-name").value = "";
+    $("plan").scrollIntoView({ block: "start" });
   } catch (e) {
     $("form-error").textContent = `cannot reach the procure server: ${e}`;
     $("form-error").hidden = false;
@@ -616,7 +617,7 @@ function renderVariants() {
 function servedChart(container, vs, currency, budgetOf) {
   const pts = vs.map((v, i) => ({ i, v, x: budgetOf(v), y: v.infeasible ? 0 : servedWeighted(v.plan, v.doc) }))
     .filter((p) => p.x !== null && p.y !== null);
-  const W = 420, H = 250, L = 52, R = 16, T = 16, B = 40;
+  const W = 420, H = 260, L = 52, R = 16, T = 30, B = 40;
   const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": "served demand vs budget" });
   s.append(svg("text", { x: L, y: 11, "font-weight": "600" }, "Served demand vs budget"));
   if (!pts.length) {
