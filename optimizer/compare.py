@@ -28,9 +28,17 @@ How a comparison is solved (:func:`run_comparison`):
    serving less than a cheaper variant's plan, the cheaper plan (feasible here too) is kept, with a
    note. Every plan is re-verified by :func:`optimizer.model.check.check_plan`.
 
-The *marginal value of budget* of a variant is the served demand gained at the next budget point of
-its group, in percentage points of (priority-weighted) served demand per extra million of currency:
-``(served_next - served) x 100 / ((budget_next - budget) / 1e6)``.
+The *marginal value* of a variant is measured on the capex actually spent, not on the budget: from
+this variant to the next budget point of its group, served-demand percentage points per extra million
+of capex, ``(served_next - served) x 100 / ((capex_next - capex) / 1e6)``, and its inverse, currency
+per served-demand point, ``(capex_next - capex) / ((served_next - served) x 100)``. Where the next
+budget point spends no more, neither is defined (blank); where it spends more and serves no more, the
+points per million are 0 and the cost per point is blank.
+
+The *recommendation* is the knee of the sweep (:func:`recommend`): among the variants of the sweep
+group (the group with the most variants: they differ only in budget), the cheapest plan that serves
+within 1 percentage point of full coverage (priority-weighted served demand >= 99%); ties go to the
+lower budget.
 """
 
 from __future__ import annotations
@@ -57,11 +65,13 @@ from optimizer.schema.catalog import GPU, Server
 from optimizer.schema.plan import Plan
 from optimizer.schema.scenario import MAX_MONEY, MAX_UNIT_PRICE, InferenceWorkload
 from optimizer.sizing.candidates import CandidateSet, build_candidates
-from optimizer.units import money_short as money
+from optimizer.units import CURRENCY_SYMBOLS
 
 Origin = Literal["base", "cli", "whatif"]
+BudgetFrom = Literal["variant", "scenario"]
 Status = Literal["optimal", "feasible", "infeasible", "error"]
 MILLION = 1e6
+COVERAGE_TOLERANCE = 0.01  # the knee: within 1 percentage point of full coverage
 
 
 class VariantSpec(Record):
@@ -82,6 +92,8 @@ class VariantResult(Record):
     origin: Origin
     group: int = Field(description="Variants with the same prices, GPUs and demand share a group")
     budget: float | None = Field(description="Capex cap in force (the variant's or the scenario's); None: no cap")
+    budget_from: BudgetFrom | None = Field(default=None,
+        description="variant: the variant sets this budget; scenario: the scenario's constraints.budget")
     prices: dict[str, float]
     gpus: list[str] | None
     demand_scale: float
@@ -90,7 +102,10 @@ class VariantResult(Record):
     budget_binds: bool | None = Field(description="True when the budget is below the full-demand capex")
     full_demand_capex: float | None = Field(description="Cheapest plan serving all demand in this group, no cap")
     reason: str | None = Field(default=None, description="Why there is no plan (infeasible or error)")
-    capex: float | None = None
+    capex: float | None = Field(default=None, description="Servers + quote lines, before contingency and tax")
+    hardware_capex: float | None = Field(default=None, description="Servers only (systems, chassis, GPUs)")
+    total_with_tax: float | None = Field(default=None,
+        description="capex x (1 + contingency) x (1 + tax): what the budget bounds")
     tco: float | None = None
     power_kw: float | None = None
     facility_power_kw: float | None = None
@@ -102,13 +117,16 @@ class VariantResult(Record):
         description="Inference requests/s served over requests/s demanded")
     served_by_workload: dict[str, float] = Field(default_factory=dict, description="Served fraction per workload")
     marginal_points_per_million: float | None = Field(default=None,
-        description="Served-demand percentage points per extra million of currency, to the next budget point")
+        description="Served-demand percentage points per extra million of capex spent, to the next budget point")
+    marginal_cost_per_point: float | None = Field(default=None,
+        description="Extra capex spent per served-demand percentage point gained, to the next budget point")
     marginal_next: str | None = Field(default=None, description="The next budget point of the marginal value")
     bounded_by: str | None = Field(default=None,
         description="The cheaper variant of the group whose served demand bounded this solve from below")
     solve_time_s: float | None = Field(default=None, description="Solver wall time of this variant")
     wall_time_s: float = Field(default=0.0, description="Model build + solve + extraction + check, seconds")
     gap: float | None = None
+    recommended: bool = Field(default=False, description="The knee of the sweep (see Comparison.recommendation)")
     notes: list[str] = Field(default_factory=list)
     plan: Plan | None = None
 
@@ -122,6 +140,10 @@ class Comparison(Record):
     workloads: list[str]
     priorities: dict[str, float]
     variants: list[VariantResult]
+    sweep_group: int | None = Field(default=None,
+        description="The group the recommendation is chosen in (the most variants; they differ only in budget)")
+    recommended: str | None = Field(default=None, description="Name of the recommended variant (the knee)")
+    recommendation: str = Field(default="", description="The rule, and what it picked")
     jobs: int
     wall_time_s: float
 
@@ -226,11 +248,16 @@ def _overrides_label(prices: dict[str, float], gpus: list[str] | None, demand_sc
 
 
 def _budget_labels(budgets: Sequence[float], currency: str) -> list[str]:
-    """Short, distinct labels: ``$1.50M``, ``$413k``... with more digits where two would collide."""
-    labels = [money(b, currency) for b in budgets]
-    if len(set(labels)) < len(labels):
-        labels = [_number(b) + f" {currency}" for b in budgets]
-    return labels
+    """Short, distinct labels in one unit chosen by the largest budget: ``$0.30M``, ``$1.50M``...
+    or ``$10k``, ``$40k``..., with more decimals where two would collide."""
+    sym = CURRENCY_SYMBOLS.get(currency.upper())
+    top = max(budgets, default=0.0)
+    scale, suffix, decimals = (1e6, "M", 2) if top >= 1e6 else (1e3, "k", 0) if top >= 1e3 else (1.0, "", 0)
+    for d in range(decimals, 7):
+        texts = [f"{b / scale:,.{d}f}{suffix}" for b in budgets]
+        if len(set(texts)) == len(texts):
+            return [f"{sym}{t}" if sym else f"{t} {currency}" for t in texts]
+    return [_number(b) + f" {currency}" for b in budgets]
 
 
 def build_variants(rs: ResolvedScenario, *, budgets: Sequence[float] = (), prices: dict[str, float] | None = None,
@@ -243,6 +270,9 @@ def build_variants(rs: ResolvedScenario, *, budgets: Sequence[float] = (), price
     * Without budgets: the scenario as written (``base``), then one variant with the command-line
       overrides if any were given.
     * Then the scenario's ``whatif:`` variants, unless ``use_whatif`` is false.
+
+    The list is then sorted by the budget in force (a variant without its own budget has the
+    scenario's), stable, so equal budgets keep that order.
     """
     sc = rs.scenario
     prices = dict(prices or {})
@@ -279,6 +309,15 @@ def build_variants(rs: ResolvedScenario, *, budgets: Sequence[float] = (), price
             raise ScenarioError(f"two variants are named {v.name!r}", file=str(rs.path), field="whatif",
                                 hint="give every what-if a distinct name")
         seen.add(v.name)
+    # one order everywhere (table, JSON, workbook): by the budget in force, the scenario's where a
+    # variant sets none; no cap last; ties keep the order above (base first, what-ifs as written)
+    cap = sc.constraints.budget
+
+    def in_force(v: VariantSpec) -> float:
+        b = v.budget if v.budget is not None else cap
+        return math.inf if b is None else b
+
+    out.sort(key=in_force)
     return out
 
 
@@ -462,7 +501,8 @@ def run_comparison(rs: ResolvedScenario, variants: Sequence[VariantSpec], *, tim
         gi, b = group_of[i], budgets[i]
         b_done = base[gi]
         assert b_done.plan is not None
-        full = b is None or b >= b_done.plan.capex * (1 - 1e-9)
+        # the budget bounds capex x (1 + contingency) x (1 + tax) (Scenario.finance.budget_factor)
+        full = b is None or b >= _total(b_done.plan) * (1 - 1e-9)
         if full:
             return _Task("variant", gi, i, b, False, settings)
         lower = [d for bb, d in solved[gi] if bb <= b]  # type: ignore[operator]
@@ -523,11 +563,18 @@ def run_comparison(rs: ResolvedScenario, variants: Sequence[VariantSpec], *, tim
     _keep_monotone(out, rs, variants)
     _marginals(out)
     sc = rs.scenario
-    return Comparison(scenario=sc.name, scenario_file=str(rs.path), currency=sc.currency,
-                      horizon_years=sc.horizon_years, objective=sc.objective,
-                      workloads=[w.name for w in sc.workloads],
-                      priorities={w.name: getattr(w, "priority", 1.0) for w in sc.workloads},
-                      variants=out, jobs=n_jobs, wall_time_s=time.perf_counter() - t0)
+    result = Comparison(scenario=sc.name, scenario_file=str(rs.path), currency=sc.currency,
+                        horizon_years=sc.horizon_years, objective=sc.objective,
+                        workloads=[w.name for w in sc.workloads],
+                        priorities={w.name: getattr(w, "priority", 1.0) for w in sc.workloads},
+                        variants=out, jobs=n_jobs, wall_time_s=time.perf_counter() - t0)
+    recommend(result)
+    return result
+
+
+def _total(plan: Plan) -> float:
+    """What the budget bounds: capex with contingency and tax (capex where the plan predates them)."""
+    return plan.total_with_tax if plan.total_with_tax > 0 else plan.capex
 
 
 def _mp_context() -> Any:
@@ -539,7 +586,9 @@ def _mp_context() -> Any:
 def _result(v: VariantSpec, gi: int, budget: float | None, d: _Done, base: _Done, group: _Group,
             bound_name: str | None) -> VariantResult:
     full_capex = base.plan.capex if base.plan is not None else None
-    common: dict[str, Any] = dict(name=v.name, origin=v.origin, group=gi, budget=budget, prices=v.prices,
+    budget_from = "variant" if v.budget is not None else "scenario" if budget is not None else None
+    common: dict[str, Any] = dict(name=v.name, origin=v.origin, group=gi, budget=budget, budget_from=budget_from,
+                                  prices=v.prices,
                                   gpus=v.gpus, demand_scale=v.demand_scale, full_demand_capex=full_capex,
                                   wall_time_s=d.wall_s)
     if d.plan is None:
@@ -548,7 +597,8 @@ def _result(v: VariantSpec, gi: int, budget: float | None, d: _Done, base: _Done
     weighted, requests, by_w = weighted_served(plan, group.rs)
     return VariantResult(
         **common, status=d.status, objective=plan.solver.objective_name, budget_binds=d.task.coverage,
-        capex=plan.capex, tco=plan.tco, power_kw=plan.power_kw, facility_power_kw=plan.facility_power_kw,
+        capex=plan.capex, hardware_capex=plan.hardware_capex, total_with_tax=_total(plan), tco=plan.tco,
+        power_kw=plan.power_kw, facility_power_kw=plan.facility_power_kw,
         servers=sum(s.count for s in plan.servers), gpus_by_type=dict(sorted(plan.gpus_by_type.items())),
         served_fraction=weighted, served_requests_fraction=requests, served_by_workload=by_w,
         bounded_by=bound_name, solve_time_s=plan.solver.solve_time_s, gap=plan.gap, plan=plan)
@@ -575,7 +625,8 @@ def _keep_monotone(out: list[VariantResult], rs: ResolvedScenario, variants: Seq
                 check_plan(best.plan, variant_scenario(rs, spec), coverage_mode=True)  # type: ignore[arg-type]
                 note = (f"the solver's plan for this budget served {r.served_fraction:.2%} (time limit?); "
                         f"the plan of {best.name} serves {best.served_fraction:.2%} within this budget and is kept")
-                for key in ("capex", "tco", "power_kw", "facility_power_kw", "servers", "gpus_by_type",
+                for key in ("capex", "hardware_capex", "total_with_tax", "tco", "power_kw", "facility_power_kw",
+                            "servers", "gpus_by_type",
                             "served_fraction", "served_requests_fraction", "served_by_workload", "plan", "status",
                             "objective", "gap"):
                     setattr(r, key, getattr(best, key))
@@ -584,13 +635,63 @@ def _keep_monotone(out: list[VariantResult], rs: ResolvedScenario, variants: Seq
                 best = r
 
 
+def marginal(served: float, capex: float, served_next: float, capex_next: float) -> tuple[float | None, float | None]:
+    """(points per extra million of capex, capex per point) from one plan to the next; see the module
+    docstring for the blanks."""
+    spent = capex_next - capex
+    points = (served_next - served) * 100.0
+    if spent <= 0:
+        return None, None
+    return points / (spent / MILLION), (spent / points if points > 0 else None)
+
+
 def _marginals(out: list[VariantResult]) -> None:
-    """Served-demand points per extra million to the next budget point of the same group."""
+    """Served-demand points per extra million of capex spent, and capex per point, to the next budget
+    point of the same group."""
     for members in _by_budget(out).values():
         with_budget = [r for r in members if r.budget is not None]
         for a, b in itertools.pairwise(with_budget):
             assert a.budget is not None and b.budget is not None
             if b.budget > a.budget and a.served_fraction is not None and b.served_fraction is not None:
-                a.marginal_points_per_million = ((b.served_fraction - a.served_fraction) * 100.0
-                                                 / ((b.budget - a.budget) / MILLION))
                 a.marginal_next = b.name
+                a.marginal_points_per_million, a.marginal_cost_per_point = marginal(
+                    a.served_fraction, a.capex or 0.0, b.served_fraction, b.capex or 0.0)
+
+
+def sweep_group(variants: Sequence[VariantResult]) -> int | None:
+    """The group with the most variants with a plan (ties: the first such variant's group)."""
+    counts: dict[int, int] = {}
+    for v in variants:
+        if v.plan is not None:
+            counts[v.group] = counts.get(v.group, 0) + 1
+    if not counts:
+        return None
+    most = max(counts.values())
+    return next(v.group for v in variants if v.plan is not None and counts[v.group] == most)
+
+
+def recommendation_rule(n: int, tolerance: float = COVERAGE_TOLERANCE) -> str:
+    return (f"the knee: the cheapest variant (capex) serving within {tolerance * 100:g} point of full coverage "
+            f"(priority-weighted served demand at least {1 - tolerance:.0%}), among the {n} variant"
+            f"{'s' if n != 1 else ''} that differ only in budget (same prices, GPUs and demand); ties go to "
+            "the lower budget")
+
+
+def recommend(result: Comparison, tolerance: float = COVERAGE_TOLERANCE) -> VariantResult | None:
+    """Mark the knee (module docstring) on ``result``: ``recommended``, ``sweep_group``,
+    ``recommendation`` and the variant's ``recommended`` flag. Returns the variant or None."""
+    group = sweep_group(result.variants)
+    members = [v for v in result.variants if v.plan is not None and v.group == group]
+    ok = [v for v in members if (v.served_fraction or 0.0) >= 1.0 - tolerance - 1e-9]
+    best = min(ok, key=lambda v: (v.capex or 0.0, math.inf if v.budget is None else v.budget), default=None)
+    for v in result.variants:
+        v.recommended = v is best
+    result.sweep_group = group
+    result.recommended = best.name if best is not None else None
+    rule = recommendation_rule(len(members), tolerance)
+    if best is None:
+        top = max((v.served_fraction or 0.0 for v in members), default=0.0)
+        result.recommendation = f"none: no variant qualifies (the most served is {top:.1%}); rule: {rule}"
+    else:
+        result.recommendation = f"{best.name}; rule: {rule}"
+    return best
