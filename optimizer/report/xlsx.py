@@ -176,7 +176,7 @@ class Sheet:
                 ws.merge_cells(start_row=row, start_column=1, end_row=row, end_column=span)
             size = (font.sz if font is not None and font.sz else 11.0) or 11.0
             scale = size / 11.0 * (1.15 if font is not None and font.b else 1.0)
-            n = max(1, math.ceil(text_width(text, scale) / max(total - 2.0, 1.0)))
+            n = max(1, math.ceil(text_width(text, scale) / max((total - 2.0) * WRAP_WIDTH_FACTOR, 1.0)))
             ws.row_dimensions[row].height = n * LINE_HEIGHT_PT * size / 11.0 + 3
         for row, n in self.lines.items():
             if n > 1 and row not in {r for r, _, _ in self.notes}:

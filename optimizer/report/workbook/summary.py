@@ -13,7 +13,7 @@ from typing import Any
 
 from openpyxl.chart import BarChart, Reference
 from openpyxl.formatting.rule import FormulaRule
-from openpyxl.styles import Border, Font, PatternFill, Side
+from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.worksheet.pagebreak import Break
 from openpyxl.worksheet.worksheet import Worksheet
 
@@ -48,6 +48,7 @@ from optimizer.schema.plan import Plan
 OVER_FILL = PatternFill("solid", fgColor="C00000")
 OVER_FONT = Font(color="FFFFFF", bold=True)
 OVER_BUDGET = "AND(ISNUMBER(Budget),BOM_Grand_Total>Budget)"
+LABEL = Alignment(wrap_text=True, vertical="top", horizontal="left", indent=1)
 STATUS_WORDS = {"optimal": "the cheapest plan that meets every limit (proven by the solver)",
                 "feasible": "a plan that meets every limit; a cheaper one may exist (see the Solver sheet)",
                 "infeasible": "no plan meets every limit"}
@@ -64,7 +65,7 @@ def write_summary(ws: Worksheet, plan: Plan, rs: ResolvedScenario, refs: Refs) -
     sh.title(2, (desc + " " if desc else "") + f"Prepared {today().isoformat()} by procure from {rs.path.name}. "
              f"Plan: {STATUS_WORDS.get(plan.status, plan.status)}. Money in {cur}; prices are dated estimates, "
              "not quotes (Assumptions); blue cells are inputs and every total follows them.", NOTE)
-    row = 3
+    row = 2
 
     def section(text: str) -> None:
         nonlocal row
@@ -76,6 +77,7 @@ def write_summary(ws: Worksheet, plan: Plan, rs: ResolvedScenario, refs: Refs) -
         nonlocal row
         row += 1
         sh.put(row, 1, label, shown=shown_label, font=BOLD if bold else None, wrap=True, cap=46)
+        ws.cell(row=row, column=1).alignment = LABEL
         if unit:
             sh.put(row, 3, unit, align="right")
         sh.put(row, col, value, fmt, shown=shown, font=BOLD if bold else None, align="right")
