@@ -7,12 +7,14 @@ from pathlib import Path
 import click
 from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
 from optimizer.compare import (
     Comparison,
     ProgressEvent,
+    VariantResult,
     build_variants,
     default_jobs,
     parse_amount,
@@ -114,22 +116,30 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
+def _budget(v: VariantResult, cur: str) -> str:
+    if v.budget is None:
+        return "no cap"
+    return money(v.budget, cur) + (" (scenario)" if v.budget_from == "scenario" else "")
+
+
 def comparison_tables(result: Comparison) -> Group:
-    """Variants as rows: cost, served demand, marginal value of budget, hardware; then per workload."""
+    """Variants as rows, in the comparison's order (by budget): cost, served demand, marginal value on
+    capex spent, hardware, the recommended variant marked; then served demand per workload."""
     cur = result.currency
     main = Table(title=f"What-if comparison — {result.scenario}")
-    for name in ("variant", "budget", "plan", "capex", f"TCO {result.horizon_years:g}y", "served", "req/s",
-                 "pts/1M", "GPUs", "IT kW"):
-        main.add_column(name, justify="left" if name in ("variant", "plan", "GPUs") else "right",
-                        no_wrap=name in ("variant", "GPUs", "budget", "capex", "plan"))
+    for name in ("", "variant", "budget", "plan", "capex", f"TCO {result.horizon_years:g}y", "served", "req/s",
+                 "pts/1M", f"{cur}/pt", "GPUs", "IT kW"):
+        main.add_column(name, justify="left" if name in ("", "variant", "plan", "GPUs") else "right",
+                        no_wrap=name in ("", "variant", "GPUs", "budget", "capex", "plan"))
     for v in result.variants:
         plan = v.status if v.objective is None else (
             v.objective if v.status == "optimal" else f"{v.objective}, {v.status}")
         main.add_row(
-            v.name, money(v.budget, cur) if v.budget is not None else "no cap", plan,
+            "▶" if v.recommended else "", v.name, _budget(v, cur), plan,
             money(v.capex, cur) if v.capex is not None else "-", money(v.tco, cur) if v.tco is not None else "-",
             _pct(v.served_fraction), _pct(v.served_requests_fraction),
             f"{v.marginal_points_per_million:,.2f}" if v.marginal_points_per_million is not None else "-",
+            money(v.marginal_cost_per_point, cur) if v.marginal_cost_per_point is not None else "-",
             ", ".join(f"{n} {g.split('-')[0]}" for g, n in v.gpus_by_type.items()) or "-",
             f"{v.power_kw:,.1f}" if v.power_kw is not None else "-")
     per = Table(title="Served demand per workload")
@@ -139,12 +149,15 @@ def comparison_tables(result: Comparison) -> Group:
     for v in result.variants:
         per.add_row(v.name, *(_pct(v.served_by_workload.get(w)) if v.plan is not None else "-"
                               for w in result.workloads))
-    notes = [f"plan: the objective, capex/tco (all demand served) or coverage (the budget cannot buy all "
+    notes = [f"[bold]Recommended (▶): {escape(result.recommended or 'none')}[/] — "
+             + (result.recommendation.split("; rule: ", 1)[-1] if result.recommendation else ""),
+             f"plan: the objective, capex/tco (all demand served) or coverage (the budget cannot buy all "
              f"demand, so the plan serves the most "
              f"priority-weighted demand it can, then costs the least); served: priority-weighted share of demand; "
-             f"req/s: share of requests served; pts/1M: marginal value of budget, "
-             f"served-demand percentage points gained per extra 1M {cur} up to the next budget point of the "
-             f"same prices/GPUs/demand; {len(result.variants)} variants in {result.wall_time_s:.1f} s "
+             f"req/s: share of requests served; pts/1M and {cur}/pt: marginal value on capex actually spent, "
+             f"served-demand percentage points per extra 1M {cur} of capex, and capex per point, up to the next "
+             f"budget point of the same prices/GPUs/demand; capex: servers + quote lines; budget (scenario): the "
+             f"scenario's cap, the variant sets none; {len(result.variants)} variants in {result.wall_time_s:.1f} s "
              f"on {result.jobs} processes"]
     for v in result.variants:
         for line in [v.reason, *v.notes]:
