@@ -34,13 +34,58 @@ def coverage_expression(mm: MipModel) -> mathopt.LinearExpression:
     return mathopt.fast_sum(getattr(w, "priority", 1.0) * mm.y[w.name] for w in sc.workloads)
 
 
+#: Most primary cost (currency units) the folded tie-breaks may ever stand for: below any price.
+TIE_BREAK_BUDGET = 0.5
+
+# Lexicographic order of the tie-breaks inside their budget: one GPU type outweighs any server
+# count, one server any power difference (kW), and a GPU in use counts like 1 W, so among equally
+# cheap plans the one with fewer types, then servers, then less power, then fewer GPUs wins (the
+# layouts are then polished on the chosen servers: layout_expression).
+TIE_WEIGHTS = {"types": 1e7, "servers": 1e4, "power_kw": 1.0, "gpus_in_use": 1e-3}
+
+
+def tie_break_expression(mm: MipModel) -> mathopt.LinearExpression:
+    """The tie-break terms scaled so that their largest possible value is TIE_BREAK_BUDGET.
+
+    Folded into a capex or TCO objective, they can never buy a cheaper tie-break with more than half
+    a currency unit of primary cost (if plan A wins with the terms and B is cheaper, then
+    cost_A − cost_B ≤ terms_B − terms_A ≤ TIE_BREAK_BUDGET), and among plans of equal cost they
+    decide lexicographically; no second solve is needed."""
+    assert mm.power_w is not None
+    cands = mm.cands
+    servers = mathopt.fast_sum(mm.n.values())
+    gpus = mathopt.fast_sum(c.gpus_per_replica * mm.r[i] for i, c in enumerate(cands.inference))
+    most = (TIE_WEIGHTS["types"] * len(mm.z)
+            + TIE_WEIGHTS["servers"] * sum(v.upper_bound for v in mm.n.values())
+            + TIE_WEIGHTS["power_kw"] / 1000.0 * sum(s.power_w * mm.n[k].upper_bound for k, s in cands.skus.items())
+            + TIE_WEIGHTS["gpus_in_use"] * sum(c.gpus_per_replica * mm.r[i].upper_bound
+                                                for i, c in enumerate(cands.inference)))
+    scale = TIE_BREAK_BUDGET / max(most, 1.0)
+    return scale * (TIE_WEIGHTS["types"] * mathopt.fast_sum(mm.z.values()) + TIE_WEIGHTS["servers"] * servers
+                    + TIE_WEIGHTS["power_kw"] / 1000.0 * mm.power_w + TIE_WEIGHTS["gpus_in_use"] * gpus)
+
+
+def layout_expression(mm: MipModel) -> mathopt.LinearExpression:
+    """GPUs in use, then pipeline stages beyond the first (weighted below one GPU in total): among
+    layouts on the same servers, fewer GPUs (spare slots for growth), then fewer PP hops (latency)."""
+    cands = mm.cands
+    stages = [(c.pp - 1, i) for i, c in enumerate(cands.inference) if c.pp > 1]
+    most = sum(k * mm.r[i].upper_bound for k, i in stages)
+    return (mathopt.fast_sum(c.gpus_per_replica * mm.r[i] for i, c in enumerate(cands.inference))
+            + mathopt.fast_sum(k * mm.r[i] for k, i in stages) / (most + 1.0))
+
+
+def primary_expression(mm: MipModel, objective: str) -> mathopt.LinearExpression:
+    """The objective's own cost (capex or TCO) without the folded tie-breaks."""
+    expr = mm.capex if objective == "capex" else mm.tco
+    assert expr is not None
+    return expr
+
+
 def set_objective(mm: MipModel, objective: str) -> None:
     mm.tco = tco_expression(mm)
-    if objective == "capex":
-        assert mm.capex is not None
-        mm.model.minimize(mm.capex)
-    elif objective == "tco":
-        mm.model.minimize(mm.tco)
+    if objective in ("capex", "tco"):
+        mm.model.minimize(primary_expression(mm, objective) + tie_break_expression(mm))
     elif objective == "coverage":
         mm.model.maximize(coverage_expression(mm))
     else:

@@ -1,14 +1,16 @@
 """Solve the purchase MIP with MathOpt (HiGHS; SCIP as fallback) and read back a Plan.
 
-Two stages make ties lexicographic: stage 1 optimises the scenario's objective; stage 2 keeps it
-within the stage-1 result and minimises fewer GPU types, then fewer servers, then less power
-(for ``coverage``, stage 2 finds the cheapest plan with the best served demand).
+Ties are lexicographic at little cost: for capex and TCO, the tie-breaks (fewer GPU types, then
+fewer servers, then less power, then fewer GPUs in use) are folded into the objective with weights
+that together never stand for more than half a currency unit (``objective.tie_break_expression``),
+so one solve does both. For ``coverage`` a second stage finds the cheapest plan with the best
+served demand (a real objective, with the full gap and node limit).
 
 Same input, same plan: every stage is bounded by a branch-and-bound node count (deterministic
-work on one thread) and only then by wall time, a safety net. ``SolveOutcome`` records which limit
-ended each stage, and ``status`` is ``optimal`` only when no clock decided anything: stage 1 proved
-its objective within the gap, and stage 2 either proved its own or (for capex/TCO, where it only
-breaks ties) stopped at its node limit, which is the same on any machine.
+work on one thread) and only then by wall time, a safety net. A greedy plan (``model/greedy.py``)
+is the first incumbent, and the answer when a limit ends the search before anything better.
+``SolveOutcome`` records which limit ended each stage, and ``status`` is ``optimal`` only when no
+clock decided anything and every stage proved its objective within the gap.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ from ortools.math_opt.python import mathopt
 
 from optimizer.errors import SolverError, SolverLimitError
 from optimizer.model.build import MipModel
+from optimizer.model.greedy import fix_counts, greedy_counts, restore
+from optimizer.model.objective import TIE_BREAK_BUDGET, layout_expression, primary_expression
 from optimizer.schema.scenario import DEFAULT_NODE_LIMIT
 
-# Stage-2 weights: one GPU type outweighs any server count, one server any power difference (kW),
-# and a GPU left idle counts like 1 W, so among equal plans the one using fewer GPUs wins (simpler
-# layouts, spare slots for growth).
-TIE_WEIGHTS = {"types": 1e7, "servers": 1e4, "power_kw": 1.0, "gpus_in_use": 1e-3}
-
+#: Work for the greedy plan's completion (its replica counts fixed: a small problem).
+REPAIR_NODES = 1000
+#: Work for stage 2's layout polish (servers fixed: a small problem).
 TIE_BREAK_NODES = 1000
 
 SOLVERS = (mathopt.SolverType.HIGHS, mathopt.SolverType.GSCIP)
@@ -154,49 +156,97 @@ def rel_gap(obj: float, bound: float) -> float:
     return min(abs(obj - bound) / max(abs(obj), 1e-9), 1.0)
 
 
+def combined_status(stage1_status: str, stage1_stop: str, tiebreak_stop: str, objective: str) -> str:
+    """``optimal`` only when stage 1 proved its objective and no clock decided anything: stage 2
+    proved its own, or (capex/TCO, where it only polishes layouts on fixed servers) stopped at its
+    node limit, which is the same on any machine."""
+    if stage1_status != "optimal":
+        return stage1_status
+    decided_by_clock = "time_limit" in (stage1_stop, tiebreak_stop)
+    stage2_proven = tiebreak_stop == "optimal" or (objective != "coverage" and tiebreak_stop == "node_limit")
+    return "feasible" if decided_by_clock or not stage2_proven else "optimal"
+
+
+def greedy_incumbent(mm: MipModel, settings: SolveSettings) -> tuple[dict[mathopt.Variable, float], float] | None:
+    """The greedy plan (optimizer.model.greedy) completed by the MIP with its replica counts fixed,
+    as a full solution and its objective; None when there is none (coverage, or it breaks a limit)."""
+    counts = greedy_counts(mm)
+    if counts is None:
+        return None
+    saved = fix_counts(mm, *counts)
+    try:
+        repair = SolveSettings(settings.time_limit_s, settings.gap, settings.threads, settings.seed, REPAIR_NODES)
+        res, _ = run_solver(mm.model, repair, repair.time_limit_s, node_limit=repair.node_limit)
+    finally:
+        restore(saved)
+    if not res.has_primal_feasible_solution():
+        return None
+    return dict(res.variable_values()), res.objective_value()
+
+
+def _polish_layouts(mm: MipModel, settings: SolveSettings, objective: str, values: dict[mathopt.Variable, float],
+                    cost: float) -> tuple[dict[mathopt.Variable, float], str, float]:
+    """Stage 2 for capex/TCO: with stage 1's servers fixed (n, z) and its cost kept, choose the
+    layouts using the fewest GPUs, then the fewest pipeline stages (``objective.layout_expression``).
+    A small problem (the servers are bought), bounded by TIE_BREAK_NODES: the same on any machine."""
+    fixed = [(v, v.lower_bound, v.upper_bound) for v in [*mm.n.values(), *mm.z.values()]]
+    for var, _, _ in fixed:
+        var.lower_bound = var.upper_bound = round(values[var])
+    mm.model.add_linear_constraint(primary_expression(mm, objective) <= cost + 1e-6 + 1e-9 * abs(cost),
+                                   name="stage2_primary")
+    mm.model.minimize(layout_expression(mm))
+    polish = SolveSettings(settings.time_limit_s, 0.0, settings.threads, settings.seed, TIE_BREAK_NODES)
+    try:
+        res, _ = run_solver(mm.model, polish, polish.time_limit_s, hint=values, node_limit=polish.node_limit)
+    finally:
+        restore(fixed)
+    stop = stop_of(res)
+    if not res.has_primal_feasible_solution():
+        return values, "none", 1.0
+    return dict(res.variable_values()), stop, rel_gap(res.objective_value(), res.best_objective_bound())
+
+
 def solve_model(mm: MipModel, settings: SolveSettings, objective: str) -> SolveOutcome:
     """Stage 1 on the objective, stage 2 on the tie-breaks; returns stage-2 values, stage-1 figures."""
     start = time.perf_counter()
-    res, solver = run_solver(mm.model, settings, settings.time_limit_s, node_limit=settings.node_limit)
-    status = status_of(res, settings)
-    stage1 = time.perf_counter() - start
-    if status == "infeasible":
-        return SolveOutcome("infeasible", {}, math.nan, math.nan, math.nan, stage1, solver, stage1, "infeasible")
+    greedy = greedy_incumbent(mm, settings)
+    res, solver = run_solver(mm.model, settings, settings.time_limit_s, hint=greedy[0] if greedy else None,
+                             node_limit=settings.node_limit)
     stage1_stop = stop_of(res)
-    obj = res.objective_value()
-    bound = res.best_objective_bound()
-    values = dict(res.variable_values())
+    if greedy and not res.has_primal_feasible_solution() and stage1_stop != "infeasible":
+        # the limit ended the search before it found a plan: the greedy plan is the answer
+        values, obj = greedy
+        bound = res.best_objective_bound()
+        status = "feasible"
+    else:
+        status = status_of(res, settings)
+        if status == "infeasible":
+            stage1 = time.perf_counter() - start
+            return SolveOutcome("infeasible", {}, math.nan, math.nan, math.nan, stage1, solver, stage1, "infeasible")
+        obj = res.objective_value()
+        bound = res.best_objective_bound()
+        values = dict(res.variable_values())
+    stage1 = time.perf_counter() - start
     if objective == "coverage":
         # stage 2 is a real objective (the cheapest plan serving that much): full gap and node limit
         from optimizer.model.objective import coverage_expression
         mm.model.add_linear_constraint(coverage_expression(mm) >= obj - 1e-6, name="stage2_coverage")
         assert mm.capex is not None
         mm.model.minimize(mm.capex)
-        stage2 = settings
+        res2, _ = run_solver(mm.model, settings, settings.time_limit_s, hint=values, node_limit=settings.node_limit)
+        tiebreak_stop = stop_of(res2)
+        tiebreak_gap = 0.0
+        if res2.has_primal_feasible_solution():
+            values = dict(res2.variable_values())
+            tiebreak_gap = rel_gap(res2.objective_value(), res2.best_objective_bound())
+        elif tiebreak_stop != "optimal":
+            tiebreak_stop, tiebreak_gap = "none", 1.0  # kept stage 1's plan
     else:
-        expr = mm.capex if objective == "capex" else mm.tco
-        assert expr is not None and mm.power_w is not None
-        mm.model.add_linear_constraint(expr <= obj * (1 + 1e-9) + 1e-6, name="stage2_primary")
-        gpus_in_use = mathopt.fast_sum(c.gpus_per_replica * mm.r[i] for i, c in enumerate(mm.cands.inference))
-        mm.model.minimize(TIE_WEIGHTS["types"] * mathopt.fast_sum(mm.z.values())
-                          + TIE_WEIGHTS["servers"] * mathopt.fast_sum(mm.n.values())
-                          + TIE_WEIGHTS["power_kw"] / 1000.0 * mm.power_w
-                          + TIE_WEIGHTS["gpus_in_use"] * gpus_in_use)
-        # relative gap 0: the tie-break terms are tiny next to the GPU-type term; a node count, not
-        # a clock, ends it, so the same input gives the same plan on a busy or an idle machine
-        stage2 = SolveSettings(settings.time_limit_s, 0.0, settings.threads, settings.seed, TIE_BREAK_NODES)
-    res2, _ = run_solver(mm.model, stage2, stage2.time_limit_s, hint=values, node_limit=stage2.node_limit)
-    tiebreak_stop = stop_of(res2)
-    tiebreak_gap = 0.0
-    if res2.has_primal_feasible_solution():
-        values = dict(res2.variable_values())
-        tiebreak_gap = rel_gap(res2.objective_value(), res2.best_objective_bound())
-    elif tiebreak_stop != "optimal":
-        tiebreak_stop, tiebreak_gap = "none", 1.0  # kept stage 1's plan
-    decided_by_clock = "time_limit" in (stage1_stop, tiebreak_stop)
-    stage2_proven = tiebreak_stop == "optimal" or (objective != "coverage" and tiebreak_stop == "node_limit")
-    if status == "optimal" and (decided_by_clock or not stage2_proven):
-        status = "feasible"
+        # server-level tie-breaks were folded into stage 1; report the primary cost itself
+        obj = mathopt.evaluate_expression(primary_expression(mm, objective), values)
+        bound -= TIE_BREAK_BUDGET  # the primary's own bound: the folded terms are worth at most this
+        values, tiebreak_stop, tiebreak_gap = _polish_layouts(mm, settings, objective, values, obj)
+    status = combined_status(status, stage1_stop, tiebreak_stop, objective)
     elapsed = time.perf_counter() - start
     return SolveOutcome(status, values, obj, bound, rel_gap(obj, bound), elapsed, solver, stage1,
                         stage1_stop, tiebreak_stop, tiebreak_gap)

@@ -1,0 +1,110 @@
+"""A greedy plan that respects every constraint: the MIP's first incumbent and its fallback.
+
+A time- or node-limited solve of a large platform may end before the search finds a good plan (or
+any plan). The greedy plan gives it one from the start:
+
+1. GPU types: with ``max_gpu_types = k``, types are added one at a time, each the one that lowers
+   Σ_w (cheapest cost of serving w on the chosen types) the most; otherwise every type is open.
+2. Replicas: each workload takes its cheapest candidate on those types, costed as
+   ``r_c · t_c·p_c · price_s / G_s`` with ``r_c = max(m_w, ⌈λ_w / (ρ·μ_c)⌉)`` (GPU share of the
+   server price), and runs ``r_c`` replicas of it; each fine-tuning job its cheapest GPU group.
+3. Repair: with those replica counts fixed, the MIP itself chooses servers, racks, GPU-type and
+   spread indicators and quote lines (a small problem: the hard choices are made), under the same
+   node limit. If that is infeasible (budget, power, availability), there is no greedy plan.
+
+Everything is deterministic: sorted keys, node-limited solves.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ortools.math_opt.python import mathopt
+
+from optimizer.model.build import MipModel
+from optimizer.schema.scenario import InferenceWorkload
+
+
+def _replicas(w: InferenceWorkload, capacity_rps: float, headroom: float) -> int:
+    return max(w.min_replicas, math.ceil(w.requests_per_s / (headroom * capacity_rps) - 1e-9))
+
+
+def greedy_counts(mm: MipModel) -> tuple[dict[int, int], dict[int, int]] | None:
+    """Replica count per inference candidate and 0/1 per fine-tuning candidate, or None when some
+    workload has no candidate on the chosen GPU types. Under coverage there is no greedy plan."""
+    if mm.limits.coverage:
+        return None
+    cands, sc = mm.cands, mm.rs.scenario
+    rho = sc.headroom
+    inference = sc.inference_workloads()
+    # cheapest (cost, candidate) of each workload per GPU type
+    best: dict[str, dict[str, tuple[float, int]]] = {}
+    for w_name, idx in sorted(mm.index.inference_of.items()):
+        w = inference[w_name]
+        per_type: dict[str, tuple[float, int]] = {}
+        for i in idx:
+            c = cands.inference[i]
+            sku = cands.skus[c.sku]
+            cost = _replicas(w, c.capacity_rps, rho) * c.gpus_per_replica * sku.unit_price / sku.gpus
+            g = sku.gpu.name
+            if g not in per_type or (cost, i) < per_type[g]:
+                per_type[g] = (cost, i)
+        best[w_name] = per_type
+    for j_name, idx in sorted(mm.index.finetune_of.items()):
+        per_type = {}
+        for j in idx:
+            f = cands.finetune[j]
+            sku = cands.skus[f.sku]
+            cost = f.gpus * sku.unit_price / sku.gpus
+            g = sku.gpu.name
+            if g not in per_type or (cost, j) < per_type[g]:
+                per_type[g] = (cost, j)
+        best["finetune:" + j_name] = per_type
+    types = sorted({g for per in best.values() for g in per})
+    chosen = _choose_types(best, types, mm.limits.max_gpu_types)
+    r: dict[int, int] = {}
+    x: dict[int, int] = {}
+    for key, per in best.items():
+        options = [per[g] for g in chosen if g in per]
+        if not options:
+            return None
+        _, i = min(options)
+        if key.startswith("finetune:"):
+            x[i] = 1
+        else:
+            c = cands.inference[i]
+            r[i] = _replicas(inference[c.workload], c.capacity_rps, rho)
+    return r, x
+
+
+def _choose_types(best: dict[str, dict[str, tuple[float, int]]], types: list[str], k: int | None) -> list[str]:
+    if k is None or k >= len(types):
+        return types
+    penalty = 1e18  # a workload with no candidate on the chosen types
+
+    def total(open_types: list[str]) -> float:
+        return sum(min((per[g][0] for g in open_types if g in per), default=penalty) for per in best.values())
+
+    chosen: list[str] = []
+    for _ in range(k):
+        pick = min((g for g in types if g not in chosen), key=lambda g: (total([*chosen, g]), g))
+        chosen.append(pick)
+    return chosen
+
+
+def fix_counts(mm: MipModel, r: dict[int, int], x: dict[int, int]) -> list[tuple[mathopt.Variable, float, float]]:
+    """Fix r and x to the greedy counts (0 elsewhere); returns the old bounds for :func:`restore`."""
+    saved = []
+    for i, var in mm.r.items():
+        saved.append((var, var.lower_bound, var.upper_bound))
+        value = float(r.get(i, 0))
+        var.lower_bound = var.upper_bound = min(value, var.upper_bound)
+    for j, var in mm.x.items():
+        saved.append((var, var.lower_bound, var.upper_bound))
+        var.lower_bound = var.upper_bound = float(x.get(j, 0))
+    return saved
+
+
+def restore(saved: list[tuple[mathopt.Variable, float, float]]) -> None:
+    for var, lo, hi in saved:
+        var.lower_bound, var.upper_bound = lo, hi
