@@ -1,7 +1,8 @@
 """`procure compare`: options, exit codes, JSON and the workbook file, through the real CLI and solver.
 
 Figures for the small scenario (tests/conftest.py BASE_SCENARIO) are worked out in tests/test_compare.py:
-one PCIe-8GPU-4U chassis with one L20-48GB, 26,000 + 5,000 = 31,000 USD, serves all of its demand.
+one PCIe chassis with one L20-48GB, 26,000 + 5,000 = 31,000 USD of servers, serves all of its demand;
+with the default quote lines (storage 95, support 3 years x 12.5% x 31,000 = 11,625) capex is 42,720 USD.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from optimizer.report.compare_excel import default_compare_path
 from tests.conftest import REPO, assert_user_error, run_cli
 
 Writer = Callable[[Any], Path]
-SMALL_CAPEX = 31_000.0
+SMALL_CAPEX = 31_000 + 95 + 3 * 0.125 * 31_000  # 42,720 USD
 
 
 
@@ -70,16 +71,21 @@ def test_default_workbook_path() -> None:
 def test_json_is_clean_stdout_from_a_real_process(small: Path) -> None:
     """HiGHS writes hint messages to file descriptor 1; none may reach the JSON."""
     proc = subprocess.run(
-        [sys.executable, "-m", "optimizer", "compare", str(small), "--budget", "1e4", "--budget", "31000",
+        [sys.executable, "-m", "optimizer", "compare", str(small), "--budget", "1e4", "--budget", "42720",
          "--budget", "2e5", "--price", "L20-48GB=5000", "--format", "json", "--no-workbook", "--jobs", "2"],
         capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["currency"] == "USD" and data["jobs"] == 2
     rows = [(v["budget"], v["objective"], v["capex"], v["served_fraction"]) for v in data["variants"]]
-    assert rows == [(1e4, "coverage", 0.0, 0.0), (31_000.0, "capex", SMALL_CAPEX, 1.0),
+    assert rows == [(1e4, "coverage", 0.0, 0.0), (42_720.0, "capex", SMALL_CAPEX, 1.0),
                     (2e5, "capex", SMALL_CAPEX, 1.0)]
-    assert data["variants"][0]["marginal_points_per_million"] == pytest.approx(100 / 0.021)
+    # on capex spent: 0 -> 42,720 for 100 points: 100 / 0.04272 points per million, 427.20 USD per point
+    assert data["variants"][0]["marginal_points_per_million"] == pytest.approx(100 / 0.04272)
+    assert data["variants"][0]["marginal_cost_per_point"] == pytest.approx(427.20)
+    assert data["variants"][1]["marginal_points_per_million"] is None  # 42,720 -> 200,000 spends no more
+    assert data["recommended"] == "budget $43k (L20-48GB=5,000)" and data["variants"][1]["recommended"]
+    assert data["variants"][1]["hardware_capex"] == 31_000 and data["variants"][1]["budget_from"] == "variant"
     assert data["variants"][1]["served_by_workload"] == {"chat": 1.0}
     # one L20 in a PCIe chassis; the 4- and 8-slot chassis cost the same, so one twin SKU is kept
     assert data["variants"][1]["plan"]["servers"][0]["sku"] == "PCIe-4GPU-4U/L20-48GB/1"
@@ -87,12 +93,18 @@ def test_json_is_clean_stdout_from_a_real_process(small: Path) -> None:
 
 def test_table_output_and_workbook(small: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp.xlsx"
-    res = run_cli("compare", str(small), "--budget-range", "1e4:4e4:4", "--demand-scale", "1", "-o", str(out),
+    res = run_cli("compare", str(small), "--budget-range", "2e4:5e4:4", "--demand-scale", "1", "-o", str(out),
                   "--jobs", "1", "--time-limit", "30")
     assert res.exit_code == 0, res.output
-    assert "What-if comparison" in res.output and "budget $40k" in res.output and f"wrote {out}" in res.output
+    assert "What-if comparison" in res.output and "budget $50k" in res.output and f"wrote {out}" in res.output
+    # 20k, 30k, 40k are below the 42,720 the one server costs; 50k buys it: the knee, marked in the table
+    assert "Recommended (▶): budget $50k" in res.output
+    rows = [line for line in res.output.splitlines() if "budget $" in line and line.count("│") > 5]  # main table
+    assert [r.split("│")[2].strip() for r in rows] == ["budget $20k", "budget $30k", "budget $40k", "budget $50k"]
+    assert [r.split("│")[1].strip() for r in rows] == ["", "", "", "▶"]
     wb = openpyxl.load_workbook(out)
-    assert wb.sheetnames == ["Comparison", "1 budget $10k", "2 budget $20k", "3 budget $30k", "4 budget $40k"]
+    assert wb.sheetnames == ["Comparison", "Prices", "1 budget $20k", "2 budget $30k", "3 budget $40k",
+                             "4 budget $50k"]
     res = run_cli("compare", str(small), "--budget", "4e4", "-o", str(out), "--no-whatif")
     assert res.exit_code == 2 and "already exists" in res.output
     res = run_cli("compare", str(small), "--budget", "4e4", "-o", str(out), "--force")
@@ -111,10 +123,16 @@ def test_scenario_whatif_section() -> None:
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     names = [v["name"] for v in data["variants"]]
-    assert names == ["base", "budget 1.2M", "Ascend 910B price +20%", "no Ascend (NVIDIA only)", "demand +50%"]
+    # by budget: the 1.2M what-if, then the scenario's 6M cap in the order written (base first)
+    assert names == ["budget 1.2M", "base", "Ascend 910B price +20%", "no Ascend (NVIDIA only)", "demand +50%"]
     by = {v["name"]: v for v in data["variants"]}
-    assert by["base"]["capex"] == 1_566_000.0 and by["base"]["origin"] == "base"
+    full = 2_016_615.0  # servers 1,566,000 + quote lines 450,615 (tests/test_compare.py)
+    assert by["base"]["capex"] == pytest.approx(full, abs=0.005) and by["base"]["origin"] == "base"
+    assert by["base"]["budget_from"] == "scenario" and by["budget 1.2M"]["budget_from"] == "variant"
     assert by["budget 1.2M"]["objective"] == "coverage" and by["budget 1.2M"]["capex"] <= 1.2e6
     assert "Ascend-910B-64GB" not in by["no Ascend (NVIDIA only)"]["gpus_by_type"]
-    # +20% on the Ascend GPU: the same 48 Ascend + 40 L20 plan costs 48 x 3,340 more, or a cheaper mix is found
-    assert by["Ascend 910B price +20%"]["capex"] <= 1_566_000.0 + 48 * 3_340
+    # +20% on the Ascend GPU: the same 48 Ascend + 40 L20 plan costs 48 x 3,340 more in servers, and 8% a
+    # year x 3 years of that in support: 48 x 3,340 x 1.24 = 198,796.80 more, or a cheaper mix is found
+    assert by["Ascend 910B price +20%"]["capex"] <= full + 48 * 3_340 * 1.24 + 0.005
+    # the sweep group is the base's (base and budget 1.2M); the knee is the base: 1.2M serves < 99%
+    assert by["budget 1.2M"]["served_fraction"] < 0.99 and data["recommended"] == "base"
