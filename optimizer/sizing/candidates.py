@@ -172,15 +172,16 @@ def _pp_servers(tp: int, pp: int, sku: ServerSku, allow_across: bool) -> int | N
 
 
 #: What a replica's capacity depends on within one build_candidates call (the efficiency of a GPU
-#: is fixed there): model, GPU, TP, PP, precision, KV dtype, I, O, KV tokens, TTFT/TPOT targets,
-#: max_num_seqs, headroom.
-PerfKey = tuple[ModelArch, str, int, int, str, str, int, int, int, float | None, float | None, int, float]
+#: is fixed there), besides the model (the outer key of the memo): GPU, TP, PP, precision, KV
+#: dtype, I, O, KV tokens, TTFT/TPOT targets, max_num_seqs, headroom.
+PerfKey = tuple[str, int, int, str, str, int, int, int, float | None, float | None, int, float]
+PerfMemo = dict[ModelArch, dict[PerfKey, ReplicaPerf]]
 
 
 def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: ModelArch,
                          skus: dict[str, ServerSku], out: CandidateSet,
                          efficiency: dict[str, Efficiency], calibration: Path | None,
-                         perf_memo: dict[PerfKey, ReplicaPerf] | None = None) -> None:
+                         perf_memo: PerfMemo | None = None) -> None:
     """Candidates and rejections of one inference workload, appended to ``out`` in the fixed
     order of the grid (SKU, precision, TP, PP).
 
@@ -193,7 +194,7 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
     sc = rs.scenario
     kv_dtype = w.kv_dtype if w.kv_dtype != "auto" else sc.serving.kv_dtype
     settings = sc.serving.model_copy(update={"kv_dtype": kv_dtype})
-    memo: dict[PerfKey, ReplicaPerf] = {} if perf_memo is None else perf_memo
+    memo = ({} if perf_memo is None else perf_memo).setdefault(arch, {})
     # First pass: walk the grid, size memory, and record what to append in order; a layout's
     # SLO rejection (known only after the batch) goes where its first evaluation was.
     events: list[Rejection | tuple[str, tuple[str, int, int, str], ServerSku, int]] = []
@@ -286,7 +287,7 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
     queries: list[PerfQuery] = []
     for key, (gpu, mem) in fitting.items():
         gname, tp, pp, precision = key
-        mkey: PerfKey = (arch, gname, tp, pp, precision, kv_dtype, w.input_tokens, w.output_tokens,
+        mkey: PerfKey = (gname, tp, pp, precision, kv_dtype, w.input_tokens, w.output_tokens,
                          mem.kv_cache_tokens, slo.ttft_ms, slo.tpot_ms,
                          serving.max_num_seqs, sc.headroom)
         hit = memo.get(mkey)
@@ -408,7 +409,7 @@ def build_candidates(rs: ResolvedScenario) -> CandidateSet:
     out = CandidateSet(skus=skus)
     calibration = (rs.path.parent / rs.scenario.calibration) if rs.scenario.calibration else None
     efficiency: dict[str, Efficiency] = {}
-    perf_memo: dict[PerfKey, ReplicaPerf] = {}
+    perf_memo: PerfMemo = {}
     # one object per distinct architecture: the memo and the sizing caches compare keys by
     # identity first, so workloads of the same model skip a field-by-field comparison
     interned: dict[ModelArch, ModelArch] = {}

@@ -414,21 +414,48 @@ def serving_memory(arch: ModelArch, precision: str, *, gpu_memory_gib: float, tp
     the formula vLLM logs). ``fits`` when one full-length sequence fits in the cache (vLLM raises
     otherwise) and ``G x u + CUDA graphs <= G``.
 
-    Cached (``functools.lru_cache`` on :func:`_serving_memory_cached`): the account is a pure
-    function of its arguments, all hashable (``ModelArch`` is a frozen dataclass,
-    ``EngineSettings`` a frozen pydantic model, the rest numbers and strings), and the result is
-    frozen, so one object can serve every caller. A planning run asks for the same (model, GPU
-    memory, layout, precision, settings, max_model_len) once per workload of that model.
+    Cached: the account is a pure function of its arguments, all hashable (``ModelArch`` is a
+    frozen dataclass, ``EngineSettings`` a frozen pydantic model, the rest numbers and strings),
+    which form the key (a table per architecture, :func:`_memory_table`, so the architecture is
+    hashed once per table lookup), and the result is frozen, so one object can serve every
+    caller. A planning run asks for the same (model, GPU memory, layout, precision, settings,
+    max_model_len) once per workload of that model.
     """
-    return _serving_memory_cached(arch, precision, gpu_memory_gib, tp, pp, settings or EngineSettings(),
-                                  max_model_len, group_size, quant_format, non_torch)
+    last = _last_memory_table
+    table = last[1] if last[0] is arch else _remember_memory_table(arch)
+    key = (precision, gpu_memory_gib, tp, pp, settings or EngineSettings(), max_model_len, group_size,
+           quant_format, non_torch)
+    mem = table.get(key)
+    if mem is None:
+        mem = table[key] = _serving_memory_cached(arch, *key)
+    return mem
 
 
-@lru_cache(maxsize=1 << 15)
+@lru_cache(maxsize=256)
+def _memory_table(arch: ModelArch) -> dict[tuple[str, float, int, int, EngineSettings, int, int, str, int | None],
+                                           ServingMemory]:
+    """The :func:`serving_memory` cache of one architecture."""
+    return {}
+
+
+_last_memory_table: tuple[ModelArch | None, dict[tuple[str, float, int, int, EngineSettings, int, int, str, int | None],
+                                                  ServingMemory]] = (None, {})
+
+
+def _remember_memory_table(arch: ModelArch) -> dict[tuple[str, float, int, int, EngineSettings, int, int, str,
+                                                          int | None], ServingMemory]:
+    """:func:`_memory_table` of ``arch``, remembered for the next call (a run of calls for one
+    model then skips hashing the architecture: the identity test comes first)."""
+    global _last_memory_table
+    table = _memory_table(arch)
+    _last_memory_table = (arch, table)
+    return table
+
+
 def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int,
                            settings: EngineSettings, max_model_len: int, group_size: int,
                            quant_format: str, non_torch: int | None) -> ServingMemory:
-    """:func:`serving_memory` (every argument is part of the cache key)."""
+    """:func:`serving_memory`, uncached (every argument is part of its cache key)."""
     if gpu_memory_gib <= 0:
         raise UsageError("GPU memory must be positive", field="gpu_memory_gib")
     if max_model_len < 1:

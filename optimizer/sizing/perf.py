@@ -84,7 +84,7 @@ and ``alpha`` are fixed estimates (see :class:`Efficiency`). Measured points for
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from operator import attrgetter
@@ -252,12 +252,18 @@ def step_model(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: st
     as the head); routed experts are split off so :meth:`StepModel.experts_touched` can scale
     them. FLOPs use ``param_counts(arch).active`` less the embedding (lm_head included).
 
-    Cached (``functools.lru_cache``, :func:`_step_model_cached`): the result depends only on
-    ``arch`` (a frozen, hashable dataclass), ``tp``, ``pp``, ``precision``, ``kv_dtype`` and the
-    four GPU figures it reads (tensor peak at ``precision`` and at bf16, HBM and link bandwidth),
-    which form the key; a :class:`StepModel` is frozen, so sharing one between callers is safe.
-    A planning run asks for the same (model, GPU, layout) once per workload of that model.
+    Cached: the result depends only on ``arch`` (a frozen, hashable dataclass), ``tp``, ``pp``,
+    ``precision``, ``kv_dtype`` and the four GPU figures it reads (tensor peak at ``precision``
+    and at bf16, HBM and link bandwidth), which form the key (a table per architecture,
+    :func:`_step_table`, so a batch hashes the architecture once); a :class:`StepModel` is
+    frozen, so sharing one between callers is safe. A planning run asks for the same (model,
+    GPU, layout) once per workload of that model.
     """
+    _check_step_args(tp, pp, precision, kv_dtype)
+    return _cached_step_model(_step_table(arch), arch, gpu, tp, pp, precision, kv_dtype)
+
+
+def _check_step_args(tp: int, pp: int, precision: str, kv_dtype: str) -> None:
     if tp < 1 or pp < 1:
         raise UsageError("tp and pp must be >= 1", field="tp")
     if precision not in WEIGHT_BYTES:
@@ -266,20 +272,36 @@ def step_model(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: st
     if kv_dtype not in KV_BYTES:
         raise UsageError(f"unknown KV dtype {kv_dtype!r}", field="kv_dtype",
                          hint=f"use one of {', '.join(KV_BYTES)}")
-    return _step_model_cached(arch, tp, pp, precision, kv_dtype, gpu.compute_tflops(precision),
-                              gpu.compute_tflops("bf16"), gpu.memory_bandwidth_gb_s,
-                              gpu.interconnect.bandwidth_gb_s)
+
+
+StepKey = tuple[int, int, str, str, float, float, float, float]
+
+
+@lru_cache(maxsize=256)
+def _step_table(arch: ModelArch) -> dict[StepKey, StepModel]:
+    """The :func:`step_model` cache of one architecture (keyed by :data:`StepKey`: layout,
+    precision, KV dtype and the GPU figures read)."""
+    return {}
+
+
+def _cached_step_model(table: dict[StepKey, StepModel], arch: ModelArch, gpu: GPU, tp: int, pp: int,
+                       precision: str, kv_dtype: str) -> StepModel:
+    key = (tp, pp, precision, kv_dtype, gpu.compute_tflops(precision), gpu.compute_tflops("bf16"),
+           gpu.memory_bandwidth_gb_s, gpu.interconnect.bandwidth_gb_s)
+    sm = table.get(key)
+    if sm is None:
+        sm = table[key] = _step_model_cached(arch, *key)
+    return sm
 
 
 #: ``param_counts`` per model, memoised (a pure function of the frozen ``ModelArch``).
 _param_counts = lru_cache(maxsize=1024)(param_counts)
 
 
-@lru_cache(maxsize=1 << 15)
 def _step_model_cached(arch: ModelArch, tp: int, pp: int, precision: str, kv_dtype: str,
                        tflops: float, tflops_16: float, bandwidth_gb_s: float,
                        link_gb_s: float) -> StepModel:
-    """:func:`step_model` on the GPU figures it reads (the cache key holds every input)."""
+    """:func:`step_model` on the GPU figures it reads (uncached)."""
     counts = _param_counts(arch)
     stages = stage_weight_bytes(arch, precision, tp, pp)
     worst = max(range(pp), key=lambda s: stages[s])
@@ -536,8 +558,10 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
     # Sliding-window layers hold at most `window` tokens: use the mean context those layers see.
     mean_ctx = isl + osl / 2.0
     ctx_scale = kv_tokens_held(arch, max(1, round(mean_ctx))) / max(1.0, round(mean_ctx))
-    sms = [step_model(arch, q.gpu, tp=q.tp, pp=q.pp, precision=q.precision, kv_dtype=kv_dtype)
-           for q in queries]
+    table = _step_table(arch)  # step_model's cache, the architecture hashed once for the batch
+    for q in queries:
+        _check_step_args(q.tp, q.pp, q.precision, kv_dtype)
+    sms = [_cached_step_model(table, arch, q.gpu, q.tp, q.pp, q.precision, kv_dtype) for q in queries]
     effs = [q.efficiency for q in queries]
 
     scales = [1.0] * n
@@ -570,8 +594,9 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
                 for q, e in zip(queries, effs, strict=True)]
     b_max = np.array([min(max_num_seqs, k) for k in kv_limit], dtype=np.int64)
 
-    def tpot_s(c: StepColumns, b: NDArray[np.float64], sc: NDArray[np.float64]) -> NDArray[np.float64]:
-        return decode_step_array(c, b, isl, osl) * sc
+    def tpot_s(c: StepColumns, b: NDArray[np.float64], sc: NDArray[np.float64],
+               exact: bool = True) -> NDArray[np.float64]:
+        return decode_step_array(c, b, isl, osl, exact) * sc
 
     s_prefill = prefill_array(cols, isl) * scale
     s_busy = np.minimum(s_prefill, prefill_work_array(cols, isl) * scale)
@@ -596,7 +621,7 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
             act = hi - lo > 1
             while act.any():
                 mid = (lo + hi) // 2
-                meets = tpot_s(sub, mid.astype(np.float64), sc) * 1e3 <= tpot_ms
+                meets = tpot_s(sub, mid.astype(np.float64), sc, exact=False) * 1e3 <= tpot_ms
                 lo = np.where(act & meets, mid, lo)
                 hi = np.where(act & ~meets, mid, hi)
                 act = hi - lo > 1
@@ -631,9 +656,26 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
             j = np.flatnonzero(over & ~never)
             if j.size:
                 sub_j, sc_j = sub.take(j), sc[j]
-                r_star = _ttft_rate_root(sub_j, sc_j, lam[j], bs[j], b_lam[j], sp[j], sb[j],
-                                         isl, osl, ttft_ms)
-                lam_j = _replay_rate_bisection(r_star, lam[j])
+                r_star, b_root, db_root, window = _ttft_rate_root(
+                    sub_j, sc_j, lam[j], bs[j], b_lam[j], sp[j], sb[j], isl, osl, ttft_ms)
+                bs_j, sp_j, sb_j = bs[j], sp[j], sb[j]
+
+                def meets_at(mid: NDArray[np.float64], k: NDArray[np.intp]) -> NDArray[np.bool_]:
+                    """The scalar test ``TTFT(mid) <= ttft_ms`` with its own fixed-point bisection."""
+                    c_k, sc_k = sub_j.take(k), sc_j[k]
+                    x = np.clip(b_root[k] + db_root[k] * (mid - r_star[k]), 0.0, bs_j[k])
+                    rate_steps = mid * steps
+                    for _ in range(2):  # Newton from the tangent: converged to rounding
+                        xb = np.maximum(x, 1e-9)
+                        h = x - rate_steps * (decode_step_array(c_k, xb, isl, osl, False) * sc_k)
+                        dh = 1.0 - rate_steps * (decode_slope_array(c_k, xb, isl, osl) * sc_k)
+                        x = np.clip(x - h / dh, 0.0, bs_j[k])
+                    b = _replay_fixed_point_bisection(x, bs_j[k])
+                    t = tpot_s(c_k, np.maximum(b, 1.0), sc_k)
+                    ttft_k = _md1_wait_array(mid, sp_j[k], sb_j[k]) + sp_j[k] + t
+                    return ttft_k * 1e3 <= ttft_ms
+
+                lam_j = _replay_rate_bisection(r_star, lam[j], window, meets_at)
                 b_j = _replay_fixed_point_bisection(_fixed_batch(sub_j, sc_j, lam_j, bs[j], isl, osl),
                                                     bs[j])
                 tp_j = tpot_s(sub_j, np.maximum(b_j, 1.0), sc_j)
@@ -735,11 +777,22 @@ class StepColumns:
         return StepColumns(cols)
 
 
-def _experts_touched_array(c: StepColumns, tokens: NDArray[np.float64]) -> NDArray[np.float64]:
-    """:meth:`StepModel.experts_touched` per element (0 for dense models)."""
-    e = np.where(c.num_experts > 0, c.num_experts, 1.0)
+def _experts_touched_array(c: StepColumns, tokens: NDArray[np.float64],
+                           exact: bool = True) -> NDArray[np.float64]:
+    """:meth:`StepModel.experts_touched` per element (0 for dense models). ``exact``: the power
+    by Python's float ``**`` (C ``pow``), bit for bit the scalar value; numpy's vectorised power
+    can differ from it in the last bit, which root finders may ignore but reported figures not."""
+    moe = c.num_experts > 0
+    e = np.where(moe, c.num_experts, 1.0)
+    if exact and moe.any():
+        idx = np.flatnonzero(moe)
+        out = np.zeros_like(tokens)
+        out[idx] = [ei * (1.0 - (1.0 - ki / ei) ** max(ti, 0.0)) for ei, ki, ti in
+                    zip(e[idx].tolist(), c.experts_per_token[idx].tolist(), tokens[idx].tolist(),
+                        strict=True)]
+        return out
     touched = e * (1.0 - (1.0 - c.experts_per_token / e) ** np.maximum(tokens, 0.0))
-    return np.where(c.num_experts > 0, touched, 0.0)
+    return np.where(moe, touched, 0.0)
 
 
 def allreduce_array(c: StepColumns, tokens: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -758,13 +811,14 @@ def p2p_array(c: StepColumns, tokens: NDArray[np.float64]) -> NDArray[np.float64
 
 
 def stage_time_array(c: StepColumns, *, decode: NDArray[np.float64], prefill: NDArray[np.float64],
-                     context: float, prompt: float) -> NDArray[np.float64]:
-    """:func:`stage_time_s` per element (the same equation, term by term)."""
+                     context: float, prompt: float, exact: bool = True) -> NDArray[np.float64]:
+    """:func:`stage_time_s` per element (the same equation, term by term, so the same floats;
+    ``exact=False`` lets the MoE power differ in the last bit, see :func:`_experts_touched_array`)."""
     bw = c.bandwidth * c.memory_bw
     c_w = c.peak_flops * c.compute
     c_16 = c.peak_flops_16 * c.compute
     m = decode + prefill
-    weights = c.dense_bytes + c.moe_layers * _experts_touched_array(c, m) * c.expert_bytes
+    weights = c.dense_bytes + c.moe_layers * _experts_touched_array(c, m, exact) * c.expert_bytes
     t_linear = np.maximum(weights / bw, c.flops_per_token * m / c_w)
     pairs = decode * context
     t_attn = np.maximum((pairs + prefill) * c.kv_bytes_per_token / bw,
@@ -774,14 +828,14 @@ def stage_time_array(c: StepColumns, *, decode: NDArray[np.float64], prefill: ND
 
 
 def decode_step_array(c: StepColumns, batch: NDArray[np.float64], input_tokens: int,
-                      output_tokens: int) -> NDArray[np.float64]:
+                      output_tokens: int, exact: bool = True) -> NDArray[np.float64]:
     """:func:`decode_step_s` per element: ``pp T_stage(B/pp, P/pp) + (pp-1) T_p2p + overhead``."""
     steps = max(output_tokens - 1, 1)
     prefill = batch * input_tokens / steps
     mb_decode, mb_prefill = batch / c.pp, prefill / c.pp
     context = input_tokens + output_tokens / 2.0
     t = c.pp * stage_time_array(c, decode=mb_decode, prefill=mb_prefill, context=context,
-                                prompt=input_tokens)
+                                prompt=input_tokens, exact=exact)
     t = t + (c.pp - 1) * p2p_array(c, mb_decode + mb_prefill)
     return t + c.step_overhead_ms * 1e-3
 
@@ -800,7 +854,7 @@ def decode_slope_array(c: StepColumns, batch: NDArray[np.float64], input_tokens:
     bw = c.bandwidth * c.memory_bw
     c_w = c.peak_flops * c.compute
     c_16 = c.peak_flops_16 * c.compute
-    weights = c.dense_bytes + c.moe_layers * _experts_touched_array(c, m) * c.expert_bytes
+    weights = c.dense_bytes + c.moe_layers * _experts_touched_array(c, m, False) * c.expert_bytes
     e = np.where(c.num_experts > 0, c.num_experts, 1.0)
     q = 1.0 - c.experts_per_token / e
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -864,7 +918,7 @@ def _fixed_batch(c: StepColumns, scale: NDArray[np.float64], rate: NDArray[np.fl
     x = np.zeros_like(b_hi) if start is None else np.clip(start, 0.0, b_hi)
     for _ in range(100):
         xb = np.maximum(x, 1e-9)
-        h = x - k * (decode_step_array(c, xb, input_tokens, output_tokens) * scale)
+        h = x - k * (decode_step_array(c, xb, input_tokens, output_tokens, False) * scale)
         dh = 1.0 - k * (decode_slope_array(c, xb, input_tokens, output_tokens) * scale)
         lo = np.where(h < 0, x, lo)
         hi = np.where(h > 0, x, hi)
@@ -896,9 +950,17 @@ def _replay_fixed_point_bisection(b_star: NDArray[np.float64],
     return hi
 
 
-def _replay_rate_bisection(r_star: NDArray[np.float64], lam: NDArray[np.float64]) -> NDArray[np.float64]:
+def _replay_rate_bisection(r_star: NDArray[np.float64], lam: NDArray[np.float64],
+                           window: NDArray[np.float64],
+                           meets_at: Callable[[NDArray[np.float64], NDArray[np.intp]], NDArray[np.bool_]],
+                           ) -> NDArray[np.float64]:
     """The lower end of the scalar bisection on ``[0, lam]`` to ``1e-9 lam`` for the largest rate
-    meeting the TTFT target, replayed on the exact root ``r_star`` (TTFT increases with rate)."""
+    meeting the TTFT target, replayed on the exact root ``r_star`` (TTFT increases with rate).
+
+    The scalar test at ``mid`` used a batch from a 1e-7 bisection, a hair above the exact one,
+    so its TTFT is a hair higher than the exact curve's; within ``window`` of ``r_star`` (where
+    that hair could change the answer) the test is made as the scalar code made it
+    (``meets_at``), so the rate comes out bit for bit the same."""
     lo = np.zeros_like(lam)
     hi = lam.copy()
     tol = 1e-9 * lam
@@ -906,6 +968,9 @@ def _replay_rate_bisection(r_star: NDArray[np.float64], lam: NDArray[np.float64]
     while act.any():
         mid = (lo + hi) / 2
         meets = mid <= r_star
+        near = np.flatnonzero(act & (np.abs(mid - r_star) <= window))
+        if near.size:
+            meets[near] = meets_at(mid[near], near)
         lo = np.where(act & meets, mid, lo)
         hi = np.where(act & ~meets, mid, hi)
         act = hi - lo > tol
@@ -915,9 +980,15 @@ def _replay_rate_bisection(r_star: NDArray[np.float64], lam: NDArray[np.float64]
 def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.float64],
                     b_hi: NDArray[np.float64], b_lam: NDArray[np.float64],
                     s_prefill: NDArray[np.float64], s_busy: NDArray[np.float64], input_tokens: int,
-                    output_tokens: int, ttft_ms: float) -> NDArray[np.float64]:
+                    output_tokens: int, ttft_ms: float,
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+                               NDArray[np.float64]]:
     """Rate in ``[0, lam]`` where ``W_q(rate) + S + TPOT(max(B(rate), 1)) = ttft_ms``
-    (safeguarded Newton to 1e-13 lam; ``TTFT(0) <= ttft_ms < TTFT(lam)`` is known)."""
+    (safeguarded Newton to 1e-13 lam; ``TTFT(0) <= ttft_ms < TTFT(lam)`` is known).
+
+    Returns the rate, the batch there and ``dB/drate``, and the half-width around the rate
+    where a 1e-7 fixed-point bisection's TTFT may test differently from the exact one: 8x (its
+    TTFT excess, at most ``1e3 TPOT' 1e-7 max(1, B)``) / ``dTTFT/drate``, at least 1e-6 rate."""
     steps = max(output_tokens - 1, 1)
     lo = np.zeros_like(lam)
     hi = lam.copy()
@@ -926,7 +997,7 @@ def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.
     for _ in range(100):
         b = _fixed_batch(c, scale, x, b_hi, input_tokens, output_tokens, start=b)
         bc = np.maximum(b, 1.0)
-        t = decode_step_array(c, bc, input_tokens, output_tokens) * scale
+        t = decode_step_array(c, bc, input_tokens, output_tokens, False) * scale
         f = (_md1_wait_array(x, s_prefill, s_busy) + s_prefill + t) * 1e3 - ttft_ms
         slope = decode_slope_array(c, bc, input_tokens, output_tokens) * scale
         rho = x * s_busy
@@ -943,7 +1014,19 @@ def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.
         x = xn
         if done.all():
             break
-    return x
+    b = _fixed_batch(c, scale, x, b_hi, input_tokens, output_tokens, start=b)
+    bc = np.maximum(b, 1.0)
+    t = decode_step_array(c, bc, input_tokens, output_tokens, False) * scale
+    slope = decode_slope_array(c, bc, input_tokens, output_tokens) * scale
+    rho = x * s_busy
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        db = steps * t / (1.0 - x * steps * slope)
+        d_wait = s_busy * s_prefill / (2.0 * (1.0 - rho) ** 2)
+        df = 1e3 * (d_wait + np.where(b > 1.0, slope * db, 0.0))
+        excess = 1e3 * slope * 1e-7 * np.maximum(1.0, b)
+        window = np.maximum(8.0 * excess / df, 1e-6 * x)
+    window = np.where(np.isfinite(window), window, lam)
+    return x, b, np.where(np.isfinite(db), db, 0.0), window
 
 
 def _ctx(sm: StepModel, ctx_scale: float) -> StepModel:

@@ -200,11 +200,19 @@ def rel_diff(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b))
 
 
+#: Capacity fields the MIP reads: these come out bit for bit (HiGHS may pick another of several
+#: exactly tied plans when a coefficient moves in its 9th digit, so golden plans need them equal).
+BITWISE_FIELDS = ("requests_per_s", "output_tokens_per_s", "offline_tpot_ms", "prefill_ms")
+BITWISE_MISSES: list[tuple[str, float, float]] = []
+
+
 def max_rel_diff(new: ReplicaPerf, ref: ReplicaPerf) -> float:
     """Largest relative difference over the float fields; exact fields must be equal."""
     for f in EXACT_FIELDS:
         assert getattr(new, f) == getattr(ref, f), (f, new, ref)
     assert {f.name for f in fields(ReplicaPerf)} == set(FLOAT_FIELDS) | set(EXACT_FIELDS)
+    BITWISE_MISSES.extend((f, getattr(new, f), getattr(ref, f)) for f in BITWISE_FIELDS
+                          if getattr(new, f) != getattr(ref, f))
     return max(rel_diff(getattr(new, f), getattr(ref, f)) for f in FLOAT_FIELDS)
 
 
@@ -255,16 +263,22 @@ def check_candidates(rs: object) -> tuple[int, int, float]:
 
 def test_generated_platform_matches_the_scalar_reference() -> None:
     rs = resolve_scenario(Scenario.model_validate(generate(8, 0)), REPO / "g.yaml", CAT)
+    BITWISE_MISSES.clear()
     n_c, n_r, worst = check_candidates(rs)
-    print(f"generate(8, 0): {n_c} candidates, {n_r} SLO rejections, max rel diff {worst:.2e}")
+    print(f"generate(8, 0): {n_c} candidates, {n_r} SLO rejections, max rel diff {worst:.2e}, "
+          f"{len(BITWISE_MISSES)} capacity figures not bit-identical")
     assert n_c > 500 and worst <= REL
+    assert not BITWISE_MISSES
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "scenarios").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_scenarios_match_the_scalar_reference(path: Path) -> None:
+    BITWISE_MISSES.clear()
     n_c, n_r, worst = check_candidates(load_scenario(path))
-    print(f"{path.stem}: {n_c} candidates, {n_r} SLO rejections, max rel diff {worst:.2e}")
+    print(f"{path.stem}: {n_c} candidates, {n_r} SLO rejections, max rel diff {worst:.2e}, "
+          f"{len(BITWISE_MISSES)} capacity figures not bit-identical")
     assert n_c > 0 and worst <= REL
+    assert not BITWISE_MISSES
 
 
 def test_random_deployments_match_the_scalar_reference() -> None:
@@ -275,6 +289,7 @@ def test_random_deployments_match_the_scalar_reference() -> None:
               "Mistral-7B", "Llama-3.3-70B"]
     gpus = ["H100-SXM-80GB", "H200-SXM-141GB", "L40S-48GB", "A100-SXM-80GB"]
     worst, n = 0.0, 0
+    BITWISE_MISSES.clear()
     for _ in range(120):
         name = rng.choice(models)
         m = resolve_model(name, CAT)
@@ -297,7 +312,8 @@ def test_random_deployments_match_the_scalar_reference() -> None:
         ref = reference_replica_perf(arch, gpu, efficiency=eff, measured=measured, **kw)  # type: ignore[arg-type]
         worst = max(worst, max_rel_diff(new, ref))
         n += 1
-    print(f"random: {n} deployments, max rel diff {worst:.2e}")
+    print(f"random: {n} deployments, max rel diff {worst:.2e}, "
+          f"{len(BITWISE_MISSES)} capacity figures not bit-identical")
     assert worst <= REL
 
 
@@ -312,13 +328,15 @@ def test_array_step_times_equal_the_scalar_ones() -> None:
             effs.append(load_efficiency(gpu))
     cols = StepColumns.of(sms, effs)
     batch = np.linspace(0.5, 300, len(sms))
-    got = decode_step_array(cols, batch, 1000, 200)
-    want = [decode_step_s(s, e, b, 1000, 200) for s, e, b in zip(sms, effs, batch.tolist(), strict=True)]
-    assert got.tolist() == pytest.approx(want, rel=1e-14)
-    assert prefill_array(cols, 3000).tolist() == pytest.approx(
-        [prefill_s(s, e, 3000) for s, e in zip(sms, effs, strict=True)], rel=1e-14)
-    assert prefill_work_array(cols, 3000).tolist() == pytest.approx(
-        [prefill_work_s(s, e, 3000) for s, e in zip(sms, effs, strict=True)], rel=1e-14)
+    for b in (batch, batch * 0.37, batch * 2.9):
+        got = decode_step_array(cols, b, 1000, 200)
+        assert got.tolist() == [decode_step_s(s, e, x, 1000, 200)
+                                for s, e, x in zip(sms, effs, b.tolist(), strict=True)]
+        fast = decode_step_array(cols, b, 1000, 200, exact=False)
+        assert fast.tolist() == pytest.approx(got.tolist(), rel=1e-14)
+    assert prefill_array(cols, 3000).tolist() == [prefill_s(s, e, 3000) for s, e in zip(sms, effs, strict=True)]
+    assert prefill_work_array(cols, 3000).tolist() == [
+        prefill_work_s(s, e, 3000) for s, e in zip(sms, effs, strict=True)]
 
 
 def test_batch_and_single_calls_agree_and_caches_are_pure() -> None:
@@ -335,6 +353,6 @@ def test_batch_and_single_calls_agree_and_caches_are_pure() -> None:
     settings = EngineSettings()
     cached = serving_memory(arch_, "bf16", gpu_memory_gib=80, settings=settings, max_model_len=8192)
     assert serving_memory(arch_, "bf16", gpu_memory_gib=80, settings=settings, max_model_len=8192) is cached
-    fresh = _serving_memory_cached.__wrapped__(arch_, "bf16", 80, 1, 1, settings, 8192, 128, "gptq", None)
+    fresh = _serving_memory_cached(arch_, "bf16", 80, 1, 1, settings, 8192, 128, "gptq", None)
     assert fresh == cached
     assert build_candidates(load_scenario(REPO / "scenarios" / "startup-api.yaml")).inference
