@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 from rich.console import Console, Group
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
