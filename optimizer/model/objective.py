@@ -66,13 +66,18 @@ def tie_break_expression(mm: MipModel) -> mathopt.LinearExpression:
 
 
 def layout_expression(mm: MipModel) -> mathopt.LinearExpression:
-    """GPUs in use, then pipeline stages beyond the first (weighted below one GPU in total): among
-    layouts on the same servers, fewer GPUs (spare slots for growth), then fewer PP hops (latency)."""
+    """Lexicographically: GPUs in use, then pipeline stages beyond the first, then servers in later
+    racks (each term weighted below one unit of the one before): among layouts on the same servers,
+    fewer GPUs (spare slots for growth), fewer PP hops (latency), and servers packed into the
+    first racks (Σ_k k·Σ_s a[s,k]; racks are identical, so this only compacts them)."""
     cands = mm.cands
     stages = [(c.pp - 1, i) for i, c in enumerate(cands.inference) if c.pp > 1]
-    most = sum(k * mm.r[i].upper_bound for k, i in stages)
+    most_stages = sum(k * mm.r[i].upper_bound for k, i in stages)
+    racked = [(k, var) for (_, k), var in sorted(mm.a.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+    most_racked = sum(k * var.upper_bound for k, var in racked)
+    later = mathopt.fast_sum(k * var for k, var in racked) / (most_racked + 1.0)
     return (mathopt.fast_sum(c.gpus_per_replica * mm.r[i] for i, c in enumerate(cands.inference))
-            + mathopt.fast_sum(k * mm.r[i] for k, i in stages) / (most + 1.0))
+            + (mathopt.fast_sum(k * mm.r[i] for k, i in stages) + later) / (most_stages + 1.0))
 
 
 def primary_expression(mm: MipModel, objective: str) -> mathopt.LinearExpression:
