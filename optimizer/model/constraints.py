@@ -105,7 +105,8 @@ def add_spread(mm: MipModel) -> None:
 
         need[w,s] = v[w,s] − Σ_{s'≠s} v[w,s'] − Σ_{c of w on s, multi-server} r[c] − wide[w,s]
 
-    must be met on s's own servers. Every SKU gets the necessary row n[s] ≥ 2·need[w,s]. SKUs in
+    must be met on s's own servers. Every SKU gets the necessary row n[s] ≥ 2·need[w,s] (with
+    wide left out: a wide w needs two servers by packing anyway). SKUs in
     ``mm.exact_spread`` (those where placement found the aggregate rows admitted an unplaceable
     plan; see ``optimizer.model.pipeline``) get the exact block of :func:`_named_servers`.
     """
@@ -128,18 +129,24 @@ def add_spread(mm: MipModel) -> None:
         m.add_linear_constraint(mm.v[(w, s)] <= mathopt.fast_sum(mm.r[i] for i in idx), name=f"used_only[{w},{s}]")
     need: dict[tuple[str, str], mathopt.LinearExpression] = {}
     for (w, s), idx in by_ws.items():
-        g_s = cands.skus[s].gpus
-        gpus = mathopt.fast_sum(cands.inference[i].gpus_per_replica * mm.r[i] for i in idx)
-        wide = m.add_binary_variable(name=f"wide[{w},{s}]")
-        m.add_linear_constraint((g_s + 1) * wide <= gpus, name=f"wide_only[{w},{s}]")
         multi = [mm.r[i] for i in idx if cands.inference[i].servers_per_replica > 1]
         need[(w, s)] = (mm.v[(w, s)] - mathopt.fast_sum(mm.v[(w, o)] for o in skus_of[w] if o != s)
-                        - mathopt.fast_sum(multi) - wide)
+                        - mathopt.fast_sum(multi))
+        # necessary whether or not w is wide (a wide w needs two servers by packing anyway); wide[w,s]
+        # enters only the exact rows, where it excuses a w that cannot fit one server
         m.add_linear_constraint(mm.n[s] >= 2 * need[(w, s)], name=f"two_servers[{w},{s}]")
     for s in sorted(mm.exact_spread):
         spread_here = sorted(w for w, s2 in by_ws if s2 == s)
-        if spread_here:
-            _named_servers(mm, s, {w: by_ws[(w, s)] for w in spread_here}, {w: need[(w, s)] for w in spread_here})
+        if not spread_here:
+            continue
+        g_s = cands.skus[s].gpus
+        exact_need = {}
+        for w in spread_here:
+            gpus = mathopt.fast_sum(cands.inference[i].gpus_per_replica * mm.r[i] for i in by_ws[(w, s)])
+            wide = m.add_binary_variable(name=f"wide[{w},{s}]")
+            m.add_linear_constraint((g_s + 1) * wide <= gpus, name=f"wide_only[{w},{s}]")
+            exact_need[w] = need[(w, s)] - wide
+        _named_servers(mm, s, {w: by_ws[(w, s)] for w in spread_here}, exact_need)
 
 
 def _named_servers(mm: MipModel, s: str, idx_of: dict[str, list[int]],
