@@ -13,7 +13,12 @@ from pydantic import Field, model_validator
 
 from optimizer.schema.base import Strict
 
-Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
+#: Weight formats. 16/32-bit floats; ``fp8`` (E4M3, per-tensor/channel/128x128-block scales);
+#: ``int8``/``int4`` weight-only (GPTQ/AWQ); ``nvfp4``/``mxfp4`` (OCP/NVIDIA FP4 E2M1 with block
+#: scales, native on Blackwell tensor cores); ``w8a8``/``w4a8`` (int8 activations); GGUF types
+#: ``q4_0`` ... ``q8_0`` (llama.cpp). Byte layouts: optimizer/sizing/quant.py.
+Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4", "nvfp4", "mxfp4", "w8a8", "w4a8",
+                    "q4_0", "q4_k_m", "q5_k_m", "q6_k", "q8_0"]
 FormFactor = Literal["sxm", "pcie", "oam", "module"]
 
 
