@@ -138,7 +138,8 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
         objective_time_s=out.stage1_time_s, candidates=len(cands.inference) + len(cands.finetune),
         variables=mm.model.get_num_variables(), constraints=mm.model.get_num_linear_constraints(),
         time_limit_s=settings.time_limit_s, node_limit=settings.node_limit, seed=settings.seed,
-        stopped_by=out.stage1_stop, tiebreak_stopped_by=out.tiebreak_stop, tiebreak_gap=out.tiebreak_gap)
+        stopped_by=out.stage1_stop, tiebreak_stopped_by=out.tiebreak_stop, tiebreak_gap=out.tiebreak_gap,
+        nodes=out.nodes)
     lines = quote.quote_lines(rs, servers, deployments, finetunes, len(used_racks))
     money = finance_figures(rs, figures["capex"], lines)
     return Plan(

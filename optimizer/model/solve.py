@@ -62,6 +62,7 @@ class SolveOutcome:
     stage1_stop: str = "optimal"    # optimal (within the gap) | node_limit | time_limit | ...
     tiebreak_stop: str = "optimal"  # the same for stage 2; "none" when it found nothing better
     tiebreak_gap: float = 0.0
+    nodes: int = 0  # branch-and-bound nodes of stage 1: the work a --node-limit counts
 
 
 def _params(settings: SolveSettings, time_left: float, solver: mathopt.SolverType,
@@ -252,4 +253,4 @@ def solve_model(mm: MipModel, settings: SolveSettings, objective: str) -> SolveO
     status = combined_status(status, stage1_stop, tiebreak_stop, objective)
     elapsed = time.perf_counter() - start
     return SolveOutcome(status, values, obj, bound, rel_gap(obj, bound), elapsed, solver, stage1,
-                        stage1_stop, tiebreak_stop, tiebreak_gap)
+                        stage1_stop, tiebreak_stop, tiebreak_gap, int(res.solve_stats.node_count))

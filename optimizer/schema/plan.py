@@ -148,6 +148,7 @@ class SolverReport(Record):
     tiebreak_stopped_by: str = Field(description="What ended stage 2 (tie-breaks, or the cheapest plan "
                                      "under coverage): optimal, node_limit, time_limit, none")
     tiebreak_gap: float = Field(description="Relative gap of stage 2 when it stopped")
+    nodes: int = Field(default=0, description="Branch-and-bound nodes stage 1 used (what --node-limit counts)")
 
 
 class Plan(Record):
