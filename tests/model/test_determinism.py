@@ -130,3 +130,29 @@ def test_a_node_limited_solve_is_the_same_twice(write_scenario: Writer) -> None:
     assert plan["solver"]["stopped_by"] in ("optimal", "node_limit")
     assert (plan["status"] == "optimal") == (plan["solver"]["stopped_by"] == "optimal")
     assert _fingerprint(runs[0].stdout) == _fingerprint(runs[1].stdout)
+
+
+def test_a_loaded_machine_gives_the_same_plan(write_scenario: Writer) -> None:
+    # issue #16: the same input and settings gave different plans under CPU contention. Solve the
+    # 6-workload platform once as is and once while two busy processes hold both cores: every stage
+    # ends on its own criterion (optimal or node limit), never on the clock, so the plans match.
+    import subprocess
+    import sys
+
+    from benchmarks.large_instance import generate
+
+    path = str(write_scenario(generate(6, 0)))
+    args = ("solve", path, "--format", "json", "--no-workbook")
+    idle = run_cli(*args)
+    spin = "import time\nend = time.time() + 120\nwhile time.time() < end: pass"  # bounded: 2 min at most
+    burners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
+    try:
+        busy = run_cli(*args)
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait()
+    assert idle.exit_code == 0 and busy.exit_code == 0, idle.output + busy.output
+    for res in (idle, busy):
+        assert json.loads(res.stdout)["solver"]["stopped_by"] != "time_limit"
+    assert _fingerprint(idle.stdout) == _fingerprint(busy.stdout)
