@@ -18,14 +18,14 @@ quantisation: 4 + 0.127 bits per parameter (8-bit absmax per 64 weights, fp32 se
 constant per 256 blocks); embeddings, lm_head and norms stay 16 bit (bitsandbytes quantises
 ``nn.Linear`` layers only, and PEFT keeps the output head unquantised).
 
-Activations per layer for a micro-batch of b sequences of s tokens follow Korthikanti et al.
-(arXiv:2205.05198, §4.1), who count ``s b h (34 + 5 a s / h)`` bytes per layer in 16 bit for a
-4h MLP; the ``5 a s / h`` term is the attention matrix, absent with FlashAttention. Here each
-stored tensor is counted for the model's own shapes (GQA K/V, gated MLP width); see
-:func:`activation_bytes_per_layer`. With full activation checkpointing only each layer's input
-is kept (``2 s b h`` per layer) and one layer is recomputed at a time. Logits are upcast to fp32
-for the loss (transformers ``LlamaForCausalLM.forward``: ``logits.float()``) and their gradient
-is fp32 too: ``8 s b V``.
+Activations per layer for a micro-batch of b sequences of s tokens are the tensors transformers'
+decoder layer saves for backward, for the model's own shapes (fp32 RMSNorm inputs, SDPA's
+q/K/V/output, a gated MLP's four i-wide tensors: 2h + 8i, not the 2h + 6i generalised from
+Korthikanti et al., arXiv:2205.05198 §4.1); LoRA/QLoRA keep less, because a frozen linear saves
+no input for its weight gradient. See :func:`activation_bytes_per_layer`. With full activation
+checkpointing only each layer's input is kept (``2 s b h`` per layer) and one layer is
+recomputed at a time. Logits are upcast to fp32 for the loss (transformers
+``LlamaForCausalLM.forward``: ``logits.float()``) and their gradient is fp32 too: ``8 s b V``.
 """
 
 from __future__ import annotations
@@ -149,24 +149,51 @@ def lora_params(arch: ModelArch, rank: int, targets: tuple[str, ...] = ("q_proj"
 
 
 def activation_bytes_per_layer(arch: ModelArch, seq_len: int, micro_batch: int,
-                               flash_attention: bool = True) -> int:
-    """Activations one transformer layer stores for backward (16 bit), after Korthikanti et al.
-    (arXiv:2205.05198, §4.1): attention block ``11 s b h + 5 a s^2 b`` (the second term only
-    without FlashAttention) plus layer norms ``4 s b h``, and the MLP block generalised from
-    ``19 s b h`` (4h MLP) to a gated MLP of width i: inputs ``2 s b h``, gate/up outputs
-    ``4 s b i``, activation output ``2 s b i``, dropout-free: ``s b (2h + 6i)``.
-    GQA shrinks the stored K and V: ``4 s b n_kv d`` instead of ``4 s b h``."""
+                               flash_attention: bool = True, method: Method = "full",
+                               lora_targets: tuple[str, ...] = (), lora_rank: int = 16) -> int:
+    """Bytes one decoder layer saves for backward, counted tensor by tensor as transformers'
+    ``LlamaDecoderLayer`` saves them under autograd (bf16 weights, SDPA attention, storage counted
+    once). Per token, with h hidden, i MLP width, a query heads of width d:
+
+    - each RMSNorm (two per layer): its fp32 upcast input (``pow`` and the ``x * rsqrt`` product
+      save it, 4h) and the fp32 ``rsqrt`` (4); the bf16 normalised output (2h) that ``weight *``
+      saves only when the norm weight trains (full fine-tuning); the q/k/v or gate/up
+      projections read the same tensor;
+    - attention: SDPA saves q (2ad), K and V (2ad each, repeated to the query heads by
+      ``repeat_kv``: transformers does so whenever SDPA gets a mask or, before ``enable_gqa``,
+      always), its output (2ad) and the fp32 log-sum-exp (4a); the contiguous copy feeding
+      ``o_proj`` (2ad) is kept when ``o_proj`` trains; RoPE's ``q * cos`` saves only cos/sin
+      (no gradient flows to them);
+    - MLP: the gate output (SiLU's input), the SiLU output and the up output (the product saves
+      both factors): 6i, kept whatever trains, because they carry the input gradient; the product
+      feeding ``down_proj`` (2i) only when ``down_proj`` trains: 2h + 8i in full fine-tuning (the
+      2h being the normalised input above), not Korthikanti et al.'s 2h + 6i.
+
+    A frozen linear (LoRA/QLoRA base, not targeted) saves no input, since only its weight
+    gradient needs it: a LoRA-targeted one saves its input through ``lora_A`` (PEFT, dropout 0)
+    and the r-wide ``lora_A`` output (2r). Without FlashAttention the score matrix adds
+    Korthikanti et al.'s (arXiv:2205.05198 §4.1) ``5 a s^2 b``."""
     s, b, h = seq_len, micro_batch, arch.hidden_size
-    d = arch.head_dim
-    kv = 2 * 2 * arch.num_kv_heads * d  # K and V, 2 bytes
-    # attention: input (2h), Q (2 n_q d), K/V (kv), softmax output is recomputed by flash;
-    # attention output (2 n_q d), dropout masks absent in LLM fine-tuning.
-    attn = 2 * h + 2 * arch.num_attention_heads * d + kv + 2 * arch.num_attention_heads * d
+    a, d = arch.num_attention_heads, arch.head_dim
+    full = method == "full"
+    targets = set(lora_targets) if not full else set()
+
+    def trains(module: str) -> bool:
+        return full or module in targets
+
+    norm = 4 * h + 4 + (2 * h if full else 0)
+    attn = 2 * a * d * 4 + 4 * a  # SDPA: q, K, V, output; fp32 log-sum-exp
+    if not full and targets & {"q_proj", "k_proj", "v_proj"}:
+        attn += 2 * h  # the normalised input, kept by lora_A
+    if trains("o_proj"):
+        attn += 2 * a * d
     inter = arch.moe_intermediate_size * arch.experts_per_token if arch.is_moe else arch.intermediate_size
-    mlp = 2 * h + 6 * inter
-    norms = 4 * h
-    per_token = attn + mlp + norms
-    scores = 0 if flash_attention else 5 * arch.num_attention_heads * s * s * b
+    mlp = 6 * inter + (2 * inter if trains("down_proj") else 0)
+    if not full and targets & {"gate_proj", "up_proj"}:
+        mlp += 2 * h
+    adapters = 2 * lora_rank * len(targets)
+    per_token = 2 * norm + attn + mlp + adapters
+    scores = 0 if flash_attention else 5 * a * s * s * b
     return s * b * per_token + scores
 
 
@@ -210,7 +237,8 @@ def finetune_memory(arch: ModelArch, method: Method = "full", *, num_gpus: int =
     # precision with K = 12 (PEFT keeps adapters in fp32: 4 + 4 + 8 B, the same 16 B/param).
     p, g, o = model_state_bytes(trainable, zero_stage, n, k=8 if method == "qlora" else ADAM_K)
     s, b = seq_len, micro_batch
-    per_layer = activation_bytes_per_layer(arch, s, b, flash_attention)
+    per_layer = activation_bytes_per_layer(arch, s, b, flash_attention, method,
+                                           lora_targets if method != "full" else (), lora_rank)
     if gradient_checkpointing:
         acts = arch.num_layers * 2 * s * b * arch.hidden_size + per_layer
     else:
