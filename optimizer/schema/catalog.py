@@ -82,18 +82,46 @@ class GPU(Sourced):
         return self
 
     def runs(self, precision: str) -> bool:
-        """Whether an engine can serve weights of ``precision`` on this GPU."""
+        """Whether a modelled engine (vLLM, SGLang, TensorRT-LLM, vLLM-Ascend) can serve weights
+        of ``precision`` on this GPU.
+
+        * listed in ``tflops_dense`` (native) or ``weight_only_precisions``: yes;
+        * ``nvfp4`` / ``mxfp4`` without FP4 tensor cores: weight-only (W4A16) on NVIDIA GPUs that
+          run int4 weight-only, via vLLM's FP4 Marlin kernels (vllm-project/vllm#17687, #18000;
+          ``quantization/utils/marlin_utils_fp4.py``, sm80+);
+        * ``w8a8`` (int8 activations): needs native int8 (``tflops_dense["int8"]``);
+        * ``w4a8``: int4 weights with fp8 activations need native fp8 (TensorRT-LLM
+          ``W4A8_AWQ``, sm89+); Ascend runs int8 activations (vLLM-Ascend W4A8 dynamic), so
+          native int8 on Huawei;
+        * GGUF types (``q4_0`` ... ``q8_0``): no modelled engine serves them (llama.cpp/Ollama
+          are not modelled), so never; ``procure size`` still sizes them.
+        """
         if precision == "fp32":
             return True
         if precision == "bf16" and "bf16" not in self.tflops_dense:
             return False
-        return precision in self.tflops_dense or precision in self.weight_only_precisions
+        if precision in self.tflops_dense or precision in self.weight_only_precisions:
+            return True
+        if precision in ("nvfp4", "mxfp4"):
+            return self.vendor == "NVIDIA" and self.runs("int4")
+        if precision == "w8a8":
+            return "int8" in self.tflops_dense
+        if precision == "w4a8":
+            return "fp8" in self.tflops_dense or (self.vendor == "Huawei" and "int8" in self.tflops_dense)
+        return False
 
     def compute_tflops(self, precision: str) -> float:
-        """Matrix throughput used for ``precision`` weights: native if present, else the 16-bit
-        rate (weight-only formats dequantise to 16 bit before the matmul)."""
+        """Matrix throughput used for ``precision`` weights: native if present; W8A8 at the int8
+        rate and W4A8 at the fp8 (else int8) rate, the activations' type; else the 16-bit rate
+        (weight-only formats, FP4 off Blackwell and GGUF dequantise to 16 bit before the matmul)."""
         if precision in self.tflops_dense:
             return self.tflops_dense[precision]
+        if precision == "w8a8" and "int8" in self.tflops_dense:
+            return self.tflops_dense["int8"]
+        if precision == "w4a8":
+            for act in ("fp8", "int8"):
+                if act in self.tflops_dense:
+                    return self.tflops_dense[act]
         return self.tflops_dense.get("bf16") or self.tflops_dense["fp16"]
 
 

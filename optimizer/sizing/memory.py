@@ -30,6 +30,7 @@ from functools import lru_cache
 
 from optimizer.errors import UsageError
 from optimizer.schema.engine import EngineSettings
+from optimizer.sizing import quant
 from optimizer.sizing.architecture import (
     LinearShape,
     ModelArch,
@@ -42,9 +43,15 @@ from optimizer.sizing.architecture import (
 from optimizer.units import GIB
 
 #: Bytes per weight element of a dense (unquantised or fp8) tensor.
-WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
-#: Bytes per KV element; ``auto`` = the model's 16-bit activation dtype (vLLM ``CacheConfig``).
-KV_BYTES = {"auto": 2, "bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
+#: FP4, W8A8/W4A8 and GGUF formats: nominal bytes of their bulk linears (``quant.NOMINAL_BYTES``);
+#: exact bytes per tensor come from ``optimizer/sizing/quant.py``.
+WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5,
+                **quant.NOMINAL_BYTES}
+#: Bytes per KV element; ``auto`` = the model's 16-bit activation dtype (vLLM ``CacheConfig``);
+#: ``fp8`` = E4M3 (vLLM ``--kv-cache-dtype fp8``); ``int8`` (TensorRT-LLM ``kv_cache_quant_algo
+#: INT8``, LMDeploy ``quant_policy=8``, llama.cpp ``-ctk q8_0`` ~1.06 B): which engines run it is
+#: the engine profile's rule.
+KV_BYTES = {"auto": 2, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "fp32": 4}
 #: Activation bytes in serving: vLLM runs bf16/fp16 activations for all weight formats here.
 ACT_BYTES = 2
 
@@ -95,7 +102,14 @@ def linear_bytes(in_features: int, out_features: int, precision: str, *, group_s
     if precision in ("fp32", "bf16", "fp16"):
         return int(n * WEIGHT_BYTES[precision]) + bias_bytes
     if precision == "fp8":
+        if quant_format in ("block", "channel"):  # DeepSeek-V3 / Qwen3-FP8; compressed-tensors
+            return quant.fp8_linear_bytes(in_features, out_features, quant_format) + bias_bytes
         return n + 4 + bias_bytes
+    if precision in quant.BLOCK_FORMATS:
+        return quant.linear_bytes(in_features, out_features, precision, group_size) + bias_bytes
+    if quant.is_gguf(precision):
+        raise UsageError(f"{precision} (GGUF) is sized per tensor, not per linear",
+                         field="precision", hint="use weight_bytes / stage_weight_bytes")
     bits = 4 if precision == "int4" else 8
     groups = ceil_div(in_features, group_size) if group_size > 0 else 1
     qweight = n * bits // 8
@@ -223,6 +237,8 @@ def stage_weight_bytes(arch: ModelArch, precision: str, tp: int, pp: int, *,
 def _stage_weight_bytes_cached(arch: ModelArch, precision: str, tp: int, pp: int, group_size: int,
                                quant_format: str) -> tuple[int, ...]:
     """:func:`stage_weight_bytes` as a tuple (every argument is part of the cache key)."""
+    if quant.is_gguf(precision):  # per-tensor types vary by layer (llama.cpp rules)
+        return quant.gguf_stage_bytes(arch, precision, tp, pp_layer_ranges(arch.num_layers, pp))
     moe_set = set(arch.moe_layer_indices)
     dense_b = _layer_bytes(arch, False, precision, tp, group_size, quant_format) \
         if arch.num_dense_layers else 0
