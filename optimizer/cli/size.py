@@ -9,6 +9,7 @@ from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
 from optimizer.cli.perf import check_context
+from optimizer.engines import profile_for
 from optimizer.errors import UsageError
 from optimizer.loaders import load_catalog, resolve_gpu, resolve_model
 from optimizer.schema.engine import EngineSettings
@@ -25,6 +26,19 @@ from optimizer.sizing.memory import (
     weight_bytes,
     weight_bytes_per_gpu,
 )
+
+
+def _settings(kw: dict[str, Any]) -> EngineSettings:
+    """EngineSettings from the options; an unknown engine/version pair exits 2 naming the known ones."""
+    from pydantic import ValidationError
+
+    from optimizer.engines import profile_for as _check
+
+    _check(kw["engine"], kw.get("engine_version"))
+    try:
+        return EngineSettings(**kw)
+    except ValidationError as exc:
+        raise UsageError(str(exc.errors()[0]["msg"]), field="--engine-version") from exc
 
 
 def _gib(n: float) -> str:
@@ -50,6 +64,11 @@ def _gib(n: float) -> str:
               help="Context length per request [default: the model's max_position_embeddings].")
 @click.option("--max-num-batched-tokens", type=click.IntRange(min=16),
               help="Tokens in vLLM's profiling pass [default: vLLM v0.6 rule].")
+@click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm"]), default="vllm", show_default=True,
+              help="Serving engine whose memory rules size the KV cache.")
+@click.option("--engine-version", help="Engine release [default: vllm 0.6.3, sglang 0.4.9].")
+@click.option("--mem-fraction-static", type=FiniteFloat(0, 1, min_open=True),
+              help="SGLang mem_fraction_static [default: SGLang's by TP].")
 @click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]),
               help="Also size fine-tuning memory with this method.")
 @click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True)
@@ -66,6 +85,7 @@ def _gib(n: float) -> str:
 def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp: int, pp: int,
                  gpu: str | None, gpu_memory_gib: float | None, gpu_memory_utilization: float | None,
                  max_model_len: int | None, max_num_batched_tokens: int | None,
+                 engine: str, engine_version: str | None, mem_fraction_static: float | None,
                  finetune: str | None, lora_rank: int, lora_targets: str, zero_stage: int,
                  num_gpus: int, micro_batch: int, seq_len: int, grad_checkpointing: bool,
                  fmt: str) -> None:
@@ -115,18 +135,25 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
     }
     serving = None
     if gpu_memory_gib:
-        kw: dict[str, Any] = {"kv_dtype": kv_dtype}
+        kw: dict[str, Any] = {"kv_dtype": kv_dtype, "engine": engine}
+        if engine_version is not None:
+            kw["engine_version"] = engine_version
+        if mem_fraction_static is not None:
+            kw["mem_fraction_static"] = mem_fraction_static
         if gpu_memory_utilization is not None:
             kw["gpu_memory_utilization"] = gpu_memory_utilization
         if max_num_batched_tokens is not None:
             kw["max_num_batched_tokens"] = max_num_batched_tokens
-        settings = EngineSettings(**kw)
+        settings = _settings(kw)
+        rules = profile_for(settings.engine, settings.engine_version)
         serving = serving_memory(arch, precision, gpu_memory_gib=gpu_memory_gib, tp=tp, pp=pp,
                                  settings=settings, max_model_len=mml, group_size=group_size)
         out.update({
             "gpu": gpu_name,
             "gpu_memory_gib": gpu_memory_gib,
-            "engine": serving.engine,
+            "engine": settings.engine,
+            "engine_version": settings.engine_version,
+            "memory_rules_source": rules.memory_rules_source,
             "gpu_memory_utilization": serving.gpu_memory_utilization,
             "budget_bytes": serving.budget_bytes,
             "activation_peak_bytes": serving.activation_peak_bytes,
@@ -183,7 +210,8 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
         t.add_row("KV per token per GPU", f"{out['kv_bytes_per_token_per_gpu']:,} B", "")
     console.print(t)
     if serving:
-        s = Table(title=f"Serving memory per GPU ({serving.engine} rules, max_model_len {mml:,})")
+        s = Table(title=f"Serving memory per GPU ({serving.engine} rules, max_model_len {mml:,}); "
+                        f"rules: {out['memory_rules_source']}")
         s.add_column("component")
         s.add_column("GiB", justify="right")
         s.add_column("note")

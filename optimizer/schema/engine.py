@@ -6,18 +6,26 @@ pass at max_num_batched_tokens. Every field can be overridden per scenario under
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from optimizer.schema.base import Strict
 
 KVDtype = Literal["auto", "fp8", "bf16", "fp16", "fp32"]
+#: Engines with a profile in ``optimizer/engines/``.
+Engine = Literal["vllm", "sglang", "trtllm"]
+#: Releases with a profile: vLLM V0 (0.6.3, 0.6.4) and V1 (0.8.5 ... 0.21.0), SGLang 0.4.9, TensorRT-LLM 1.0.
+EngineVersion = Literal["0.6.3", "0.6.4", "0.8.5", "0.9.2", "0.10.0", "0.11.0", "0.21.0", "0.4.9", "1.0"]
 
 
 class EngineSettings(Strict):
-    engine: Literal["vllm"] = Field(default="vllm", description="Engine whose memory rules are modelled")
-    engine_version: Literal["0.6.3"] = Field(default="0.6.3", description="Release the defaults are taken from")
+    engine: Engine = Field(default="vllm", description="Engine whose memory rules are modelled")
+    engine_version: EngineVersion = Field(
+        default="0.6.3", description="Release the rules and defaults are taken from; omit for the engine's "
+        "default (vllm 0.6.3, sglang 0.4.9, trtllm 1.0)")
+    mem_fraction_static: float | None = Field(
+        default=None, gt=0, le=1, description="SGLang --mem-fraction-static; omit for its default by TP")
     gpu_memory_utilization: float = Field(
         default=0.9, gt=0, le=1, description="Fraction of device memory the engine may use")
     block_size_tokens: int = Field(default=16, ge=1, le=1024, description="Tokens per KV block (paged attention)")
@@ -28,3 +36,23 @@ class EngineSettings(Strict):
     max_num_seqs: int = Field(default=256, ge=1, le=100_000, description="Cap on concurrently running sequences")
     kv_dtype: KVDtype = Field(default="auto", description="KV cache dtype; auto = the activation dtype (16 bit)")
     cuda_graphs: bool = Field(default=True, description="Capture CUDA graphs (costs memory outside the budget's KV)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_version(cls, data: Any) -> Any:
+        """An omitted ``engine_version`` is the engine's default release."""
+        if isinstance(data, dict) and "engine_version" not in data and data.get("engine") not in (None, "vllm"):
+            from optimizer.engines import DEFAULT_VERSION
+
+            if data["engine"] in DEFAULT_VERSION:
+                data = {**data, "engine_version": DEFAULT_VERSION[data["engine"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _known_combination(self) -> EngineSettings:
+        from optimizer.engines import KNOWN, known_combinations
+
+        if self.engine_version not in KNOWN[self.engine]:
+            raise ValueError(f"{self.engine} has no profile for version {self.engine_version!r}; "
+                             f"known engine versions: {known_combinations()}")
+        return self

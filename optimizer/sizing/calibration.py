@@ -41,6 +41,9 @@ from typing import Any
 import yaml
 
 from optimizer import yaml_safe
+from optimizer.engines import trtllm as trtllm_engine
+from optimizer.engines import vllm_v0
+from optimizer.engines.base import EngineDefaults
 from optimizer.errors import CatalogError, UsageError
 from optimizer.schema.catalog import GPU, Catalog
 from optimizer.schema.engine import EngineSettings
@@ -59,48 +62,12 @@ from optimizer.sizing.perf import Efficiency, MeasuredPoint, replica_perf
 #: Shipped calibration per engine (file name under ``catalogs/calibration/``).
 SHIPPED = {"trtllm": "trtllm-v1.0.yaml", "vllm": "trtllm-v1.0.yaml"}
 #: trtllm-bench's KV fraction in the perf overview ("--kv_cache_free_gpu_mem_fraction 0.95").
-TRTLLM_KV_FRACTION = 0.95
+TRTLLM_KV_FRACTION = trtllm_engine.TRTLLM_KV_FRACTION
 
 
-@dataclass(frozen=True)
-class EngineDefaults:
-    """What an engine does when not told otherwise; ``procure perf`` and the fit read these.
-
-    * ``max_num_seqs``: cap on running sequences. TensorRT-LLM: trtllm-bench, which produced the
-      published perf-overview rows, sets ``max_batch_size = min(kv_cache_max_requests, 4096) / pp``
-      (``tensorrt_llm/bench/build/tuning.py``, ``finetune_setting``: "Cap total batch size to avoid
-      decoder buffer size becoming too large"), so the KV cache binds first and 4096 is the cap;
-      ``trtllm-serve --max_batch_size`` defaults to ``BuildConfig.max_batch_size`` (2048,
-      ``tensorrt_llm/commands/serve.py``) -- pass ``--max-num-seqs 2048`` to model a server. vLLM:
-      ``max_num_seqs`` 256 (``EngineArgs``).
-    * ``kv_dtype_fp8_weights`` / ``kv_dtype``: KV-cache dtype with fp8 weights / otherwise.
-      TensorRT-LLM's ModelOpt FP8 checkpoints quantise the KV cache too, which the calibration of
-      the published rows assumes (``read_published``; docs/perf.md "KV dtype of the calibration
-      rows"); vLLM's ``--kv-cache-dtype auto`` keeps the model's 16-bit dtype.
-    * ``kv_reserve_output_fraction``: output share of a running sequence's KV (``perf`` module).
-    * ``kv_memory_fraction``: TensorRT-LLM ``kv_cache_free_gpu_mem_fraction`` (0.95 of the memory
-      left after weights, the perf-overview setting) / vLLM ``gpu_memory_utilization`` (0.9 of
-      the device, the rest as ``memory.serving_memory`` models it).
-    """
-
-    engine: str
-    max_num_seqs: int
-    kv_dtype: str
-    kv_dtype_fp8_weights: str
-    kv_reserve_output_fraction: float
-    kv_memory_fraction: float
-
-    def kv_dtype_for(self, precision: str) -> str:
-        return self.kv_dtype_fp8_weights if precision == "fp8" else self.kv_dtype
-
-
-#: The one table of per-engine defaults (see :class:`EngineDefaults` for the sources).
-ENGINE_DEFAULTS = {
-    "trtllm": EngineDefaults("trtllm", max_num_seqs=4096, kv_dtype="auto", kv_dtype_fp8_weights="fp8",
-                             kv_reserve_output_fraction=1.0, kv_memory_fraction=TRTLLM_KV_FRACTION),
-    "vllm": EngineDefaults("vllm", max_num_seqs=256, kv_dtype="auto", kv_dtype_fp8_weights="auto",
-                           kv_reserve_output_fraction=0.5, kv_memory_fraction=0.9),
-}
+#: The one table of per-engine defaults, from the engine profiles (``optimizer/engines/``;
+#: see :class:`~optimizer.engines.base.EngineDefaults` for the sources).
+ENGINE_DEFAULTS = {"trtllm": trtllm_engine.DEFAULTS, "vllm": vllm_v0.DEFAULTS}
 #: KV-reservation rule per engine (see ``perf`` module docstring, "Batch limits").
 KV_RESERVE = {k: v.kv_reserve_output_fraction for k, v in ENGINE_DEFAULTS.items()}
 #: Batch cap per engine: trtllm-bench ``finetune_setting`` caps at 4096; vLLM ``max_num_seqs``.
@@ -115,7 +82,7 @@ def engine_defaults(engine: str) -> EngineDefaults:
         raise UsageError(f"unknown engine {engine!r}", field="engine",
                          hint=f"use one of {', '.join(ENGINE_DEFAULTS)}") from None
 #: TensorRT-LLM ``max_num_tokens`` default used as the activation workspace of the estimate.
-TRTLLM_MAX_NUM_TOKENS = 8192
+TRTLLM_MAX_NUM_TOKENS = trtllm_engine.TRTLLM_MAX_NUM_TOKENS
 #: Fitted parameters and their bounds. ``memory_bw`` is capped at 0.9: coalesced weight loads
 #: reach ~84% of H100's 3.35 TB/s in Nsight Compute measurements (mikamirai.com/blog/
 #: gpu-memory-bandwidth, 2026-03-28) and the fit left unbounded runs to the 1.0 wall, which no

@@ -471,7 +471,17 @@ def _remember_memory_table(arch: ModelArch) -> dict[tuple[str, float, int, int, 
 def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int,
                            settings: EngineSettings, max_model_len: int, group_size: int,
                            quant_format: str, non_torch: int | None) -> ServingMemory:
-    """:func:`serving_memory`, uncached (every argument is part of its cache key)."""
+    """:func:`serving_memory`, uncached (every argument is part of its cache key). Engines other
+    than vLLM V0 take their profile's rule (``optimizer/engines/``)."""
+    if settings.engine != "vllm" or settings.engine_version not in ("0.6.3", "0.6.4"):
+        from optimizer.engines import profile_for
+
+        rule = profile_for(settings.engine, settings.engine_version).memory_rule
+        if rule is None:
+            raise UsageError(f"no serving-memory rule for {settings.engine} {settings.engine_version} yet",
+                             field="engine", hint="use --engine vllm or sglang")
+        return rule(arch, precision, gpu_memory_gib, tp, pp, settings, max_model_len, group_size,
+                    quant_format, non_torch)
     if gpu_memory_gib <= 0:
         raise UsageError("GPU memory must be positive", field="gpu_memory_gib")
     if max_model_len < 1:

@@ -1,0 +1,102 @@
+"""vLLM V1 engine (every release since 0.8): KV = gpu_memory_utilization x device memory - weights
+- activation peak of the profiling run - sampler warm-up - non-torch memory (- CUDA graphs from 0.21).
+
+Read from:
+
+* ``vllm/v1/worker/gpu_worker.py`` ``Worker.determine_available_memory`` (0.8.x source read in
+  this session): ``available_kv_cache_memory = total_gpu_memory * gpu_memory_utilization -
+  peak_memory``, ``peak_memory`` = torch's allocated peak of ``profile_run`` (weights + forward
+  pass over ``max_num_batched_tokens`` + the dummy sampler run) plus non-torch allocations.
+  ``compile_or_warm_up_model`` captures CUDA graphs **after** the KV cache (graphs outside the
+  budget), until v0.21.0, whose log says "CUDA graph memory profiling is enabled (default since
+  v0.21.0)" and subtracts the estimate ("Estimated CUDA graph memory: 0.52 GiB total",
+  LMCache/LMCache#3430).
+* ``profile_run`` ends with ``_dummy_sampler_run`` over ``min(max_num_seqs,
+  max_num_batched_tokens)`` rows of logits (vllm-project/vllm#13594 moved V0's sampler into V1's
+  profile; its H100 log shows the KV cache shrink from 2,039,760 to 1,980,832 tokens).
+* Scheduler defaults (``EngineArgs._set_default_args_v1``, ``vllm serve`` usage context): on GPUs
+  with >= 70 GiB ``max_num_batched_tokens`` 8192 and ``max_num_seqs`` 1024, else 2048 and 256
+  (estimate: recalled from 0.8-0.10, not re-read in this session).
+
+Known gap: vllm-project/vllm#21348 (Qwen3-235B-A22B-FP8, 4 x H100, TP=4) reports 8.11 GiB of KV;
+these terms leave ~12 GiB (see docs/sizing.md, "Engine profiles"). What else V1 reserved there
+is not established.
+"""
+
+from __future__ import annotations
+
+from optimizer.engines.base import EngineDefaults, EngineProfile, kv_account
+from optimizer.schema.engine import EngineSettings
+from optimizer.sizing.architecture import ModelArch
+from optimizer.sizing.memory import (
+    MemoryLine,
+    ServingMemory,
+    activation_peak_bytes,
+    cuda_graph_bytes,
+    non_torch_bytes,
+)
+from optimizer.units import GIB
+
+#: Device memory from which V1 picks its larger scheduler defaults (H100/MI300-class GPUs).
+LARGE_GPU_GIB = 70
+#: Bytes per sampled logit in the dummy sampler run (estimate): bf16 logits (2) + fp32 copy (4) +
+#: sorted values (4) and int64 indices (8) of the top-k/top-p path.
+SAMPLER_BYTES_PER_LOGIT = 18
+#: First release that subtracts the CUDA-graph estimate from the KV budget.
+GRAPHS_IN_BUDGET_FROM = (0, 21)
+
+DEFAULTS = EngineDefaults("vllm", max_num_seqs=256, kv_dtype="auto", kv_dtype_fp8_weights="auto",
+                          kv_reserve_output_fraction=0.5, kv_memory_fraction=0.9)
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.split("."))
+
+
+def default_batched_tokens(gpu_memory_gib: float) -> int:
+    """``max_num_batched_tokens`` default of ``vllm serve`` (chunked prefill always on in V1)."""
+    return 8192 if gpu_memory_gib >= LARGE_GPU_GIB else 2048
+
+
+def default_max_num_seqs(gpu_memory_gib: float) -> int:
+    return 1024 if gpu_memory_gib >= LARGE_GPU_GIB else 256
+
+
+def sampler_bytes(arch: ModelArch, rows: int) -> int:
+    """Dummy sampler run: ``rows x vocab x`` :data:`SAMPLER_BYTES_PER_LOGIT` (estimate)."""
+    return rows * arch.vocab_size * SAMPLER_BYTES_PER_LOGIT
+
+
+def serving_memory_v1(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int,
+                      settings: EngineSettings, max_model_len: int, group_size: int, quant_format: str,
+                      non_torch: int | None) -> ServingMemory:
+    """KV capacity under the V1 rule of the module docstring (worst pipeline stage binds)."""
+    total = int(gpu_memory_gib * GIB)
+    budget = int(total * settings.gpu_memory_utilization)
+    tokens = settings.max_num_batched_tokens or default_batched_tokens(gpu_memory_gib)
+    seqs = default_max_num_seqs(gpu_memory_gib)
+    act = activation_peak_bytes(arch, tokens, tp)
+    samp = sampler_bytes(arch, min(seqs, tokens))
+    nt = non_torch_bytes(tp) if non_torch is None else non_torch
+    graphs = cuda_graph_bytes(arch, pp) if settings.cuda_graphs else 0
+    in_budget = _version(settings.engine_version) >= GRAPHS_IN_BUDGET_FROM
+    reserved = [
+        MemoryLine("activation peak", act, f"profile pass over {tokens:,} tokens"),
+        MemoryLine("sampler warm-up", samp, f"{min(seqs, tokens):,} rows x {arch.vocab_size:,} logits (estimate)"),
+        MemoryLine("non-torch", nt, "CUDA context, cuBLAS" + (", NCCL" if tp > 1 else "")),
+    ]
+    if in_budget:
+        reserved.append(MemoryLine("CUDA graphs", graphs, "estimate; profiled into the budget from v0.21"))
+    return kv_account(arch, precision, engine_label=f"vllm {settings.engine_version} (V1)",
+                      gpu_memory_gib=gpu_memory_gib, tp=tp, pp=pp, settings=settings,
+                      max_model_len=max_model_len, group_size=group_size, quant_format=quant_format,
+                      budget_bytes=budget, fraction=settings.gpu_memory_utilization,
+                      reserved=tuple(reserved), profile_tokens=tokens, activation=act, non_torch=nt,
+                      graphs=graphs, graphs_in_budget=in_budget)
+
+
+PROFILE = EngineProfile(
+    engine="vllm", family="v1", versions=("0.10.0", "0.8.5", "0.9.2", "0.11.0", "0.21.0"),
+    memory_rules_source="vLLM V1 engine (0.8+): vllm/v1/worker/gpu_worker.py determine_available_memory "
+                        "(read at 0.8.x); CUDA graphs in the budget from v0.21.0",
+    defaults=DEFAULTS, efficiency_engine="vllm", memory_rule=serving_memory_v1)
