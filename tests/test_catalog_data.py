@@ -22,6 +22,9 @@ EXPECTED_GPUS = {
     "H800-SXM-80GB", "A100-SXM-80GB", "A100-SXM-40GB", "A800-SXM-80GB", "L40S-48GB", "L20-48GB",
     "L4-24GB", "A10-24GB", "RTX-4090-24GB", "B200-SXM-180GB", "MI300X-192GB", "MI325X-256GB",
     "Ascend-910B-64GB",
+    # issue #12
+    "B300-SXM-288GB", "GB200-NVL72-186GB", "GB300-NVL72-288GB", "H200-NVL-141GB", "RTX-PRO-6000-BSE-96GB",
+    "MI355X-288GB",
 }
 
 
@@ -107,7 +110,9 @@ def test_every_gpu_fits_some_server(gpus: dict[str, GPU], servers: dict[str, Ser
 
 def test_board_servers_only_sell_full_boards(servers: dict[str, Server]) -> None:
     for s in servers.values():
-        if s.gpu_form_factor in ("sxm", "oam", "module"):
+        if s.gpu_slots == 72:  # rack-scale NVL72 systems: the whole rack or nothing
+            assert s.allowed_populations == [72] and s.integrated, s.name
+        elif s.gpu_form_factor in ("sxm", "oam", "module"):
             assert (s.gpu_slots, s.allowed_populations) == (8, [8]), s.name
     assert servers["PCIe-8GPU-4U"].allowed_populations == [1, 2, 4, 8]
     assert servers["HGX-A100-8GPU"].compatible_gpus == ["A100-SXM-80GB", "A100-SXM-40GB"]
@@ -263,3 +268,35 @@ def test_server_price_derivations(servers: dict[str, Server], gpus: dict[str, GP
     assert servers["HGX-H100-8GPU"].base_price.usd == 317_000 - 8 * gpus["H100-SXM-80GB"].price.usd
     # DGX B200 $515k (vengineer blog) - 8 x catalog B200 estimate.
     assert servers["HGX-B200-8GPU"].base_price.usd == 515_000 - 8 * gpus["B200-SXM-180GB"].price.usd
+
+
+def test_nvl72_systems_are_one_nvlink_domain_in_one_rack(
+    gpus: dict[str, GPU], servers: dict[str, Server]
+) -> None:
+    # setloop.io / glennklockwood.com: 72 GPUs in one NVLink 5 domain, 1.8 TB/s per GPU, liquid cooled.
+    for name, gpu_name, tdp, rack_kw in (("GB200-NVL72", "GB200-NVL72-186GB", 1200, 120.0),
+                                         ("GB300-NVL72", "GB300-NVL72-288GB", 1400, 122.4)):
+        s, g = servers[name], gpus[gpu_name]
+        assert s.compatible_gpus == [gpu_name] and s.gpu_slots == 72
+        assert (g.interconnect.domain_size, g.interconnect.bandwidth_gb_s, g.tdp_w) == (72, 900, tdp)
+        # introl.com: GB200 NVL72 120 kW; epium.com (Morgan Stanley): 18 x 6.6 kW trays + 3.6 kW switches
+        assert (s.base_power_w + 72 * g.tdp_w) / 1000 == pytest.approx(rack_kw)
+        assert s.rack_units == 48 and "liquid" in s.description.lower()
+
+
+def test_new_gpu_datasheet_figures(gpus: dict[str, GPU]) -> None:
+    # glennklockwood.com/garden/processors/B300: HGX B300 BF16 2250 / FP8 4500 dense, 8 TB/s, 1400 W.
+    b300 = gpus["B300-SXM-288GB"]
+    assert (b300.tflops_dense["bf16"], b300.tflops_dense["fp8"], b300.tdp_w) == (2250, 4500, 1400)
+    assert b300.memory_gib == pytest.approx(288e9 / 2**30, abs=0.05)
+    # Tom's Hardware / ISSCC: MI355X 288 GB, 8 TB/s, 1,400 W, FP8 5 PF dense.
+    mi = gpus["MI355X-288GB"]
+    assert (mi.memory_bandwidth_gb_s, mi.tdp_w, mi.tflops_dense["fp8"]) == (8000, 1400, 5000)
+    # gixtools.net: H200 NVL bridges four cards at 900 GB/s bidirectional; 600 W PCIe card.
+    nvl = gpus["H200-NVL-141GB"]
+    assert (nvl.interconnect.domain_size, nvl.interconnect.bandwidth_gb_s, nvl.tdp_w) == (4, 450, 600)
+    # gpu.name (VideoCardz): RTX PRO 6000 Blackwell 96 GB GDDR7, 1,792 GB/s, 600 W; dense rates derived.
+    rtx = gpus["RTX-PRO-6000-BSE-96GB"]
+    assert (rtx.memory_bandwidth_gb_s, rtx.tdp_w, rtx.tflops_dense["bf16"]) == (1792, 600, 500)
+    for name in ("RTX-PRO-6000-BSE-96GB", "MI355X-288GB", "H200-NVL-141GB"):
+        assert gpus[name].confidence == "low", name

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
 import click
 from rich.table import Table
 
@@ -10,33 +13,49 @@ from optimizer.loaders import load_catalog
 from optimizer.report.payload import catalog_payload
 from optimizer.schema.catalog import Catalog
 
+#: A price estimate older than this many days is flagged (issue #12: "older than 12 months").
+STALE_AFTER_DAYS = 365
 
-def _gpu_table(cat: Catalog) -> Table:
-    t = Table(title="GPUs (prices are dated estimates; override them per scenario)")
+
+def price_stale(as_of: date, today: date | None = None) -> bool:
+    """Whether a price dated ``as_of`` is older than 12 months on ``today`` (default: today)."""
+    return ((today or date.today()) - as_of).days > STALE_AFTER_DAYS
+
+
+def _stale_mark(as_of: date, today: date | None) -> str:
+    return "STALE" if price_stale(as_of, today) else ""
+
+
+def _gpu_table(cat: Catalog, today: date | None = None) -> Table:
+    t = Table(title="GPUs (prices are dated estimates; override them per scenario; STALE = price older "
+                    "than 12 months)")
     for col in ("name", "memory", "GiB", "BW GB/s", "bf16 TF", "fp8 TF", "TDP W", "link GB/s", "domain",
-                "price USD", "as of", "conf."):
+                "price USD", "price as of", "stale", "as of", "conf."):
         t.add_column(col, justify="left" if col in ("name", "memory", "as of", "conf.") else "right")
     for g in cat.gpus.values():
         t.add_row(g.name, g.memory_marketed, f"{g.memory_gib:.1f}", f"{g.memory_bandwidth_gb_s:,.0f}",
                   f"{g.tflops_dense.get('bf16', g.tflops_dense.get('fp16', 0)):,.0f}",
                   f"{g.tflops_dense['fp8']:,.0f}" if "fp8" in g.tflops_dense else "-",
                   f"{g.tdp_w:,.0f}", f"{g.interconnect.bandwidth_gb_s:,.0f}", str(g.interconnect.domain_size),
-                  f"{g.price.usd:,.0f}", str(g.as_of), g.confidence)
+                  f"{g.price.usd:,.0f}", str(g.price.as_of), _stale_mark(g.price.as_of, today), str(g.as_of),
+                  g.confidence)
     return t
 
 
-def _server_table(cat: Catalog) -> Table:
-    t = Table(title="Servers (base price excludes GPUs; estimates)")
-    for col in ("name", "vendor", "form", "GPUs", "populations", "base USD", "base W", "U", "as of"):
+def _server_table(cat: Catalog, today: date | None = None) -> Table:
+    t = Table(title="Servers (base price excludes GPUs; estimates; STALE = price older than 12 months)")
+    for col in ("name", "vendor", "form", "GPUs", "populations", "base USD", "price as of", "stale", "base W",
+                "U", "as of"):
         t.add_column(col)
     for s in cat.servers.values():
         t.add_row(s.name, s.vendor, s.gpu_form_factor, ", ".join(s.compatible_gpus),
                   ",".join(map(str, s.allowed_populations)), f"{s.base_price.usd:,.0f}",
+                  str(s.base_price.as_of), _stale_mark(s.base_price.as_of, today),
                   f"{s.base_power_w:,.0f}", str(s.rack_units), str(s.as_of))
     return t
 
 
-def _model_table(cat: Catalog) -> Table:
+def _model_table(cat: Catalog, today: date | None = None) -> Table:
     t = Table(title="Models (Hugging Face config.json in catalogs/models/)")
     for col in ("name", "hf_id", "params (ref.)", "active", "config", "as of"):
         t.add_column(col)
@@ -54,7 +73,17 @@ def catalog_command(kind: str, fmt: str) -> None:
     """List catalog GPUs, servers or models, each with its source and as-of date."""
     cat = load_catalog()
     if fmt == "json":
-        print_json(catalog_payload(cat, kind))
+        print_json(with_price_stale(catalog_payload(cat, kind), kind))
         return
     table = {"gpus": _gpu_table, "servers": _server_table, "models": _model_table}[kind](cat)
     stdout().print(table)
+
+
+def with_price_stale(payload: dict[str, Any], kind: str, today: date | None = None) -> dict[str, Any]:
+    """Add ``price_stale`` (price estimate older than 12 months) to each GPU or server entry."""
+    key = {"gpus": "price", "servers": "base_price"}.get(kind)
+    if key is None:
+        return payload
+    for entry in payload[kind]:
+        entry["price_stale"] = price_stale(date.fromisoformat(entry[key]["as_of"]), today)
+    return payload

@@ -25,7 +25,14 @@ from optimizer.sizing.memory import ServingMemory, serving_memory
 from optimizer.sizing.perf import Efficiency, PerfQuery, ReplicaPerf, load_efficiency, replica_perf_many
 from optimizer.units import GIB
 
-TP_DEGREES = (1, 2, 4, 8)
+#: TP degrees tried; each must divide the attention heads, stay inside the GPU's NVLink/HCCS
+#: domain and give a replica footprint (TP x PP) that is a power of two DIVIDING the server's GPU
+#: count (see :func:`_pp_servers`). On a 72-GPU NVL72 rack that allows footprints 1, 2, 4, 8
+#: (72 = 8 x 9): a 16-, 32- or 64-GPU footprint does not divide 72, and mixing it with others
+#: would break the exactness of the MIP's aggregate packing row (16 + 64 GPUs "fit" 2 x 72 slots
+#: by the row but not on the racks), which placement and constraints rely on. Degrees 16-64 are
+#: used on a SKU whose GPU count they divide.
+TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
 PP_DEGREES = (1, 2, 4)
 
 # Llama 3 paper (Dubey et al. 2024, Table 4): 38-43% BF16 MFU training on H100; the low end is
@@ -163,9 +170,11 @@ def _tp_ok(arch: ModelArch, tp: int, sku: ServerSku) -> bool:
 
 
 def _pp_servers(tp: int, pp: int, sku: ServerSku, allow_across: bool) -> int | None:
-    """Servers one replica occupies, or None when the layout is not allowed."""
-    if tp * pp <= sku.gpus:
-        return 1
+    """Servers one replica occupies, or None when the layout is not allowed. Inside one server
+    the footprint tp x pp is a power of two dividing the server's GPU count (TP_DEGREES)."""
+    f = tp * pp
+    if f <= sku.gpus:
+        return 1 if sku.gpus % f == 0 and not f & (f - 1) else None
     if allow_across and tp == sku.gpus:
         return pp
     return None
