@@ -24,6 +24,7 @@ from optimizer.errors import CatalogError, ProcureError, ScenarioError
 from optimizer.schema.catalog import GPU, Catalog, ModelSource, QuoteItem, Server
 from optimizer.schema.scenario import Scenario
 from optimizer.sizing.architecture import ModelArch, parse_config
+from optimizer.sizing.quant import is_gguf
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -440,6 +441,14 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
                 hint=f"lower {context_field} to at most {arch.max_context:,}, or use a long-context "
                      "variant of the model (a config with rope_scaling)")
         if w.kind == "inference":
+            gguf = [p for p in w.precisions if is_gguf(p)]
+            if gguf:
+                raise ScenarioError(
+                    f"precision {', '.join(gguf)} is a GGUF (llama.cpp/Ollama) type; llama.cpp is not "
+                    "one of the modelled serving engines (vLLM, SGLang, TensorRT-LLM), so it cannot "
+                    "be planned", file=file, field=f"workloads[{i}].precisions",
+                    hint="plan with an engine format (bf16, fp8, int8, int4, nvfp4, mxfp4, w8a8, w4a8); "
+                         "`procure size MODEL --precision q4_k_m` still gives the GGUF file size and memory")
             usable = [g for g in gpus.values() if any(g.runs(p) for p in w.precisions)]
             if not usable:
                 raise ScenarioError(

@@ -26,6 +26,7 @@ from optimizer.sizing.memory import (
     weight_bytes,
     weight_bytes_per_gpu,
 )
+from optimizer.sizing.quant import is_gguf, llama_cpp_memory
 
 
 def _settings(kw: dict[str, Any]) -> EngineSettings:
@@ -48,7 +49,8 @@ def _gib(n: float) -> str:
 @click.command("size")
 @click.argument("model")
 @click.option("--precision", type=click.Choice(list(WEIGHT_BYTES)), default="bf16", show_default=True,
-              help="Weight precision (int4/int8: GPTQ/AWQ layout with --group-size).")
+              help="Weight precision (int4/int8: GPTQ/AWQ layout with --group-size; nvfp4/mxfp4; "
+              "w8a8/w4a8; GGUF q4_0/q4_k_m/q5_k_m/q6_k/q8_0 give the llama.cpp file size and memory).")
 @click.option("--group-size", type=click.IntRange(min=1), default=128, show_default=True,
               help="Quantisation group size for int4/int8.")
 @click.option("--kv-dtype", type=click.Choice(list(KV_BYTES)), default="auto", show_default=True,
@@ -102,7 +104,8 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
     counts = param_counts(arch)
     gpu_name = None
     g = resolve_gpu(gpu, catalog) if gpu else None
-    check_layout(arch, g, tp=tp, pp=pp, precision=precision if g else None, kv_dtype=kv_dtype if g else None)
+    check_layout(arch, g, tp=tp, pp=pp, precision=precision if g and not is_gguf(precision) else None,
+                 kv_dtype=kv_dtype if g else None)
     if g is not None:
         gpu_name, gpu_memory_gib = g.name, g.memory_gib
     if max_model_len is not None:
@@ -133,6 +136,8 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
         "pp": pp,
         "max_model_len": mml,
     }
+    if is_gguf(precision):  # llama.cpp/Ollama: file size + KV for the context (not vLLM rules)
+        out["llama_cpp"] = llama_cpp_memory(arch, precision, mml, KV_BYTES[kv_dtype])
     serving = None
     if gpu_memory_gib:
         kw: dict[str, Any] = {"kv_dtype": kv_dtype, "engine": engine}
@@ -208,6 +213,12 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
               "MLA latent" if arch.is_mla else f"{arch.num_kv_heads} KV heads x {arch.head_dim}")
     if tp > 1 or pp > 1:
         t.add_row("KV per token per GPU", f"{out['kv_bytes_per_token_per_gpu']:,} B", "")
+    if "llama_cpp" in out:
+        lc = out["llama_cpp"]
+        t.add_row("llama.cpp: GGUF tensor data", f"{_gib(lc['weight_bytes'])} GiB",
+                  "file size less metadata (tokenizer, a few MB)")
+        t.add_row(f"llama.cpp: + KV for {lc['n_ctx']:,} tokens", f"{_gib(lc['total_bytes'])} GiB",
+                  "all layers on the GPU; compute buffers not included")
     console.print(t)
     if serving:
         s = Table(title=f"Serving memory per GPU ({serving.engine} rules, max_model_len {mml:,}); "

@@ -297,6 +297,22 @@ def gguf_file_bytes(arch: ModelArch, precision: str) -> int:
     return sum(gguf_stage_bytes(arch, precision, 1, [range(arch.num_layers)]))
 
 
+def llama_cpp_memory(arch: ModelArch, precision: str, n_ctx: int, kv_bytes: int = 2) -> dict[str, int]:
+    """Memory llama.cpp/Ollama needs to run a GGUF at context ``n_ctx`` with all layers on the
+    GPU: the tensor data (:func:`gguf_file_bytes`) plus the KV cache llama.cpp allocates up front
+    for ``n_ctx`` tokens (``llama_kv_cache``: K and V per layer, ``n_embd_k_gqa = kv_heads x
+    head_dim`` each, f16 by default, ``-ctk q8_0`` ~1 B). Compute buffers (Ollama logs
+    ``memory.graph.full`` of a few hundred MiB) are not included."""
+    if arch.is_mla:
+        per_token = arch.num_layers * arch.num_attention_heads * (
+            arch.qk_nope_head_dim + arch.qk_rope_head_dim + arch.v_head_dim)
+    else:
+        per_token = 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim
+    weights = gguf_file_bytes(arch, precision)
+    kv = per_token * kv_bytes * n_ctx
+    return {"weight_bytes": weights, "kv_cache_bytes": kv, "total_bytes": weights + kv, "n_ctx": n_ctx}
+
+
 # ------------------------------------------------------------------------------------------
 # quantization_config of a checkpoint
 # ------------------------------------------------------------------------------------------
@@ -350,6 +366,7 @@ __all__ = [
     "gguf_tensor_type",
     "is_gguf",
     "linear_bytes",
+    "llama_cpp_memory",
     "modules_not_converted",
     "mxfp4_linear_bytes",
     "nvfp4_linear_bytes",

@@ -248,3 +248,40 @@ def test_w4a8_weights_as_published_w4a16_checkpoint() -> None:
     extra = sum(s.count * (2 * s.in_features + 4) for s in shapes)
     n_linears = sum(s.count for s in shapes)
     assert weight_bytes(a, "w4a8") - extra + 16 * n_linears == 5_700_595_200
+
+
+# --- CLI and scenarios ------------------------------------------------------------------------
+
+def test_procure_size_gguf_file_and_memory() -> None:
+    """`procure size MODEL --precision q4_k_m --max-model-len 8192`: weight_bytes is the GGUF
+    tensor data; llama_cpp adds the f16 KV for the context. The Ollama 0.5.4 log quoted above
+    (Llama-3.1-8B Q4_K_M, --ctx-size 8192) reports memory.required.kv="1.0 GiB"."""
+    import json
+
+    from click.testing import CliRunner
+
+    from optimizer.cli import main
+    r = CliRunner().invoke(main, ["size", "Llama-3.1-8B", "--precision", "q4_k_m", "--gpu",
+                                  "H100-SXM-80GB", "--max-model-len", "8192", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["weight_bytes"] == weight_bytes(_arch("Llama-3.1-8B"), "q4_k_m")
+    assert d["llama_cpp"]["kv_cache_bytes"] == GIB
+    assert d["llama_cpp"]["total_bytes"] == d["weight_bytes"] + GIB
+    for p in ("nvfp4", "mxfp4", "w8a8", "w4a8", "q4_0", "q5_k_m", "q6_k", "q8_0"):
+        r = CliRunner().invoke(main, ["size", "Qwen2.5-7B", "--precision", p, "--format", "json"])
+        assert r.exit_code == 0, (p, r.output)
+
+
+def test_gguf_in_a_scenario_is_refused(tmp_path) -> None:
+    from pathlib import Path
+
+    from optimizer.errors import ScenarioError
+    from optimizer.loaders import load_scenario
+    src = Path(__file__).resolve().parents[2] / "scenarios" / "bank-rollout.yaml"
+    text = src.read_text().replace("precisions: [bf16, fp8]", "precisions: [bf16, q4_k_m]", 1)
+    assert "q4_k_m" in text
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError, match=r"llama\.cpp is not one of the modelled"):
+        load_scenario(path)
