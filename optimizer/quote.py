@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from optimizer.loaders import ResolvedScenario
-from optimizer.schema.catalog import QuoteItem
+from optimizer.schema.catalog import QuoteItem, price_stale
 from optimizer.schema.plan import Deployment, FinetuneAssignment, QuoteLine, ServerLine
 from optimizer.sizing.architecture import param_counts, parse_config
 
-STALE_DAYS = 365
 BYTES_PER_PARAM_STORED = 2      # checkpoints as published (bf16/fp16)
 BYTES_PER_DATASET_TOKEN = 4     # tokenised as int32 (raw text is ~4 characters per token too)
 
@@ -173,7 +172,7 @@ def _line(rs: ResolvedScenario, it: QuoteItem, quantity: float, unit_cost: float
     return QuoteLine(item=it.name, category=it.category, vendor=it.vendor, description=it.description,
                      part_number=it.part_number, quantity=quantity, unit=_UNITS[it.rule], unit_price=unit_cost,
                      extended_price=quantity * unit_cost, price_date=est.as_of, source=est.source,
-                     confidence=it.confidence, stale=(today - est.as_of).days > STALE_DAYS, basis=basis)
+                     confidence=it.confidence, stale=price_stale(est.as_of, today), basis=basis)
 
 
 def quote_lines(rs: ResolvedScenario, servers: list[ServerLine], deployments: list[Deployment],

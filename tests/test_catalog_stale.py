@@ -8,9 +8,10 @@ from datetime import date
 from click.testing import CliRunner
 from rich.console import Console
 
-from optimizer.cli.catalog import _gpu_table, _server_table, catalog_command, price_stale, with_price_stale
+from optimizer.cli.catalog import _gpu_table, _server_table, catalog_command
 from optimizer.loaders import load_catalog
 from optimizer.report.payload import catalog_payload
+from optimizer.schema.catalog import price_stale
 
 TODAY = date(2026, 11, 24)
 
@@ -23,16 +24,16 @@ def test_price_stale_threshold() -> None:
 
 def test_json_flags_by_price_date() -> None:
     cat = load_catalog()
-    servers = {s["name"]: s for s in with_price_stale(catalog_payload(cat, "servers"), "servers", TODAY)["servers"]}
+    servers = {s["name"]: s for s in catalog_payload(cat, "servers", TODAY)["servers"]}
     # HGX-H100-8GPU is priced from a Thinkmate quote of 2024-08-22; GB200-NVL72 from a 2026 estimate.
     assert servers["HGX-H100-8GPU"]["price_stale"] is True
     assert servers["GB200-NVL72"]["price_stale"] is False
-    gpus = {g["name"]: g for g in with_price_stale(catalog_payload(cat, "gpus"), "gpus", TODAY)["gpus"]}
+    gpus = {g["name"]: g for g in catalog_payload(cat, "gpus", TODAY)["gpus"]}
     assert gpus["B300-SXM-288GB"]["price_stale"] is False
     assert set(gpus) >= {"B300-SXM-288GB", "GB200-NVL72-186GB", "GB300-NVL72-288GB", "H200-NVL-141GB",
                          "RTX-PRO-6000-BSE-96GB", "MI355X-288GB"}
     # a fixed later date turns every 2026-11-24 price stale
-    later = with_price_stale(catalog_payload(cat, "gpus"), "gpus", date(2028, 1, 1))["gpus"]
+    later = catalog_payload(cat, "gpus", date(2028, 1, 1))["gpus"]
     assert all(g["price_stale"] for g in later)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 import click
 from rich.table import Table
@@ -11,15 +10,7 @@ from rich.table import Table
 from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
 from optimizer.loaders import load_catalog
 from optimizer.report.payload import catalog_payload
-from optimizer.schema.catalog import Catalog
-
-#: A price estimate older than this many days is flagged (issue #12: "older than 12 months").
-STALE_AFTER_DAYS = 365
-
-
-def price_stale(as_of: date, today: date | None = None) -> bool:
-    """Whether a price dated ``as_of`` is older than 12 months on ``today`` (default: today)."""
-    return ((today or date.today()) - as_of).days > STALE_AFTER_DAYS
+from optimizer.schema.catalog import Catalog, price_stale
 
 
 def _stale_mark(as_of: date, today: date | None) -> str:
@@ -73,17 +64,7 @@ def catalog_command(kind: str, fmt: str) -> None:
     """List catalog GPUs, servers or models, each with its source and as-of date."""
     cat = load_catalog()
     if fmt == "json":
-        print_json(with_price_stale(catalog_payload(cat, kind), kind))
+        print_json(catalog_payload(cat, kind))
         return
     table = {"gpus": _gpu_table, "servers": _server_table, "models": _model_table}[kind](cat)
     stdout().print(table)
-
-
-def with_price_stale(payload: dict[str, Any], kind: str, today: date | None = None) -> dict[str, Any]:
-    """Add ``price_stale`` (price estimate older than 12 months) to each GPU or server entry."""
-    key = {"gpus": "price", "servers": "base_price"}.get(kind)
-    if key is None:
-        return payload
-    for entry in payload[kind]:
-        entry["price_stale"] = price_stale(date.fromisoformat(entry[key]["as_of"]), today)
-    return payload

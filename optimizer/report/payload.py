@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import date
 from typing import TYPE_CHECKING, Any
+
+from optimizer.schema.catalog import price_stale
 
 if TYPE_CHECKING:
     from optimizer.compare import Comparison
@@ -49,6 +52,14 @@ def comparison_payload(result: Comparison) -> dict[str, Any]:
     return result.model_dump(mode="json")
 
 
-def catalog_payload(catalog: Catalog, kind: str) -> dict[str, Any]:
-    """``procure catalog gpus|servers|models --format json``."""
-    return {kind: [e.model_dump(mode="json") for e in getattr(catalog, kind).values()]}
+def catalog_payload(catalog: Catalog, kind: str, today: date | None = None) -> dict[str, Any]:
+    """``procure catalog gpus|servers|models --format json``; GPUs and servers carry
+    ``price_stale`` (their price estimate is older than 12 months on ``today``)."""
+    out = []
+    for e in getattr(catalog, kind).values():
+        entry = e.model_dump(mode="json")
+        price = getattr(e, "price", None) or getattr(e, "base_price", None)
+        if price is not None:
+            entry["price_stale"] = price_stale(price.as_of, today)
+        out.append(entry)
+    return {kind: out}

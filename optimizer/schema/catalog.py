@@ -28,6 +28,15 @@ class Sourced(Strict):
     as_of: date = Field(strict=False, description="Date the figures were read or published (YYYY-MM-DD)")
 
 
+#: A price estimate older than this many days is flagged (issues #12, #13: "older than 12 months").
+STALE_AFTER_DAYS = 365
+
+
+def price_stale(as_of: date, today: date | None = None) -> bool:
+    """Whether a price dated ``as_of`` is older than 12 months on ``today`` (default: today)."""
+    return ((today or date.today()) - as_of).days > STALE_AFTER_DAYS
+
+
 class PriceEstimate(Sourced):
     """An estimated price. Prices are never quotes; scenarios may override them."""
 

@@ -52,6 +52,7 @@ from optimizer.report.xlsx import (
     money_format,
     range_ref,
 )
+from optimizer.schema.catalog import STALE_AFTER_DAYS
 from optimizer.schema.plan import Plan
 
 BOM_HEADERS = ("Line", "Category", "Description", "Vendor", "Part number", "Qty", "Unit price", "Extended price",
@@ -60,7 +61,6 @@ BOM_HEADER_ROW = 4
 N_COLS = len(BOM_HEADERS)
 STALE_FILL = PatternFill("solid", fgColor="F8CBAD")
 STALE_FONT = Font(color="9C0006")
-STALE_DAYS = 365
 
 
 def _qty_fmt(value: float) -> str:
@@ -233,7 +233,7 @@ def write_bom(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenario, ref
     quote_date = "Quote_Date" if not local_inputs else f"DATE({d.year},{d.month},{d.day})"
     ws.conditional_formatting.add(
         f"I{lo}:I{hi}",
-        FormulaRule(formula=[f"AND(ISNUMBER($I{lo}),$I{lo}<{quote_date}-{STALE_DAYS})"], fill=STALE_FILL,
+        FormulaRule(formula=[f"AND(ISNUMBER($I{lo}),$I{lo}<{quote_date}-{STALE_AFTER_DAYS})"], fill=STALE_FILL,
                     font=STALE_FONT))
     sh.finish(header_row=BOM_HEADER_ROW, footer=f"procure — {plan.scenario}", title_cols="A:C")
 
