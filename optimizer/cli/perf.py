@@ -10,11 +10,11 @@ import click
 from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
+from optimizer.engines import DEFAULT_VERSION, KNOWN, PROFILES, profile_for
 from optimizer.errors import UsageError
 from optimizer.loaders import load_catalog, resolve_gpu, resolve_model
 from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import ModelArch, parse_config
-from optimizer.sizing.calibration import ENGINE_DEFAULTS, engine_defaults, trtllm_kv_cache_tokens
 from optimizer.sizing.layout import check_layout
 from optimizer.sizing.memory import KV_BYTES, WEIGHT_BYTES, serving_memory
 from optimizer.sizing.perf import load_efficiency, replica_perf
@@ -23,7 +23,8 @@ _EFF_REPORTED = ("compute", "memory_bw", "step_overhead_ms", "layer_overhead_us"
                  "allreduce_latency_us", "kv_reserve_output_fraction", "prefill_chunk_tokens")
 #: Longest prompt or output procure models (a 10M-token context is the longest published).
 MAX_TOKENS = 100_000_000
-_PER_ENGINE = ", ".join(f"{e} {d.max_num_seqs}" for e, d in ENGINE_DEFAULTS.items())
+_PER_ENGINE = ", ".join(f"{p.engine} {p.family} {p.defaults.max_num_seqs}" if p.engine == "vllm" else
+                        f"{p.engine} {p.defaults.max_num_seqs}" for p in PROFILES)
 
 
 def check_context(arch: ModelArch, model: str, tokens: int, option: str) -> None:
@@ -59,29 +60,36 @@ def check_context(arch: ModelArch, model: str, tokens: int, option: str) -> None
               help="Context length the engine is started with [default: input + output tokens].")
 @click.option("--gpu-memory-utilization", type=FiniteFloat(0, 1, min_open=True),
               help="vLLM gpu_memory_utilization [default 0.9]; with --engine trtllm, TensorRT-LLM's "
-                   "kv_cache_free_gpu_mem_fraction [default 0.95].")
-@click.option("--engine", type=click.Choice(list(ENGINE_DEFAULTS)), default="trtllm", show_default=True,
-              help="Engine: its shipped efficiency factors, KV-cache rule and defaults.")
+                   "kv_cache_free_gpu_mem_fraction [default 0.95]; with --engine sglang, "
+                   "mem_fraction_static [default: SGLang's by TP].")
+@click.option("--engine", type=click.Choice(list(KNOWN)), default="trtllm", show_default=True,
+              help="Engine: its profile's KV-cache rule and defaults, and its shipped efficiency factors.")
+@click.option("--engine-version",
+              help="Engine release whose profile is used [default: "
+                   + ", ".join(f"{e} {v}" for e, v in DEFAULT_VERSION.items()) + "].")
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path),
               help="Calibration file from `procure calibrate` (its factors and measured points).")
 @FORMAT_OPTION
 def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtype: str | None, input_tokens: int,
                  output_tokens: int, ttft_ms: float | None, tpot_ms: float | None, utilization: float,
                  max_num_seqs: int | None, max_model_len: int | None, gpu_memory_utilization: float | None,
-                 engine: str, calibration: Path | None, fmt: str) -> None:
+                 engine: str, engine_version: str | None, calibration: Path | None, fmt: str) -> None:
     """Throughput and latency of MODEL on TP x PP GPUs for one request shape.
 
     MODEL is a catalog name, a Hugging Face id in the catalog, or a path to a config.json.
     KV capacity follows the engine's memory rule (trtllm: kv_cache_free_gpu_mem_fraction of the
     memory left after weights; vllm: `procure size`); step times use the roofline model and fitted
     efficiency factors of docs/perf.md, or measured points from --calibration. Batch cap and KV
-    dtype default to the engine's own (optimizer/sizing/calibration.py ENGINE_DEFAULTS).
+    dtype default to the engine's own: all defaults come from the one profile of --engine and
+    --engine-version (optimizer/engines/), so defaults of different engines never mix.
     """
+    profile = profile_for(engine, engine_version)  # unknown version: exit 2 naming the known ones
+    version = engine_version or DEFAULT_VERSION[engine]
     catalog = load_catalog()
     resolved = resolve_model(model, catalog)
     arch = parse_config(resolved.config, resolved.name, file=str(resolved.path))
     g = resolve_gpu(gpu, catalog)
-    defaults = engine_defaults(engine)
+    defaults = profile.defaults
     kv_dtype = kv_dtype or defaults.kv_dtype_for(precision)
     max_num_seqs = max_num_seqs or defaults.max_num_seqs
     check_layout(arch, g, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype)
@@ -94,24 +102,21 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
     else:
         check_context(arch, resolved.name, input_tokens + output_tokens, "--input-tokens + --output-tokens")
     mml = max_model_len or input_tokens + output_tokens
-    kw: dict[str, Any] = {"kv_dtype": kv_dtype, "max_num_seqs": max_num_seqs}
-    if gpu_memory_utilization is not None and engine == "vllm":
-        kw["gpu_memory_utilization"] = gpu_memory_utilization
+    kw: dict[str, Any] = {"engine": engine, "engine_version": version, "kv_dtype": kv_dtype,
+                          "max_num_seqs": max_num_seqs}
+    if engine == "sglang":  # SGLang's KV fraction is mem_fraction_static (default by TP)
+        kw["mem_fraction_static"] = gpu_memory_utilization
+    else:  # vLLM gpu_memory_utilization / TensorRT-LLM free_gpu_memory_fraction
+        kw["gpu_memory_utilization"] = gpu_memory_utilization or defaults.kv_memory_fraction
     mem = serving_memory(arch, precision, gpu_memory_gib=g.memory_gib, tp=tp, pp=pp,
                          settings=EngineSettings(**kw), max_model_len=mml)
     kv_tokens = mem.kv_cache_tokens
     reason = mem.reason
     fits = mem.fits
-    if engine == "trtllm":
-        kv_tokens = trtllm_kv_cache_tokens(arch, g, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
-                                           fraction=gpu_memory_utilization or defaults.kv_memory_fraction)
-        fits = kv_tokens >= mml
-        reason = (f"KV cache holds {kv_tokens:,} tokens, fewer than one {mml:,}-token request" if not fits
-                  else "fits")
     if not fits:
         raise UsageError(f"{resolved.name} at {precision} does not fit on {tp * pp} x {g.name}: {reason}",
                          field="--tp", hint="raise --tp/--pp, lower --precision or --max-model-len")
-    eff = load_efficiency(g, engine=engine, calibration_path=calibration)
+    eff = load_efficiency(g, engine=profile.efficiency_engine, calibration_path=calibration)
     perf = replica_perf(arch, g, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
                         input_tokens=input_tokens, output_tokens=output_tokens,
                         kv_cache_tokens=kv_tokens, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
@@ -142,6 +147,7 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
         "kv_batch_limit": perf.kv_batch_limit,
         "max_num_seqs": max_num_seqs,
         "engine": engine,
+        "engine_version": version,
         "source": perf.source,
         "efficiency": {
             "family": eff.family, "engine": eff.engine, "source": eff.source,

@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 
 from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
+from optimizer.engines import KNOWN, known_combinations
 from optimizer.errors import InfeasibleError, UsageError
 from optimizer.loaders import load_scenario
 from optimizer.model.pipeline import settings_of, solve_scenario, with_overrides
@@ -21,6 +22,11 @@ from optimizer.schema.scenario import MAX_MONEY, MAX_SEED, MAX_TIME_LIMIT_S
 @FORMAT_OPTION
 @click.option("--budget", type=FiniteFloat(0, MAX_MONEY, min_open=True), help="Override the capex cap (currency).")
 @click.option("--objective", type=click.Choice(["capex", "tco", "coverage"]), help="Override the objective.")
+@click.option("--engine", type=click.Choice(list(KNOWN)),
+              help="Override serving.engine (the engine whose memory rules size every candidate).")
+@click.option("--engine-version",
+              help=f"Override serving.engine_version [default: the scenario's, or the new engine's default]; "
+                   f"known: {known_combinations()}.")
 @click.option("--time-limit", type=FiniteFloat(0, MAX_TIME_LIMIT_S, min_open=True),
               help="Wall-clock cap per solver stage, seconds (default 60): a safety net; a plan it cut says so.")
 @click.option("--node-limit", type=click.IntRange(1, 10**9),
@@ -34,6 +40,7 @@ from optimizer.schema.scenario import MAX_MONEY, MAX_SEED, MAX_TIME_LIMIT_S
 @click.option("--markdown", type=click.Path(path_type=Path), help="Also write a Markdown summary here.")
 @click.option("--force", is_flag=True, help="Replace an existing file given with -o/--markdown.")
 def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str | None,
+                  engine: str | None, engine_version: str | None,
                   time_limit: float | None, node_limit: int | None, gap: float | None, threads: int | None,
                   seed: int | None,
                   output: Path | None, no_workbook: bool, markdown: Path | None, force: bool) -> None:
@@ -45,8 +52,8 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
     rs = load_scenario(scenario)
     workbook, markdown = _output_targets(scenario, output=output, no_workbook=no_workbook, markdown=markdown,
                                          force=force)
-    if budget is not None or objective is not None:
-        rs = with_overrides(rs, budget=budget, objective=objective)
+    if budget is not None or objective is not None or engine is not None or engine_version is not None:
+        rs = with_overrides(rs, budget=budget, objective=objective, engine=engine, engine_version=engine_version)
     settings = settings_of(rs, time_limit_s=time_limit, gap=gap, threads=threads, seed=seed, node_limit=node_limit)
     err = Console(stderr=True)
     try:

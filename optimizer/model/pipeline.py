@@ -28,8 +28,13 @@ class PlanResult:
 
 def with_overrides(rs: ResolvedScenario, *, budget: float | None = None, objective: str | None = None,
                    prices: dict[str, float] | None = None, gpus: list[str] | None = None,
-                   demand_scale: float = 1.0) -> ResolvedScenario:
-    """A copy of the scenario with command-line or what-if overrides applied (re-validated)."""
+                   demand_scale: float = 1.0, engine: str | None = None,
+                   engine_version: str | None = None) -> ResolvedScenario:
+    """A copy of the scenario with command-line or what-if overrides applied (re-validated).
+
+    ``engine`` / ``engine_version`` set ``serving.engine`` / ``serving.engine_version``: a new
+    engine without a version takes that engine's default release (the scenario's own version when
+    the engine is restated); an unknown pair is a UsageError naming the known combinations."""
     from pydantic import ValidationError
 
     from optimizer.loaders import resolve_scenario, validation_error
@@ -44,6 +49,15 @@ def with_overrides(rs: ResolvedScenario, *, budget: float | None = None, objecti
         data["prices"] = {**data["prices"], **prices}
     if gpus is not None:
         data["constraints"]["gpus"] = gpus
+    if engine is not None or engine_version is not None:
+        from optimizer.engines import DEFAULT_VERSION, profile_for
+
+        serving = data["serving"]
+        if engine is not None and engine != serving["engine"] and engine_version is None:
+            engine_version = DEFAULT_VERSION.get(engine)
+        serving["engine"] = engine if engine is not None else serving["engine"]
+        serving["engine_version"] = engine_version or serving["engine_version"]
+        profile_for(serving["engine"], serving["engine_version"])
     if demand_scale != 1.0:
         for w in data["workloads"]:
             if w["kind"] == "inference":

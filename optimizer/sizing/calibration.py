@@ -49,13 +49,8 @@ from optimizer.schema.catalog import GPU, Catalog
 from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import ModelArch
 from optimizer.sizing.memory import (
-    GIB,
     KV_BYTES,
-    activation_peak_bytes,
-    kv_bytes_per_token_per_gpu,
-    non_torch_bytes,
     serving_memory,
-    stage_weight_bytes,
 )
 from optimizer.sizing.perf import Efficiency, MeasuredPoint, replica_perf
 
@@ -124,15 +119,10 @@ class Residual:
 
 def trtllm_kv_cache_tokens(arch: ModelArch, gpu: GPU, *, tp: int, pp: int, precision: str,
                            kv_dtype: str, fraction: float = TRTLLM_KV_FRACTION) -> int:
-    """KV tokens TensorRT-LLM allocates: ``fraction x (G - W - A - N) / kv_bytes_per_token``
-    per GPU (worst stage), with G the device memory, W the rank's weights, A the activation
-    workspace at ``max_num_tokens`` (8192) and N the CUDA context (``memory.non_torch_bytes``).
-    TensorRT-LLM sizes the cache from free memory after loading and a warm-up forward
-    (``KvCacheConfig.free_gpu_memory_fraction``, docs "Useful runtime options")."""
-    free = (gpu.memory_gib * GIB - max(stage_weight_bytes(arch, precision, tp, pp))
-            - activation_peak_bytes(arch, TRTLLM_MAX_NUM_TOKENS, tp) - non_torch_bytes(tp))
-    per_tok = kv_bytes_per_token_per_gpu(arch, kv_dtype, tp, pp)
-    return max(0, int(fraction * free // per_tok))
+    """KV tokens TensorRT-LLM allocates (:func:`optimizer.engines.trtllm.kv_cache_tokens`, the one
+    rule ``perf``, ``size`` and the planner share) on ``gpu``'s memory."""
+    return trtllm_engine.kv_cache_tokens(arch, precision, gpu.memory_gib, tp, pp, kv_dtype=kv_dtype,
+                                         fraction=fraction)
 
 
 def kv_cache_tokens(arch: ModelArch, gpu: GPU, *, engine: str, tp: int, pp: int, precision: str,

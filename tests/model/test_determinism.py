@@ -63,7 +63,11 @@ def _redundant_overrides(data: dict[str, Any]) -> list[str]:
     budget = data.get("constraints", {}).get("budget")
     if budget is not None:
         args += ["--budget", repr(float(budget))]
-    return args
+    try:  # restate the scenario's engine and release (omitted ones: their defaults)
+        serving = EngineSettings.model_validate(data.get("serving") or {})
+    except (TypeError, ValueError):  # invalid serving block (ValidationError): the first run exits 2
+        return args
+    return [*args, "--engine", serving.engine, "--engine-version", serving.engine_version]
 
 
 @settings(max_examples=25, deadline=None, derandomize=True,
