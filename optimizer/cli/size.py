@@ -68,7 +68,7 @@ def _gib(n: float) -> str:
               help="Tokens in vLLM's profiling pass [default: vLLM v0.6 rule].")
 @click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm"]), default="vllm", show_default=True,
               help="Serving engine whose memory rules size the KV cache.")
-@click.option("--engine-version", help="Engine release [default: vllm 0.6.3, sglang 0.4.9].")
+@click.option("--engine-version", help="Engine release [default: vllm 0.6.3, sglang 0.4.9, trtllm 1.0].")
 @click.option("--mem-fraction-static", type=FiniteFloat(0, 1, min_open=True),
               help="SGLang mem_fraction_static [default: SGLang's by TP].")
 @click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]),

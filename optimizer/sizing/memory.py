@@ -479,7 +479,7 @@ def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: floa
         rule = profile_for(settings.engine, settings.engine_version).memory_rule
         if rule is None:
             raise UsageError(f"no serving-memory rule for {settings.engine} {settings.engine_version} yet",
-                             field="engine", hint="use --engine vllm or sglang")
+                             field="engine", hint="use --engine vllm, sglang or trtllm")
         return rule(arch, precision, gpu_memory_gib, tp, pp, settings, max_model_len, group_size,
                     quant_format, non_torch)
     if gpu_memory_gib <= 0:
