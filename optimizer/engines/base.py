@@ -17,6 +17,28 @@ if TYPE_CHECKING:
     from optimizer.sizing.memory import MemoryLine, ServingMemory
 
 
+#: Device memory from which a GPU is taken as an SXM / NVSwitch-class part (H100/H200/MI300).
+LARGE_GPU_GIB = 70
+#: Memory taken by distributed initialisation (NCCL communicators with their warm-up all-reduce,
+#: custom all-reduce IPC buffers) on one rank of an NVSwitch Hopper node, on top of the CUDA
+#: context: sgl-project/sglang#11716 (H200, TP=8) logs "Init torch distributed ends. mem
+#: usage=2.01 GB" on the most loaded rank (SGLang's ``GB`` is 2**30 bytes,
+#: ``get_available_gpu_memory``), measured from free memory after ``set_device``, so the CUDA
+#: context is excluded. Estimate: one log, of an Oct 2025 SGLang; a PCIe node logs 0.13 GB
+#: (4 GPUs, custom all-reduce off), so smaller GPUs keep ``memory.NCCL_BYTES_TP``.
+DIST_INIT_BYTES_NVSWITCH = int(2.01 * 2**30)
+
+
+def dist_init_bytes(tp: int, gpu_memory_gib: float) -> int:
+    """Distributed-init memory of one rank: none at TP 1, :data:`DIST_INIT_BYTES_NVSWITCH` on
+    GPUs of at least :data:`LARGE_GPU_GIB`, else ``memory.NCCL_BYTES_TP`` (the V0 log's 0.20 GiB)."""
+    from optimizer.sizing.memory import NCCL_BYTES_TP
+
+    if tp <= 1:
+        return 0
+    return DIST_INIT_BYTES_NVSWITCH if gpu_memory_gib >= LARGE_GPU_GIB else NCCL_BYTES_TP
+
+
 @dataclass(frozen=True)
 class EngineDefaults:
     """What an engine does when not told otherwise; ``procure perf`` and the fit read these.

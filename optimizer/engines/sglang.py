@@ -1,23 +1,38 @@
-"""SGLang: KV = mem_fraction_static x memory free at start-up - weights (``ModelRunner.
-profile_max_num_token``: ``rest_memory = available_after_load - total_at_init x (1 -
-mem_fraction_static)``, tokens = ``rest_memory // cell_size``, no block rounding; the radix cache
-shares this one token pool). CUDA graphs, activations and the chunked-prefill workspace
-(``chunked_prefill_size``) live in the ``1 - mem_fraction_static`` share.
+"""SGLang: KV = mem_fraction_static x memory free after distributed init - weights.
+
+Read from ``python/sglang/srt/model_executor/model_runner.py`` (0.4.x-0.5.x):
+
+* ``init_torch_distributed`` returns ``min_per_gpu_memory = get_available_gpu_memory(...,
+  distributed=True)`` -- the smallest free memory over the ranks, taken **after**
+  ``init_distributed_environment`` / ``initialize_model_parallel`` (NCCL communicators, custom
+  all-reduce buffers) and after the CUDA context exists. This is ``total_gpu_memory`` below.
+* ``profile_max_num_token(total_gpu_memory)``: ``available_gpu_memory`` = free memory after
+  ``load_model``; ``rest_memory = available_gpu_memory - total_gpu_memory * (1 -
+  mem_fraction_static)``; ``max_num_token = int(rest_memory * (1 << 30) // cell_size)`` with
+  ``cell_size = kv_heads_per_rank * head_dim * num_layers * 2 * element_size`` (no block
+  rounding; the radix cache shares this one token pool). Since ``available = total - W``:
+  ``KV = mem_fraction_static x (G - context - dist_init) - W``.
+* Start-up context: CUDA context (``memory.NON_TORCH_BYTES_TP1``) plus distributed init
+  (:func:`optimizer.engines.base.dist_init_bytes`: 2.01 GiB per rank on NVSwitch Hopper, from
+  the "Init torch distributed ends. mem usage" line of sgl-project/sglang#11716).
+  CUDA graphs, activations and the chunked-prefill workspace (``chunked_prefill_size``) live in
+  the ``1 - mem_fraction_static`` share.
 
 ``mem_fraction_static`` default by TP (``server_args.py`` ``__post_init__`` of v0.4.x, estimate:
-recalled, not re-read in this session): 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16.
+recalled, not re-read): 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16.
 ``EngineSettings.mem_fraction_static`` overrides it.
 
-Checked against vllm-project/vllm#21348 (SGLang, Qwen3-235B-A22B-FP8, TP=4,
-``--mem-fraction-static 0.93``): "KV Cache is allocated. #tokens: 367404".
+Checked against vllm-project/vllm#21348 (SGLang, Qwen3-235B-A22B-FP8, 4 x H100, TP=4,
+``--mem-fraction-static 0.93``): "KV Cache is allocated. #tokens: 367404" (K + V = 16.47 GiB
+per GPU); procure 364,622 (16.34 GiB, -0.8 %), tests/engines/test_profiles.py.
 """
 
 from __future__ import annotations
 
-from optimizer.engines.base import EngineDefaults, EngineProfile, kv_account
+from optimizer.engines.base import EngineDefaults, EngineProfile, dist_init_bytes, kv_account
 from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import ModelArch
-from optimizer.sizing.memory import MemoryLine, ServingMemory, non_torch_bytes
+from optimizer.sizing.memory import NON_TORCH_BYTES_TP1, MemoryLine, ServingMemory
 from optimizer.units import GIB
 
 DEFAULTS = EngineDefaults("sglang", max_num_seqs=4096, kv_dtype="auto", kv_dtype_fp8_weights="auto",
@@ -42,12 +57,12 @@ def serving_memory_sglang(arch: ModelArch, precision: str, gpu_memory_gib: float
                           settings: EngineSettings, max_model_len: int, group_size: int, quant_format: str,
                           non_torch: int | None) -> ServingMemory:
     total = int(gpu_memory_gib * GIB)
-    nt = non_torch_bytes(tp) if non_torch is None else non_torch
+    nt = NON_TORCH_BYTES_TP1 + dist_init_bytes(tp, gpu_memory_gib) if non_torch is None else non_torch
     frac = settings.mem_fraction_static or default_mem_fraction_static(tp)
     free_init = total - nt
     budget = int(free_init * frac)
     reserved = (MemoryLine("context at start-up", 0,
-                           f"{nt / GIB:.2f} GiB used before the budget is taken (outside it)"),)
+                           f"{nt / GIB:.2f} GiB (CUDA context + distributed init) used before the budget is taken"),)
     return kv_account(arch, precision, engine_label=f"sglang {settings.engine_version}",
                       gpu_memory_gib=gpu_memory_gib, tp=tp, pp=pp, settings=settings,
                       max_model_len=max_model_len, group_size=group_size, quant_format=quant_format,

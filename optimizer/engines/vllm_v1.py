@@ -18,27 +18,38 @@ Read from:
   with >= 70 GiB ``max_num_batched_tokens`` 8192 and ``max_num_seqs`` 1024, else 2048 and 256
   (estimate: recalled from 0.8-0.10, not re-read in this session).
 
-Known gap: vllm-project/vllm#21348 (Qwen3-235B-A22B-FP8, 4 x H100, TP=4) reports 8.11 GiB of KV;
-these terms leave ~12 GiB (see docs/sizing.md, "Engine profiles"). What else V1 reserved there
-is not established.
+* ``vllm/utils`` ``memory_profiling`` (0.9-0.10 source read in this session):
+  ``non_kv_cache_memory = weights_memory + torch_peak_increase + non_torch_increase``, where
+  ``torch_peak_increase`` is the rise of ``allocated_bytes.all.peak`` over ``profile_run`` and
+  ``non_torch_increase`` the rise of ``cuda_memory - memory_reserved`` from the worker's
+  ``init_snapshot``; ``available = init_snapshot.total_memory x gpu_memory_utilization -
+  non_kv_cache_memory``. In 0.9/0.10 ``init_device`` takes ``init_snapshot`` **before**
+  ``init_worker_distributed_environment`` (later releases moved it after: "Initialize the
+  distributed environment BEFORE taking memory snapshot"), so NCCL / custom all-reduce memory
+  counts as non-torch: :func:`optimizer.engines.base.dist_init_bytes` (2.01 GiB per rank on
+  NVSwitch Hopper, sgl-project/sglang#11716), plus :data:`memory.NON_TORCH_BYTES_TP1` for cuBLAS
+  and the rest (estimate; the CUDA context itself is in the snapshot).
+
+Known gap: vllm-project/vllm#21348 (Qwen3-235B-A22B-FP8, 4 x H100, TP=4, LMCache connector)
+reports 8.11 GiB of KV; these terms leave 10.4 GiB, so about 2.4 GiB per GPU of ``torch peak
+memory increase`` (or LMCache's worker buffers) is still unexplained (docs/sizing.md, "Engine
+profiles"). No V1 log with the DEBUG breakdown of a MoE run was found.
 """
 
 from __future__ import annotations
 
-from optimizer.engines.base import EngineDefaults, EngineProfile, kv_account
+from optimizer.engines.base import LARGE_GPU_GIB, EngineDefaults, EngineProfile, dist_init_bytes, kv_account
 from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import ModelArch
 from optimizer.sizing.memory import (
+    NON_TORCH_BYTES_TP1,
     MemoryLine,
     ServingMemory,
     activation_peak_bytes,
     cuda_graph_bytes,
-    non_torch_bytes,
 )
 from optimizer.units import GIB
 
-#: Device memory from which V1 picks its larger scheduler defaults (H100/MI300-class GPUs).
-LARGE_GPU_GIB = 70
 #: Bytes per sampled logit in the dummy sampler run (estimate): bf16 logits (2) + fp32 copy (4) +
 #: sorted values (4) and int64 indices (8) of the top-k/top-p path.
 SAMPLER_BYTES_PER_LOGIT = 18
@@ -77,13 +88,13 @@ def serving_memory_v1(arch: ModelArch, precision: str, gpu_memory_gib: float, tp
     seqs = default_max_num_seqs(gpu_memory_gib)
     act = activation_peak_bytes(arch, tokens, tp)
     samp = sampler_bytes(arch, min(seqs, tokens))
-    nt = non_torch_bytes(tp) if non_torch is None else non_torch
+    nt = NON_TORCH_BYTES_TP1 + dist_init_bytes(tp, gpu_memory_gib) if non_torch is None else non_torch
     graphs = cuda_graph_bytes(arch, pp) if settings.cuda_graphs else 0
     in_budget = _version(settings.engine_version) >= GRAPHS_IN_BUDGET_FROM
     reserved = [
         MemoryLine("activation peak", act, f"profile pass over {tokens:,} tokens"),
         MemoryLine("sampler warm-up", samp, f"{min(seqs, tokens):,} rows x {arch.vocab_size:,} logits (estimate)"),
-        MemoryLine("non-torch", nt, "CUDA context, cuBLAS" + (", NCCL" if tp > 1 else "")),
+        MemoryLine("non-torch", nt, "cuBLAS and other" + (", NCCL / custom all-reduce init" if tp > 1 else "")),
     ]
     if in_budget:
         reserved.append(MemoryLine("CUDA graphs", graphs, "estimate; profiled into the budget from v0.21"))
