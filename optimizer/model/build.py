@@ -104,6 +104,7 @@ class MipModel:
     power_w: mathopt.LinearExpression | None = None
 
     racks_modelled: int = 0  # racks with per-rack variables a[s,k]; 0 when the rack rows cannot bind
+    rack_used: list[mathopt.Variable] = field(default_factory=list)  # only when racks are bought
 
     @property
     def num_racks(self) -> int:
@@ -187,9 +188,9 @@ def build_model(rs: ResolvedScenario, cands: CandidateSet, limits: Limits | None
     cons.add_spread(mm)
     cons.add_finetune(mm)
     cons.add_gpu_packing(mm)
+    cons.add_racks(mm)  # before the budget: bought racks are priced from its rack-used variables
     cons.add_budget(mm)
     cons.add_site_power(mm)
-    cons.add_racks(mm)
     cons.add_availability(mm)
     cons.add_gpu_types(mm)
     set_objective(mm, objective or rs.scenario.objective)

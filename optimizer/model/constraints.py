@@ -247,8 +247,10 @@ def add_quote_costs(mm: MipModel) -> None:
     Per server of s: support, fractions of hardware, per-server items. Per server in a multi-server
     group (c spanning servers: servers_per_replica·r[c]; a fine-tuning job f larger than one server:
     gpus_f/G_s·x[f]): PCIe NICs and one link per port. Switches: integer w ≥ ports/per. Racks (when
-    bought): integer k ≥ Σ U_s·n[s]/rack_units and ≥ Σ W_s·n[s]/rack_power, a lower bound on the
-    racks first-fit uses. Storage: a constant.
+    bought): the rack-used binaries of add_racks, which then always models racks one by one, so the
+    MIP prices exactly the racks the plan fills (with the rack rows lifted, as the diagnosis does,
+    an integer k ≥ Σ U_s·n[s]/rack_units and ≥ Σ W_s·n[s]/rack_power bounds them from below).
+    Storage: a constant.
     """
     from optimizer import quote
 
@@ -275,7 +277,9 @@ def add_quote_costs(mm: MipModel) -> None:
         w = m.add_integer_variable(lb=0, name="quote_switches")
         m.add_linear_constraint(t.ports_per_switch * w >= mathopt.fast_sum(ports), name="quote_switch_ports")
         extra.append(t.switch_price * w)
-    if t.per_rack:
+    if t.per_rack and mm.rack_used:  # the racks the plan fills (add_racks): exact
+        extra.append(t.per_rack * mathopt.fast_sum(mm.rack_used))
+    elif t.per_rack:  # no rack rows (a relaxation in the diagnosis): a lower bound
         site = mm.rs.scenario.site
         k_r = m.add_integer_variable(lb=0, name="quote_racks")
         m.add_linear_constraint(site.rack_units * k_r >= mathopt.fast_sum(
@@ -315,6 +319,7 @@ def add_racks(mm: MipModel) -> None:
     bought servers first-fit, ``optimizer.model.racks``). Otherwise K = racks with a[s,k] for every
     SKU and rack; ``site.racks: 100000`` thus costs nothing once the plan cannot fill the site.
     """
+    from optimizer import quote
     from optimizer.model.build import server_bound
     from optimizer.sizing.candidates import fits_rack
 
@@ -323,10 +328,13 @@ def add_racks(mm: MipModel) -> None:
     for key, sku in skus.items():
         if not fits_rack(sku, site.rack_power_kw, site.rack_units):
             mm.n[key].upper_bound = 0
-    if not mm.limits.racks or server_bound(mm) <= mm.limits.racks:
+    bought = any(item.category == "rack" for item in quote.items(mm.rs))
+    if not mm.limits.racks or (server_bound(mm) <= mm.limits.racks and not bought):
         mm.racks_modelled = 0
         return
-    racks = mm.racks_modelled = mm.limits.racks
+    # bought racks are priced per rack used, so the MIP counts exactly the racks the plan fills:
+    # then at most min(racks, N_ub) racks are ever used (the ordering rows keep empty ones last)
+    racks = mm.racks_modelled = min(mm.limits.racks, max(server_bound(mm), 1)) if bought else mm.limits.racks
     for key in skus:
         for k in range(racks):
             mm.a[(key, k)] = mm.model.add_integer_variable(lb=0, ub=mm.n[key].upper_bound, name=f"a[{key},{k}]")
@@ -341,6 +349,13 @@ def add_racks(mm: MipModel) -> None:
         load.append(watts)
     for k in range(racks - 1):
         mm.model.add_linear_constraint(load[k] >= load[k + 1], name=f"rack_order[{k}]")
+    if bought:
+        for k in range(racks):
+            used = mm.model.add_binary_variable(name=f"rack_used[{k}]")
+            for key in skus:
+                mm.model.add_linear_constraint(mm.a[(key, k)] <= mm.n[key].upper_bound * used,
+                                               name=f"rack_holds[{key},{k}]")
+            mm.rack_used.append(used)
 
 
 def add_availability(mm: MipModel) -> None:
