@@ -100,7 +100,9 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
     rack_u: dict[int, int] = defaultdict(int)
     line_of = {line.sku: line for line in plan.servers}
     hosts: dict[str, set[int]] = defaultdict(set)
-    replicas_placed: Counter[tuple[str, int, int]] = Counter()
+    # (workload, SKU, TP, PP) -> server appearances: a replica spanning k servers appears on k
+    replicas_placed: Counter[tuple[str, str, int, int]] = Counter()
+    finetune_gpus = {f.workload: f.gpus for f in plan.finetunes}
     for srv in plan.placement:
         line = line_of[srv.sku]
         rack_w[srv.rack] += line.power_w
@@ -108,9 +110,20 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
         used = [g for r in srv.replicas for g in r.gpus]
         require(len(used) == len(set(used)) and all(0 <= g < line.gpus_per_server for g in used),
                 f"server {srv.index} GPU slots", f"overlapping or out-of-range slots {sorted(used)}")
+        # fine-tuning jobs hold min(their GPUs, the server's) slots on each server they occupy
+        held = len(used) + sum(min(finetune_gpus.get(j, 0), line.gpus_per_server) for j in srv.finetune)
+        require(held <= line.gpus_per_server and srv.free_gpus == line.gpus_per_server - held,
+                f"server {srv.index} GPUs in use", f"{held} used of {line.gpus_per_server}, {srv.free_gpus} free")
         for r in srv.replicas:
             hosts[r.workload].add(srv.index)
-            replicas_placed[(r.workload, r.tp, r.pp)] += 1
+            replicas_placed[(r.workload, srv.sku, r.tp, r.pp)] += 1
+    expected: Counter[tuple[str, str, int, int]] = Counter()
+    for d in plan.deployments:
+        spans = max(1, d.gpus_per_replica // line_of[d.sku].gpus_per_server)
+        expected[(d.workload, d.sku, d.tp, d.pp)] += d.replicas * spans
+    for key in sorted(set(expected) | set(replicas_placed)):
+        require(replicas_placed[key] == expected[key], f"{key[0]} TP{key[2]} PP{key[3]} on {key[1]} placed",
+                f"{replicas_placed[key]} server slots, {expected[key]} planned")
     require(all(1 <= k <= sc.site.racks for k in rack_w), "rack count", f"uses racks {sorted(rack_w)}")
     for k in rack_w:
         require(rack_w[k] <= sc.site.rack_power_kw * 1000 * (1 + REL), f"rack {k} power",
@@ -146,8 +159,6 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
                 f"{d.workload} SLO", f"TTFT {perf.ttft_ms:.0f} / TPOT {perf.tpot_ms:.1f} ms over target")
         capacity[d.workload] += d.replicas * perf.requests_per_s * sc.headroom
         count[d.workload] += d.replicas
-        placed = replicas_placed[(d.workload, d.tp, d.pp)]
-        require(placed >= d.replicas, f"{d.workload} replicas placed", f"{placed} of {d.replicas}")
     for w in workloads.values():
         served = capacity[w.name] / w.requests_per_s
         if coverage_mode and served < 1 - REL:
