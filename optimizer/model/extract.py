@@ -136,7 +136,7 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
         solver=out.solver, status=out.status, objective_name=objective, objective=out.objective, bound=out.bound,
         gap=out.gap, solve_time_s=out.solve_time_s,
         objective_time_s=out.stage1_time_s, candidates=len(cands.inference) + len(cands.finetune),
-        variables=mm.model.get_num_variables(), constraints=mm.model.get_num_linear_constraints(),
+        variables=out.variables, constraints=out.constraints,
         time_limit_s=settings.time_limit_s, node_limit=settings.node_limit, seed=settings.seed,
         stopped_by=out.stage1_stop, tiebreak_stopped_by=out.tiebreak_stop, tiebreak_gap=out.tiebreak_gap,
         nodes=out.nodes)

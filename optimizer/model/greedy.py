@@ -18,16 +18,9 @@ Everything is deterministic: sorted keys, node-limited solves.
 
 from __future__ import annotations
 
-import math
-
 from ortools.math_opt.python import mathopt
 
-from optimizer.model.build import MipModel
-from optimizer.schema.scenario import InferenceWorkload
-
-
-def _replicas(w: InferenceWorkload, capacity_rps: float, headroom: float) -> int:
-    return max(w.min_replicas, math.ceil(w.requests_per_s / (headroom * capacity_rps) - 1e-9))
+from optimizer.model.build import MipModel, replica_upper_bound
 
 
 def greedy_counts(mm: MipModel) -> tuple[dict[int, int], dict[int, int]] | None:
@@ -46,7 +39,7 @@ def greedy_counts(mm: MipModel) -> tuple[dict[int, int], dict[int, int]] | None:
         for i in idx:
             c = cands.inference[i]
             sku = cands.skus[c.sku]
-            cost = _replicas(w, c.capacity_rps, rho) * c.gpus_per_replica * sku.unit_price / sku.gpus
+            cost = replica_upper_bound(w, c, rho) * c.gpus_per_replica * sku.unit_price / sku.gpus
             g = sku.gpu.name
             if g not in per_type or (cost, i) < per_type[g]:
                 per_type[g] = (cost, i)
@@ -74,7 +67,7 @@ def greedy_counts(mm: MipModel) -> tuple[dict[int, int], dict[int, int]] | None:
             x[i] = 1
         else:
             c = cands.inference[i]
-            r[i] = _replicas(inference[c.workload], c.capacity_rps, rho)
+            r[i] = replica_upper_bound(inference[c.workload], c, rho)
     return r, x
 
 

@@ -37,10 +37,13 @@ def coverage_expression(mm: MipModel) -> mathopt.LinearExpression:
 #: Most primary cost (currency units) the folded tie-breaks may ever stand for: below any price.
 TIE_BREAK_BUDGET = 0.5
 
-# Lexicographic order of the tie-breaks inside their budget: one GPU type outweighs any server
-# count, one server any power difference (kW), and a GPU in use counts like 1 W, so among equally
-# cheap plans the one with fewer types, then servers, then less power, then fewer GPUs wins (the
-# layouts are then polished on the chosen servers: layout_expression).
+# Order of the tie-breaks inside their budget: a GPU type weighs as much as 1,000 servers, a server
+# as 10,000 kW of power difference, and a GPU in use like 1 W. So the order is fewer types, then
+# servers, then less power, then fewer GPUs while a plan's counts stay below those ratios (fewer than
+# 1,000 servers; power differences below 10 MW), which covers every catalog-scale plan. The terms
+# are worth at most half a currency unit in all, far inside the default relative gap (1e-4), so
+# they decide among equally cheap plans the search reaches, not by a search of their own; the
+# layouts are then polished on the chosen servers (layout_expression).
 TIE_WEIGHTS = {"types": 1e7, "servers": 1e4, "power_kw": 1.0, "gpus_in_use": 1e-3}
 
 
@@ -49,8 +52,8 @@ def tie_break_expression(mm: MipModel) -> mathopt.LinearExpression:
 
     Folded into a capex or TCO objective, they can never buy a cheaper tie-break with more than half
     a currency unit of primary cost (if plan A wins with the terms and B is cheaper, then
-    cost_A − cost_B ≤ terms_B − terms_A ≤ TIE_BREAK_BUDGET), and among plans of equal cost they
-    decide lexicographically; no second solve is needed."""
+    cost_A − cost_B ≤ terms_B − terms_A ≤ TIE_BREAK_BUDGET); among plans of equal cost that the
+    search reaches they decide in TIE_WEIGHTS' order, with no second solve."""
     assert mm.power_w is not None
     cands = mm.cands
     servers = mathopt.fast_sum(mm.n.values())
