@@ -315,6 +315,16 @@ class ResolvedScenario:
     servers: dict[str, Server]      # allowed servers (taking at least one allowed GPU)
     models: dict[str, ResolvedModel]  # by workload name
 
+    @property
+    def calibration_path(self) -> Path | None:
+        """The scenario's ``calibration:`` file, relative to the scenario's folder; None if unset."""
+        return calibration_path(self.scenario, self.path)
+
+
+def calibration_path(scenario: Scenario, path: Path) -> Path | None:
+    """Where ``calibration:`` of the scenario at ``path`` points (relative to its folder)."""
+    return (path.parent / scenario.calibration) if scenario.calibration else None
+
 
 def load_scenario(path: Path | str, catalog: Catalog | None = None) -> ResolvedScenario:
     """Read, validate and resolve a scenario file."""
@@ -455,8 +465,9 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
                     f"none of the precisions {w.precisions} runs on the allowed GPUs "
                     f"({', '.join(gpus)})", file=file, field=f"workloads[{i}].precisions",
                     hint="add bf16 or int4, or allow a GPU with fp8 support (Hopper, Ada, Blackwell, MI300)")
-    if scenario.calibration:
-        _check_calibration(path.parent / scenario.calibration, file)
+    calibration = calibration_path(scenario, path)
+    if calibration is not None:
+        _check_calibration(calibration, file)
     for v_i, v in enumerate(scenario.whatif):
         for g_i, name in enumerate(v.gpus or []):
             gpu(name, f"whatif[{v_i}].gpus[{g_i}]")

@@ -147,7 +147,7 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
                 "not allowed or not supported")
         require(arch.num_attention_heads % d.tp == 0, f"{d.workload} TP divides heads",
                 f"{arch.num_attention_heads} heads, TP {d.tp}")
-        calib = (rs.path.parent / sc.calibration) if sc.calibration else None
+        calib = rs.calibration_path
         perf = replica_perf(arch, gpu, tp=d.tp, pp=d.pp, precision=d.precision, kv_dtype=d.kv_dtype,
                             input_tokens=w.input_tokens, output_tokens=w.output_tokens,
                             kv_cache_tokens=mem.kv_cache_tokens, ttft_ms=w.slo.ttft_ms, tpot_ms=w.slo.tpot_ms,

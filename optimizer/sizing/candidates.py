@@ -416,7 +416,7 @@ def build_candidates(rs: ResolvedScenario) -> CandidateSet:
     """All candidates of a resolved scenario, with rejections kept for diagnosis."""
     skus = server_skus(rs)
     out = CandidateSet(skus=skus)
-    calibration = (rs.path.parent / rs.scenario.calibration) if rs.scenario.calibration else None
+    calibration = rs.calibration_path
     efficiency: dict[str, Efficiency] = {}
     perf_memo: PerfMemo = {}
     # one object per distinct architecture: the memo and the sizing caches compare keys by

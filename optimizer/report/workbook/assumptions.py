@@ -251,7 +251,7 @@ def efficiency_rows(plan: Plan, rs: ResolvedScenario) -> list[tuple[str, Any, st
     try:
         perf = importlib.import_module("optimizer.sizing.perf")  # the throughput model
 
-        calibration = (rs.path.parent / rs.scenario.calibration) if rs.scenario.calibration else None
+        calibration = rs.calibration_path
         for gname in sorted({line.gpu for line in plan.servers}):
             gpu = rs.catalog.gpus.get(gname)
             if gpu is None:
