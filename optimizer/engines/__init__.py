@@ -12,7 +12,13 @@ from optimizer.engines.base import EngineDefaults, EngineProfile, kv_account
 PROFILES: tuple[EngineProfile, ...] = (vllm_v0.PROFILE, vllm_v1.PROFILE, sglang.PROFILE, trtllm.PROFILE)
 #: Default release per engine (the first profile of that engine, its first version).
 DEFAULT_VERSION = {p.engine: p.default_version for p in reversed(PROFILES)}
-KNOWN = {p.engine: tuple(v for q in PROFILES if q.engine == p.engine for v in q.versions) for p in PROFILES}
+def _release_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else 0 for part in version.split("."))
+
+
+#: Releases with a profile, per engine, oldest first.
+KNOWN = {p.engine: tuple(sorted((v for q in PROFILES if q.engine == p.engine for v in q.versions), key=_release_key))
+         for p in PROFILES}
 
 
 def known_combinations() -> str:

@@ -6,17 +6,19 @@ pass at max_num_batched_tokens. Every field can be overridden per scenario under
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from optimizer.schema.base import Strict
 
 KVDtype = Literal["auto", "fp8", "bf16", "fp16", "fp32"]
 #: Engines with a profile in ``optimizer/engines/``.
 Engine = Literal["vllm", "sglang", "trtllm"]
-#: Releases with a profile: vLLM V0 (0.6.3, 0.6.4) and V1 (0.8.5 ... 0.21.0), SGLang 0.4.9, TensorRT-LLM 1.0.
-EngineVersion = Literal["0.6.3", "0.6.4", "0.8.5", "0.9.2", "0.10.0", "0.11.0", "0.21.0", "0.4.9", "1.0"]
+#: A release string; which releases each engine has a profile for is checked against
+#: ``optimizer.engines.KNOWN`` (vLLM 0.6.3/0.6.4 and 0.8.5 ... 0.21.0, SGLang 0.4.9, TensorRT-LLM 1.0),
+#: so an unknown one is named with that engine's own releases.
+EngineVersion = Annotated[str, StringConstraints(pattern=r"^[0-9][0-9A-Za-z.+-]{0,19}$")]
 
 
 class EngineSettings(Strict):

@@ -152,3 +152,12 @@ def test_solve_unknown_engine_version_exits_2(write_scenario: Callable[[Any], Pa
                       "trtllm: 1.0")
     assert_user_error([*base, "--engine", "sglang", "--engine-version", "0.6.3"], "sglang: 0.4.9")
     assert_user_error([*base, "--engine", "mindie"], "--engine")
+
+
+def test_unknown_scenario_engine_version_names_that_engines_releases(write_scenario: Any,
+                                                                      base_scenario: dict[str, Any]) -> None:
+    # review finding: the schema answered with every engine's versions mixed, unnamed and unsorted
+    base_scenario["serving"] = {"engine": "vllm", "engine_version": "9.9"}
+    text = assert_user_error(["validate", str(write_scenario(base_scenario))], "serving",
+                             "vllm has no profile for version '9.9'")
+    assert "vllm: 0.6.3, 0.6.4, 0.8.5, 0.9.2, 0.10.0, 0.11.0, 0.21.0" in text
