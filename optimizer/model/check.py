@@ -17,7 +17,7 @@ from optimizer.errors import SolverError
 from optimizer.loaders import ResolvedScenario, resolve_gpu
 from optimizer.schema.plan import Plan
 from optimizer.sizing.architecture import parse_config
-from optimizer.sizing.candidates import price_of
+from optimizer.sizing.candidates import FINETUNE_MEMORY_FRACTION, finetune_fit, price_of
 from optimizer.sizing.memory import serving_memory
 from optimizer.sizing.perf import load_efficiency, replica_perf
 from optimizer.units import HOURS_PER_YEAR
@@ -167,11 +167,20 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
         require(count[w.name] >= w.min_replicas, f"{w.name} min replicas", f"{count[w.name]} < {w.min_replicas}")
         if w.min_replicas >= 2:
             require(len(hosts[w.name]) >= 2, f"{w.name} spread", f"all replicas on server {hosts[w.name]}")
+    jobs = sc.finetune_workloads()
     for f in plan.finetunes:
-        require(f.hours <= f.deadline_hours * (1 + REL), f"{f.workload} deadline",
-                f"{f.hours:.1f} h > {f.deadline_hours:g} h")
+        # re-sized, not read from the plan: hours and peak memory on the plan's GPUs
+        job = jobs[f.workload]
         gpu = resolve_gpu(f.gpu, cat)
-        require(f.peak_gib_per_gpu <= gpu.memory_gib, f"{f.workload} memory", f"{f.peak_gib_per_gpu:.1f} GiB")
+        arch = parse_config(rs.models[job.name].config, rs.models[job.name].name)
+        hours, peak_gib = finetune_fit(arch, job, gpu, f.gpus)
+        require(_close(hours, f.hours, 1e-9) and _close(peak_gib, f.peak_gib_per_gpu, 1e-9),
+                f"{f.workload} re-sized", f"{hours:.2f} h / {peak_gib:.2f} GiB vs the plan's "
+                f"{f.hours:.2f} h / {f.peak_gib_per_gpu:.2f} GiB")
+        require(hours <= job.deadline_hours * (1 + REL), f"{f.workload} deadline",
+                f"{hours:.1f} h > {job.deadline_hours:g} h")
+        require(peak_gib <= gpu.memory_gib * FINETUNE_MEMORY_FRACTION, f"{f.workload} memory",
+                f"{peak_gib:.1f} GiB > {FINETUNE_MEMORY_FRACTION:.0%} of {gpu.memory_gib:g} GiB")
     if not coverage_mode:
         missing = [w.name for w in sc.workloads if w.kind == "finetune"
                    and w.name not in {f.workload for f in plan.finetunes}]

@@ -346,24 +346,34 @@ def group_size(gpus: int, per_server: int) -> int:
     return math.ceil(gpus / per_server) * per_server
 
 
+#: Fraction of a GPU's memory a fine-tuning job's peak may use (the rest: allocator fragmentation).
+FINETUNE_MEMORY_FRACTION = 0.95
+
+
+def finetune_fit(arch: ModelArch, w: FinetuneWorkload, gpu: GPU, gpus: int) -> tuple[float, float]:
+    """Wall-clock hours and peak GiB per GPU of job ``w`` on ``gpus`` x ``gpu`` (6N/4N FLOPs per
+    token at the job's MFU; memory from ``finetune_memory``). The candidate builder and the
+    solver-free checker both size jobs with this one function."""
+    flops = finetune_flops_per_token(arch, w.method, w.gradient_checkpointing) * w.dataset_tokens * w.epochs
+    rate = gpu.compute_tflops("bf16") * 1e12 * (w.mfu or DEFAULT_FINETUNE_MFU)
+    mem = finetune_memory(arch, method=w.method, num_gpus=gpus, zero_stage=w.zero_stage,
+                          micro_batch=w.micro_batch, seq_len=w.seq_len,
+                          gradient_checkpointing=w.gradient_checkpointing, lora_rank=w.lora_rank)
+    return flops / (rate * gpus) / 3600.0, mem.peak_bytes_per_gpu / GIB
+
+
 def finetune_candidates(rs: ResolvedScenario, w: FinetuneWorkload, arch: ModelArch,
                         skus: dict[str, ServerSku], out: CandidateSet) -> None:
     """GPUs per SKU that finish the job by its deadline with memory to spare."""
-    flops = finetune_flops_per_token(arch, w.method, w.gradient_checkpointing) * w.dataset_tokens * w.epochs
-    mfu = w.mfu or DEFAULT_FINETUNE_MFU
     for sku in skus.values():
         gpu = sku.gpu
-        rate = gpu.compute_tflops("bf16") * 1e12 * mfu
-        n = group_size(math.ceil(flops / (rate * w.deadline_hours * 3600.0)), sku.gpus)
+        one_gpu_hours, _ = finetune_fit(arch, w, gpu, 1)
+        n = group_size(math.ceil(one_gpu_hours / w.deadline_hours), sku.gpus)
         cand = None
         while n <= MAX_FINETUNE_GPUS:
-            mem = finetune_memory(arch, method=w.method, num_gpus=n, zero_stage=w.zero_stage,
-                                  micro_batch=w.micro_batch, seq_len=w.seq_len,
-                                  gradient_checkpointing=w.gradient_checkpointing, lora_rank=w.lora_rank)
-            peak_gib = mem.peak_bytes_per_gpu / GIB
-            if peak_gib <= gpu.memory_gib * 0.95:
-                cand = FinetuneCandidate(workload=w.name, sku=sku.key, gpus=n,
-                                         hours=flops / (rate * n) / 3600.0, peak_gib_per_gpu=peak_gib)
+            hours, peak_gib = finetune_fit(arch, w, gpu, n)
+            if peak_gib <= gpu.memory_gib * FINETUNE_MEMORY_FRACTION:
+                cand = FinetuneCandidate(workload=w.name, sku=sku.key, gpus=n, hours=hours, peak_gib_per_gpu=peak_gib)
                 break
             n = group_size(n + 1, sku.gpus)
         if cand is None:

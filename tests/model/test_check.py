@@ -53,3 +53,13 @@ def test_a_replica_on_a_server_of_another_sku_is_caught() -> None:
     dst = next(s for s in plan.placement if s.sku != src.sku and s.free_gpus >= 0)
     with pytest.raises(SolverError, match="placed"):
         check_plan(_moved(plan, src.index, dst.index), rs)
+
+
+def test_a_finetune_job_is_re_sized_not_trusted() -> None:
+    # review finding: the checker read the plan's own hours and peak memory; halving the hours of
+    # the bank's LoRA job must now fail the re-sizing check
+    plan, rs = bank()
+    f = plan.finetunes[0]
+    tampered = plan.model_copy(update={"finetunes": [f.model_copy(update={"hours": f.hours / 2})]})
+    with pytest.raises(SolverError, match="re-sized"):
+        check_plan(tampered, rs)
