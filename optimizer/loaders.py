@@ -269,6 +269,28 @@ def read_config_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def model_config_path(spec: str, base: Path | None = None) -> Path | None:
+    """The config.json a path-like (not catalog-named) model ``spec`` reads, or None: tried against
+    ``base`` (the scenario's folder), the working directory and catalogs/models/, where a dropped-in
+    ``NAME.json`` or ``NAME/config.json`` is found by NAME. The web app's path guard asks this same
+    function, so it checks the file that would be read."""
+    looks_like_path = spec.endswith(".json") or "/" in spec or os.sep in spec
+    # a config.json dropped into catalogs/models/ (as NAME.json or NAME/config.json) needs no registry entry
+    dropped = catalog_root() / "models"
+    for root in [*([base] if base else []), Path.cwd(), dropped]:
+        try:
+            cand = (root / spec) if not Path(spec).is_absolute() else Path(spec)
+            if root is dropped and not looks_like_path:
+                cand = cand.with_name(cand.name + ".json") if not cand.is_dir() else cand
+            if cand.is_dir():
+                cand = cand / "config.json"
+            if cand.is_file():
+                return cand
+        except (OSError, ValueError):  # a name too long, a NUL byte: nothing to read there
+            continue
+    return None
+
+
 def resolve_model(spec: str, catalog: Catalog, base: Path | None = None) -> ResolvedModel:
     """A model by catalog name, HF id or alias, or a path to a config.json (or its folder).
 
@@ -282,17 +304,10 @@ def resolve_model(spec: str, catalog: Catalog, base: Path | None = None) -> Reso
         path = catalog_root() / "models" / src.config_file
         return ResolvedModel(name=src.name, config=read_config_json(path), path=path, source=src)
     looks_like_path = spec.endswith(".json") or "/" in spec or os.sep in spec
-    # a config.json dropped into catalogs/models/ (as NAME.json or NAME/config.json) needs no registry entry
-    dropped = catalog_root() / "models"
-    for root in [*([base] if base else []), Path.cwd(), dropped]:
-        cand = (root / spec) if not Path(spec).is_absolute() else Path(spec)
-        if root is dropped and not looks_like_path:
-            cand = cand.with_name(cand.name + ".json") if not cand.is_dir() else cand
-        if cand.is_dir():
-            cand = cand / "config.json"
-        if cand.is_file():
-            return ResolvedModel(name=cand.parent.name if cand.name == "config.json" else cand.stem,
-                                 config=read_config_json(cand), path=cand, source=None)
+    cand = model_config_path(spec, base)
+    if cand is not None:
+        return ResolvedModel(name=cand.parent.name if cand.name == "config.json" else cand.stem,
+                             config=read_config_json(cand), path=cand, source=None)
     hint = _suggest(spec, names)
     if looks_like_path and spec.endswith(".json"):
         raise CatalogError(f"model config {spec!r} not found", hint="check the path to the config.json")

@@ -22,6 +22,7 @@ from optimizer.loaders import (
     ResolvedScenario,
     catalog_root,
     load_catalog,
+    model_config_path,
     parse_yaml_bytes,
     scenario_from_data,
 )
@@ -87,7 +88,7 @@ class Sources:
             spec = w.get("model") if isinstance(w, dict) else None
             if not isinstance(spec, str) or spec.strip().lower() in names:
                 continue
-            hit = _first_existing(spec, path.parent)
+            hit = model_config_path(spec, path.parent)
             if hit is not None and not _inside(hit, roots):
                 raise ScenarioError(
                     f"model path {spec[:200]!r} is outside the folders the web app reads", file=str(path),
@@ -99,25 +100,6 @@ class Sources:
             raise ScenarioError(f"calibration path {cal[:200]!r} is outside the folders the web app reads",
                                 file=str(path), field="calibration",
                                 hint="put the calibration file beside the scenario given to `procure serve`")
-
-
-def _first_existing(spec: str, base: Path) -> Path | None:
-    """The file :func:`optimizer.loaders.resolve_model` would read for a path-like ``spec``, in its
-    order (the scenario's folder, the working folder, catalogs/models/), or None when none exists."""
-    looks_like_path = spec.endswith(".json") or "/" in spec or os.sep in spec
-    dropped = catalog_root() / "models"
-    for root in (base, Path.cwd(), dropped):
-        cand = (root / spec) if not Path(spec).is_absolute() else Path(spec)
-        try:
-            if root is dropped and not looks_like_path:
-                cand = cand.with_name(cand.name + ".json") if not cand.is_dir() else cand
-            if cand.is_dir():
-                cand = cand / "config.json"
-            if cand.exists():
-                return cand
-        except (OSError, ValueError):  # a name too long, a NUL byte: nothing to read there
-            continue
-    return None
 
 
 def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
