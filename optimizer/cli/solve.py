@@ -66,7 +66,7 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
     plan = result.plan
     written = []
     if workbook is not None:
-        from optimizer.report.excel import write_workbook
+        from optimizer.report.workbook import write_workbook
 
         written.append(write_workbook(plan, rs, workbook, force=force or output is None))
     if markdown is not None:
@@ -87,8 +87,8 @@ def _output_targets(scenario: Path, *, output: Path | None, no_workbook: bool, m
                     force: bool) -> tuple[Path | None, Path | None]:
     """The workbook and Markdown paths, checked before any solving: a missing or read-only folder, a
     folder given as the file, a file that exists without --force are UsageErrors (exit 2)."""
-    from optimizer.report.excel import default_workbook_path
     from optimizer.report.safe_write import check_target
+    from optimizer.report.workbook import default_workbook_path
 
     workbook = None
     if not no_workbook:

@@ -50,7 +50,7 @@ from optimizer.compare import COVERAGE_TOLERANCE, Comparison, VariantResult, rec
 from optimizer.loaders import ResolvedScenario
 from optimizer.quote import support_in_capex
 from optimizer.quote import unit_price as quote_unit_price
-from optimizer.report.excel import default_workbook_path
+from optimizer.report.workbook import default_workbook_path
 from optimizer.report.workbook.bom import write_bom
 from optimizer.report.workbook.common import Refs, is_integrated, price_key
 from optimizer.report.xlsx import (
@@ -429,37 +429,36 @@ def build_compare_workbook(result: Comparison, rs: ResolvedScenario,
            lambda rows: per(lambda i, v: f"={L(i)}{rows['budget']}-{L(i)}{rows['total']}"
                             if own_budget(v) and i in titles else None), money, shown=per(lambda i, v: v.budget))
 
-    def energy(rows: dict[str, int]) -> list[Any]:
-        out: list[Any] = []
-        for i, v in enumerate(variants):
-            plan = v.plan
-            if i not in titles or plan is None:
-                out.append(None)
-                continue
-            sc = scen[i].scenario
-            model = plan.power_kw * sc.site.pue * HOURS_PER_YEAR * sc.horizon_years * sc.site.electricity_per_kwh
-            ok = math.isclose(model, plan.energy_cost, rel_tol=1e-9, abs_tol=0.005)
-            out.append(f"={L(i)}{rows['power']}*{inp(i, 'pue')}*{HOURS_PER_YEAR:g}*{inp(i, 'horizon')}"
-                       f"*{inp(i, 'electricity')}" if ok else plan.energy_cost)
-        return out
+    def formula_or_figure(cell: Callable[[int, Plan, dict[str, int]], tuple[str, float, float]]
+                          ) -> Callable[[dict[str, int]], list[Any]]:
+        """Per planned variant: the live formula when it reproduces the plan's figure (model ≈ figure),
+        else the figure itself; ``cell`` gives (formula, model value, the plan's figure)."""
+        def make(rows: dict[str, int]) -> list[Any]:
+            out: list[Any] = []
+            for i, v in enumerate(variants):
+                if i not in titles or v.plan is None:
+                    out.append(None)
+                    continue
+                formula, model, figure = cell(i, v.plan, rows)
+                out.append(formula if math.isclose(model, figure, rel_tol=1e-9, abs_tol=0.005) else figure)
+            return out
+        return make
 
-    def opex(rows: dict[str, int]) -> list[Any]:
-        out: list[Any] = []
-        for i, v in enumerate(variants):
-            plan = v.plan
-            if i not in titles or plan is None:
-                out.append(None)
-                continue
-            frac = prices.entries[links[i].inputs["opex"]].shown
-            model = frac * plan.hardware_capex * scen[i].scenario.horizon_years
-            ok = math.isclose(model, plan.opex_cost, rel_tol=1e-9, abs_tol=0.005)
-            out.append(f"={inp(i, 'opex')}*{prefix[i]}BOM_Hardware*{inp(i, 'horizon')}" if ok else plan.opex_cost)
-        return out
+    def energy(i: int, plan: Plan, rows: dict[str, int]) -> tuple[str, float, float]:
+        sc = scen[i].scenario
+        model = plan.power_kw * sc.site.pue * HOURS_PER_YEAR * sc.horizon_years * sc.site.electricity_per_kwh
+        return (f"={L(i)}{rows['power']}*{inp(i, 'pue')}*{HOURS_PER_YEAR:g}*{inp(i, 'horizon')}"
+                f"*{inp(i, 'electricity')}", model, plan.energy_cost)
+
+    def opex(i: int, plan: Plan, rows: dict[str, int]) -> tuple[str, float, float]:
+        frac = prices.entries[links[i].inputs["opex"]].shown
+        model = frac * plan.hardware_capex * scen[i].scenario.horizon_years
+        return f"={inp(i, 'opex')}*{prefix[i]}BOM_Hardware*{inp(i, 'horizon')}", model, plan.opex_cost
 
     metric("energy", f"Energy over {result.horizon_years:g} years (IT kW x PUE x 8,760 h x years x price)", cur,
-           energy, money, shown=per(lambda i, v: v.plan.energy_cost if v.plan else None))
+           formula_or_figure(energy), money, shown=per(lambda i, v: v.plan.energy_cost if v.plan else None))
     metric("opex", f"Yearly opex over {result.horizon_years:g} years (support not quoted as BOM lines)", cur,
-           opex, money, shown=per(lambda i, v: v.plan.opex_cost if v.plan else None))
+           formula_or_figure(opex), money, shown=per(lambda i, v: v.plan.opex_cost if v.plan else None))
     metric("tco", f"TCO over {result.horizon_years:g} years (capex + energy + opex)", cur,
            lambda rows: per(lambda i, v: f"={L(i)}{rows['capex']}+{L(i)}{rows['energy']}+{L(i)}{rows['opex']}"
                             if i in titles else None), money, bold=True, shown=per(lambda i, v: v.tco))

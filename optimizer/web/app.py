@@ -337,7 +337,7 @@ def create_app(sources: Sources | None = None, worker: SolveWorker | None = None
 
 
 def _plan_xlsx(plan: Plan, rs: ResolvedScenario) -> bytes:
-    from optimizer.report.excel import write_workbook
+    from optimizer.report.workbook import write_workbook
 
     with tempfile.TemporaryDirectory(prefix="procure-web-") as tmp:
         return write_workbook(plan, rs, Path(tmp) / "plan.xlsx").read_bytes()

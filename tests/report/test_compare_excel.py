@@ -35,7 +35,7 @@ from optimizer.report.compare_excel import (
     build_compare_workbook,
     write_compare_workbook,
 )
-from optimizer.report.excel import BOM_HEADER_ROW
+from optimizer.report.workbook import BOM_HEADER_ROW
 from optimizer.report.xlsx import save_workbook
 from tests.conftest import REPO
 from tests.report.libreoffice import needs_libreoffice, recalculate

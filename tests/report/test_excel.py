@@ -44,7 +44,8 @@ import yaml
 
 from optimizer.errors import UsageError
 from optimizer.loaders import ResolvedScenario, load_scenario
-from optimizer.report.excel import (
+from optimizer.report.safe_write import safe_write
+from optimizer.report.workbook import (
     BOM,
     CAPACITY,
     RACKS,
@@ -55,7 +56,6 @@ from optimizer.report.excel import (
     default_workbook_path,
     write_workbook,
 )
-from optimizer.report.safe_write import safe_write
 from optimizer.report.workbook.summary import OVER_BUDGET
 from optimizer.schema.plan import (
     Deployment,

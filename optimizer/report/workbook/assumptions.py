@@ -183,15 +183,13 @@ def write_assumptions(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScena
             f"scenario value (prices.{line.gpu})" if override(rs, line.gpu) else
             f"estimate: catalog {gpu.price.usd:,.0f} USD{conv}, {gpu.confidence} confidence" if gpu
             else "estimate (not in catalog)", gpu.price.as_of if gpu else None, gpu.price.source if gpu else "")
-    quote = getattr(sc, "quote", None)
     for i, q in enumerate(quote_lines(plan)):
-        entry = rs.catalog.quote_items.get(q.item) if hasattr(rs.catalog, "quote_items") else None
-        fraction = getattr(entry, "fraction", None) if entry is not None else None
-        over = quote is not None and (q.item in getattr(quote, "prices", {})
-                                      or q.item in getattr(quote, "fractions", {}))
+        entry = rs.catalog.quote_items.get(q.item)
+        fraction = entry.fraction if entry is not None else None
+        over = q.item in sc.quote.prices or q.item in sc.quote.fractions
         hardware = sum(s.unit_price * s.count for s in plan.servers)
         if fraction is not None and hardware > 0:
-            per_year = str(getattr(entry, "rule", "")).endswith("per_year")
+            per_year = entry is not None and entry.rule.endswith("per_year")
             value = q.unit_price / hardware  # the fraction the plan priced the line with
             basis = ("scenario value (quote.fractions)" if over else
                      "scenario opex_per_year_fraction" if per_year and abs(value - sc.opex_per_year_fraction) < 1e-12

@@ -128,7 +128,7 @@ def write_bom(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenario, ref
             desc = f"{s.chassis} system with {s.gpus_per_server} x {s.gpu}{mem} GPUs"
             if srv is not None:
                 desc += f": {srv.description}"
-            r = line(CATEGORY_SYSTEM, desc, vendor, getattr(srv, "part_number", None), s.count, s.count,
+            r = line(CATEGORY_SYSTEM, desc, vendor, None, s.count, s.count,
                      price(price_key("system", s.sku), s.unit_price), s.unit_price,
                      srv.base_price.as_of if srv else None,
                      "scenario prices" if over and srv is None else srv.base_price.source if srv else "",
@@ -136,7 +136,7 @@ def write_bom(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenario, ref
         else:
             over = override(rs, s.chassis)
             desc = f"{s.chassis} server chassis for {s.gpus_per_server} x {s.gpu} cards (cards on their own line)"
-            r = line(CATEGORY_CHASSIS, desc, vendor, getattr(srv, "part_number", None), s.count, s.count,
+            r = line(CATEGORY_CHASSIS, desc, vendor, None, s.count, s.count,
                      price(price_key("chassis", s.chassis), s.chassis_price), s.chassis_price,
                      None if over or srv is None else srv.base_price.as_of,
                      f"scenario {rs.path.name}: prices.{s.chassis}" if over else srv.base_price.source if srv else "",
@@ -167,9 +167,9 @@ def write_bom(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenario, ref
     n_servers = sum(s.count for s in plan.servers)
     hw_name = f"{p}BOM_Hardware"
     for i, q in enumerate(quote_lines(plan)):
-        entry = rs.catalog.quote_items.get(q.item) if hasattr(rs.catalog, "quote_items") else None
-        rule = str(getattr(entry, "rule", ""))
-        per = float(getattr(entry, "per", 1.0))
+        entry = rs.catalog.quote_items.get(q.item)
+        rule = entry.rule if entry is not None else ""
+        per = entry.per if entry is not None else 1.0
         qty: Any = q.quantity
         if rule == "per_server" and abs(per * n_servers - q.quantity) < 1e-9:
             qty = f"={per:g}*({servers_now})" if per != 1 else f"={servers_now}"
@@ -181,7 +181,7 @@ def write_bom(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenario, ref
         unit: Any = price(price_key("quote", str(i)), q.unit_price)
         if rule.startswith("fraction_") and q.item in refs.fraction:
             unit = f"={refs.fraction[q.item]}*{hw_name}"
-        desc = q.description + (f" — {q.basis}" if getattr(q, "basis", "") else "")
+        desc = q.description + (f" — {q.basis}" if q.basis else "")
         line(QUOTE_CATEGORIES.get(q.category, q.category), desc, q.vendor, q.part_number, qty, q.quantity, unit,
              q.unit_price, q.price_date, q.source, q.confidence, qty_input=not str(qty).startswith("="))
     last = row
@@ -200,26 +200,21 @@ def write_bom(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenario, ref
     sh.put(row, 8, f"=SUM(H{lo}:H{hi})", money, shown=sub, border=TOTAL_BORDER)
     define_name(wb, f"{p}BOM_Subtotal", sheet, 8, row)
     row += 1
-    sh.put(row, 3, "Contingency (% of subtotal)", width=False)
-    if local_inputs:
-        sh.put(row, 7, getattr(getattr(rs.scenario, "finance", None), "contingency_pct", 0.0), FMT_PCT2,
-               font=INPUT_FONT, fill=INPUT_FILL)
-        define_name(wb, f"{p}Contingency_Pct", sheet, 7, row)
-    else:
-        sh.put(row, 7, "=Contingency_Pct", FMT_PCT2, shown=0.1)
-    sh.put(row, 8, f"={p}BOM_Subtotal*{p}Contingency_Pct", money, shown=sub)
-    define_name(wb, f"{p}BOM_Contingency", sheet, 8, row)
-    row += 1
-    sh.put(row, 3, "Tax (% of subtotal + contingency)", width=False)
-    if local_inputs:
-        sh.put(row, 7, getattr(getattr(rs.scenario, "finance", None), "tax_pct", 0.0), FMT_PCT2,
-               font=INPUT_FONT, fill=INPUT_FILL)
-        define_name(wb, f"{p}Tax_Pct", sheet, 7, row)
-    else:
-        sh.put(row, 7, "=Tax_Pct", FMT_PCT2, shown=0.1)
-    sh.put(row, 8, f"=({p}BOM_Subtotal+{p}BOM_Contingency)*{p}Tax_Pct", money, shown=sub)
-    define_name(wb, f"{p}BOM_Tax", sheet, 8, row)
-    row += 1
+    fin = rs.scenario.finance
+    for label, rate, rate_name, base, total_name in (
+            ("Contingency (% of subtotal)", fin.contingency_pct, "Contingency_Pct", f"{p}BOM_Subtotal",
+             "BOM_Contingency"),
+            ("Tax (% of subtotal + contingency)", fin.tax_pct, "Tax_Pct",
+             f"({p}BOM_Subtotal+{p}BOM_Contingency)", "BOM_Tax")):
+        sh.put(row, 3, label, width=False)
+        if local_inputs:
+            sh.put(row, 7, rate, FMT_PCT2, font=INPUT_FONT, fill=INPUT_FILL)
+            define_name(wb, f"{p}{rate_name}", sheet, 7, row)
+        else:
+            sh.put(row, 7, f"={rate_name}", FMT_PCT2, shown=0.1)
+        sh.put(row, 8, f"={base}*{p}{rate_name}", money, shown=sub)
+        define_name(wb, f"{p}{total_name}", sheet, 8, row)
+        row += 1
     sh.put(row, 3, "Grand total", font=BOLD, width=False)
     sh.put(row, 8, f"={p}BOM_Subtotal+{p}BOM_Contingency+{p}BOM_Tax", money, shown=sub * 1.2,
            border=Border(top=THIN, bottom=Side(style="double")))
@@ -240,8 +235,7 @@ def write_bom(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenario, ref
 
 def _support_years_follow(rs: ResolvedScenario, plan: Plan, quantity: float) -> bool:
     """Support years are the horizon rounded up (no quote.support_years): the quantity follows it."""
-    quote = getattr(rs.scenario, "quote", None)
-    return getattr(quote, "support_years", None) is None and quantity == math.ceil(plan.horizon_years - 1e-9)
+    return rs.scenario.quote.support_years is None and quantity == math.ceil(plan.horizon_years - 1e-9)
 
 
 def add_bom_sheet(wb: Workbook, title: str, plan: Plan, rs: ResolvedScenario, *, prefix: str,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
 from optimizer.loaders import ResolvedScenario
 from optimizer.schema.plan import Plan, QuoteLine, ServerLine
+from optimizer.schema.scenario import FinanceSettings
 
 SUMMARY = "Summary"
 BOM = "Bill of Materials"
@@ -54,10 +54,8 @@ def price_key(kind: str, name: str) -> str:
 
 def is_integrated(line: ServerLine, rs: ResolvedScenario) -> bool:
     """An HGX/DGX/OAM/Atlas system sold as one unit: the plan's flag, else the catalog's."""
-    if getattr(line, "integrated", False):
-        return True
     srv = rs.catalog.servers.get(line.chassis)
-    return bool(getattr(srv, "integrated", False))
+    return line.integrated or (srv is not None and srv.integrated)
 
 
 def override(rs: ResolvedScenario, name: str) -> bool:
@@ -79,31 +77,17 @@ def chassis_power_w(line: ServerLine, rs: ResolvedScenario) -> float:
 
 
 def quote_lines(plan: Plan) -> list[QuoteLine]:
-    return list(getattr(plan, "quote_lines", None) or [])
+    return list(plan.quote_lines)
 
 
-def finance(rs: ResolvedScenario) -> Any:
-    """The scenario's ``finance:`` settings (or an object with the defaults)."""
-    fin = getattr(rs.scenario, "finance", None)
-    if fin is not None:
-        return fin
-
-    class _Defaults:
-        contingency_pct = 0.0
-        tax_pct = 0.0
-        payment_on_order_pct = 0.3
-        delivery_lag_years = 0
-        useful_life_years = 4
-        discount_rate = 0.08
-        approval = None
-
-    return _Defaults()
+def finance(rs: ResolvedScenario) -> FinanceSettings:
+    """The scenario's ``finance:`` settings."""
+    return rs.scenario.finance
 
 
 def support_is_quoted(rs: ResolvedScenario) -> bool:
     """Support bought as quote lines (capex): then it is not yearly opex in the schedule."""
-    quote = getattr(rs.scenario, "quote", None)
-    return bool(getattr(quote, "support", False))
+    return rs.scenario.quote.support
 
 
 def today() -> date:

@@ -64,7 +64,7 @@ def write_schedule(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenario
     fin = finance(rs)
     lag = fin.delivery_lag_years
     life = fin.useful_life_years
-    grand = plan.capex + getattr(plan, "contingency", 0.0) + getattr(plan, "tax", 0.0)
+    grand = plan.capex + plan.contingency + plan.tax
     energy_y = plan.energy_cost / plan.horizon_years if plan.horizon_years else 0.0
     opex_y = plan.opex_cost / plan.horizon_years if plan.horizon_years else 0.0
     row = HEADER_ROW

@@ -172,7 +172,7 @@ def write_summary(ws: Worksheet, plan: Plan, rs: ResolvedScenario, refs: Refs) -
             shown=sum(plan.gpus_by_type.values()))
 
     section("Approval")
-    approval = getattr(fin, "approval", None)
+    approval = fin.approval
     for label, attr in (("Requester", "requester"), ("Cost centre", "cost_centre"), ("Approver", "approver"),
                         ("Date", "date"), ("Signature", None)):
         row += 1
