@@ -150,7 +150,7 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
         "engine_version": version,
         "source": perf.source,
         "efficiency": {
-            "family": eff.family, "engine": eff.engine, "source": eff.source,
+            "family": eff.family, "engine": eff.engine, "source": eff.citation,
             **{k: eff_data[k] for k in _EFF_REPORTED},
         },
     }

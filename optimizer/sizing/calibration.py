@@ -512,7 +512,7 @@ def _load_cached(path: str, mtime: float) -> CalibrationFile:
                                    field=f"families.{name}.{k}", hint=hint)
         try:
             fams[str(name)] = Efficiency(**kw, family=str(name), engine=engine,
-                                         source=f"{p.name}: {vals.get('note', source)}")
+                                         citation=f"{p.name}: {vals.get('note', source)}")
         except (TypeError, UsageError) as exc:
             raise CatalogError(f"bad efficiency factors: {exc}", file=path, field=f"families.{name}",
                                hint="compute, memory_bw and comm_efficiency are fractions in (0, 1]") from exc
@@ -550,7 +550,9 @@ def efficiency_for(gpu: GPU, *, engine: str = "trtllm", calibration_path: Path |
         eff = shipped.families[fam]
     else:
         base = shipped.families[shipped.default_family]
-        eff = replace(base, family=fam, source=f"{base.source}; transferred from {shipped.default_family} "
+        eff = replace(base, family=fam, provenance="transferred",
+                      transferred_from=f"{shipped.default_family}/{base.engine}",
+                      citation=f"{base.citation}; transferred from {shipped.default_family} "
                       f"(no {fam} calibration data: estimate)")
     if user:
         eff = replace(eff, measured=user.measured)

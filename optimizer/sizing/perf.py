@@ -156,6 +156,17 @@ class Efficiency:
     * ``kv_reserve_output_fraction`` ``r``: KV tokens a running sequence holds are ``I + r O``
       (1.0 TensorRT-LLM GUARANTEED_NO_EVICT, 0.5 vLLM on-demand paging; see the module doc);
     * ``prefill_chunk_tokens``: prompt tokens per iteration (chunked prefill budget).
+
+    Provenance of the factors (reported as ``efficiency.source`` by ``procure perf``):
+
+    * ``provenance``: ``"fitted"`` when this family and engine have calibration rows, else
+      ``"transferred"`` (borrowed from ``transferred_from``, e.g. ``"Hopper/trtllm"``); a replica
+      whose exact deployment has a measured point reports ``measured`` (:class:`ReplicaPerf`);
+    * ``citation``: where the factors come from (file, rows, source documents);
+    * ``band_log_sd``: standard deviation of ``log(measured / predicted)`` capacity for this
+      family and engine, from leave-one-source-out validation (wider for transferred factors);
+      the p10/p90 band is ``point x exp(-/+ 1.2816 band_log_sd)`` and a plan at confidence ``c``
+      uses ``point x exp(-z_c band_log_sd)`` (:func:`optimizer.sizing.uncertainty.quantile_factor`).
     """
 
     compute: float
@@ -168,7 +179,10 @@ class Efficiency:
     prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS
     family: str = "Hopper"
     engine: str = "trtllm"
-    source: str = "estimate (docs/perf.md)"
+    citation: str = "estimate (docs/perf.md)"
+    provenance: Literal["fitted", "transferred"] = "fitted"
+    transferred_from: str = ""
+    band_log_sd: float = 0.0
     measured: tuple[MeasuredPoint, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -178,6 +192,9 @@ class Efficiency:
                 raise UsageError(f"efficiency {name} must be in (0, 1], got {v}", field=name)
         if self.step_overhead_ms < 0 or self.allreduce_latency_us < 0:
             raise UsageError("efficiency overheads must be >= 0", field="step_overhead_ms")
+        if not 0 <= self.band_log_sd <= 3 or not math.isfinite(self.band_log_sd):
+            raise UsageError(f"efficiency band_log_sd must be in [0, 3], got {self.band_log_sd}",
+                             field="band_log_sd")
         if not 0 <= self.kv_reserve_output_fraction <= 1:
             raise UsageError("kv_reserve_output_fraction must be in [0, 1]",
                              field="kv_reserve_output_fraction")

@@ -53,7 +53,7 @@ def test_shipped_file_has_one_parameter_set_per_family() -> None:
 
 def test_unfitted_family_takes_the_default_and_says_so() -> None:
     eff = cal.efficiency_for(resolve_gpu("A100-SXM-80GB", CAT))
-    assert eff.family == "Ampere" and "transferred from Hopper" in eff.source
+    assert eff.family == "Ampere" and eff.provenance == "transferred" and "transferred from Hopper" in eff.citation
 
 
 def test_trtllm_kv_tokens_by_hand() -> None:

@@ -257,7 +257,7 @@ def efficiency_rows(plan: Plan, rs: ResolvedScenario) -> list[tuple[str, Any, st
             eff = perf.load_efficiency(gpu, calibration_path=calibration)
             data = (asdict(eff) if is_dataclass(eff) and not isinstance(eff, type)
                     else eff.model_dump() if isinstance(eff, BaseModel) else {})
-            source = str(data.pop("source", "estimate (docs/perf.md)"))
+            source = str(data.pop("citation", "estimate (docs/perf.md)"))
             for key, value in data.items():
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     rows.append((key, float(value), gname, f"estimate; {source}"))
