@@ -456,7 +456,8 @@ def resolve_rows(rows: Sequence[CalibrationRow], catalog: Catalog) -> list[tuple
 # Calibration files
 # ------------------------------------------------------------------------------------------
 
-_EFF_KEYS = {f.name for f in fields(Efficiency)} - {"family", "engine", "source", "measured"}
+_EFF_KEYS = {f.name for f in fields(Efficiency)} - {"family", "engine", "citation", "provenance", "transferred_from",
+                                                 "measured"}
 
 
 def default_calibration_path(engine: str = "trtllm") -> Path:
