@@ -17,9 +17,10 @@ from optimizer.errors import SolverError
 from optimizer.loaders import ResolvedScenario, resolve_gpu
 from optimizer.schema.plan import Plan
 from optimizer.sizing.architecture import parse_config
-from optimizer.sizing.candidates import FINETUNE_MEMORY_FRACTION, finetune_fit, price_of
+from optimizer.sizing.candidates import FINETUNE_MEMORY_FRACTION, finetune_fit, plan_efficiency, price_of
 from optimizer.sizing.memory import serving_memory
-from optimizer.sizing.perf import load_efficiency, replica_perf
+from optimizer.sizing.perf import replica_perf
+from optimizer.sizing.uncertainty import planning_time_scale
 from optimizer.units import HOURS_PER_YEAR
 
 REL = 1e-6
@@ -152,7 +153,8 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
                             input_tokens=w.input_tokens, output_tokens=w.output_tokens,
                             kv_cache_tokens=mem.kv_cache_tokens, ttft_ms=w.slo.ttft_ms, tpot_ms=w.slo.tpot_ms,
                             max_num_seqs=sc.serving.max_num_seqs, utilization=sc.headroom,
-                            efficiency=load_efficiency(gpu, calibration_path=calib))
+                            efficiency=(eff := plan_efficiency(gpu, sc.serving, calib)),
+                            time_scale=planning_time_scale(eff.band_log_sd, sc.confidence))
         require(_close(perf.requests_per_s, d.capacity_rps, 1e-6), f"{d.workload} capacity recomputed",
                 f"{d.capacity_rps} != {perf.requests_per_s}")
         require(perf.ttft_ms <= w.slo.ttft_ms * (1 + REL) and perf.tpot_ms <= w.slo.tpot_ms * (1 + REL),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from optimizer import __version__, quote
 from optimizer.loaders import ResolvedScenario
@@ -21,6 +22,7 @@ from optimizer.schema.plan import (
     WorkloadCoverage,
 )
 from optimizer.schema.scenario import InferenceWorkload
+from optimizer.sizing.candidates import CandidateSet, InferenceCandidate
 from optimizer.sizing.memory import ServingMemory
 from optimizer.units import GIB, HOURS_PER_YEAR
 
@@ -36,6 +38,17 @@ def memory_account(mem: ServingMemory) -> MemoryAccount:
         activation_peak_gib=mem.activation_peak_bytes / GIB, non_torch_gib=mem.non_torch_bytes / GIB,
         kv_cache_gib=mem.kv_cache_bytes / GIB, cuda_graph_gib=mem.cuda_graph_bytes / GIB,
         max_model_len=mem.max_model_len, max_concurrency=mem.max_concurrency)
+
+
+def _capacity_provenance(cands: CandidateSet, gpu: str, c: InferenceCandidate,
+                         confidence: float) -> dict[str, Any]:
+    """Where a deployment's capacity comes from and which quantile of its band it is planned at
+    (a measured point is taken as exact: the median, no band)."""
+    if c.perf.source == "measured":
+        return {"efficiency_source": "measured", "capacity_quantile": 0.5, "capacity_band_log_sd": 0.0}
+    eff = cands.efficiency[gpu]
+    return {"efficiency_source": eff.provenance, "capacity_quantile": round(1.0 - confidence, 6),
+            "capacity_band_log_sd": eff.band_log_sd}
 
 
 def cost_figures(mm: MipModel, counts: dict[str, int]) -> dict[str, float]:
@@ -95,7 +108,7 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
             batch=c.perf.slo_batch, limited_by=c.perf.limited_by,
             weights_gib_per_gpu=c.memory.weight_bytes / GIB, kv_cache_tokens=c.memory.kv_cache_tokens,
             memory=memory_account(c.memory),
-            perf_source=c.perf.source))
+            perf_source=c.perf.source, **_capacity_provenance(cands, sku.gpu.name, c, sc.confidence)))
         spread = inference[c.workload].min_replicas >= 2
         items += [Item(c.workload, c.sku, c.tp, c.pp, c.gpus_per_replica, c.servers_per_replica,
                        spread=spread)] * r

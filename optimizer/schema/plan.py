@@ -88,6 +88,14 @@ class Deployment(Record):
     kv_cache_tokens: int = Field(description="KV cache capacity per replica, tokens")
     memory: MemoryAccount
     perf_source: str = Field(description="model (estimated) or measured (calibration file)")
+    efficiency_source: Literal["fitted", "transferred", "measured"] = Field(
+        default="fitted", description="fitted: this GPU family and engine have calibration rows; "
+        "transferred: factors borrowed from another family or engine; measured: a measured point")
+    capacity_quantile: float = Field(
+        default=0.5, ge=0, le=1, description="Quantile of the replica's capacity distribution "
+        "capacity_rps is (0.5 = point estimate; 1 - the scenario's confidence)")
+    capacity_band_log_sd: float = Field(
+        default=0.0, ge=0, description="Standard deviation of log(capacity) of this family and engine")
 
 
 class FinetuneAssignment(Record):

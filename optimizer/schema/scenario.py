@@ -218,6 +218,10 @@ class Scenario(Strict):
     objective: Literal["capex", "tco", "coverage"] = "capex"
     headroom: float = Field(default=0.8, gt=0, le=1,
         description="Plan replicas at most at this fraction of SLO capacity")
+    confidence: float = Field(default=0.5, ge=0.5, le=0.99,
+        description="Probability that each replica reaches the capacity it is planned at: 0.5 plans on "
+        "the point estimate; higher sizes every replica at the lower quantile of its GPU family's error "
+        "band (docs/perf.md, 'Error bands'), so families with wide bands cost more to rely on")
     prices: dict[Ref, Price] = Field(default_factory=dict,
         description="Overrides of catalog unit prices (GPU or server name), in currency")
     opex_per_year_fraction: float = Field(default=0.0, ge=0, le=1,

@@ -23,6 +23,7 @@ from optimizer.sizing.architecture import ModelArch, param_counts, parse_config
 from optimizer.sizing.finetune import finetune_memory
 from optimizer.sizing.memory import ServingMemory, serving_memory
 from optimizer.sizing.perf import Efficiency, PerfQuery, ReplicaPerf, load_efficiency, replica_perf_many
+from optimizer.sizing.uncertainty import planning_time_scale
 from optimizer.units import GIB
 
 #: TP degrees tried; each must divide the attention heads, stay inside the GPU's NVLink/HCCS
@@ -119,6 +120,8 @@ class CandidateSet:
     archs: dict[str, ModelArch] = field(default_factory=dict)
     # server SKUs dropped because one of them alone exceeds a rack's power or units (see drop_unrackable)
     unrackable: dict[str, ServerSku] = field(default_factory=dict)
+    # the efficiency factors (and error band) each GPU's capacities were computed with, by GPU name
+    efficiency: dict[str, Efficiency] = field(default_factory=dict)
 
     def for_workload(self, name: str) -> list[InferenceCandidate]:
         return [c for c in self.inference if c.workload == name]
@@ -182,8 +185,8 @@ def _pp_servers(tp: int, pp: int, sku: ServerSku, allow_across: bool) -> int | N
 
 #: What a replica's capacity depends on within one build_candidates call (the efficiency of a GPU
 #: is fixed there), besides the model (the outer key of the memo): GPU, TP, PP, precision, KV
-#: dtype, I, O, KV tokens, TTFT/TPOT targets, max_num_seqs, headroom.
-PerfKey = tuple[str, int, int, str, str, int, int, int, float | None, float | None, int, float]
+#: dtype, I, O, KV tokens, TTFT/TPOT targets, max_num_seqs, headroom, confidence.
+PerfKey = tuple[str, int, int, str, str, int, int, int, float | None, float | None, int, float, float]
 PerfMemo = dict[ModelArch, dict[PerfKey, ReplicaPerf]]
 
 
@@ -298,15 +301,17 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
         gname, tp, pp, precision = key
         mkey: PerfKey = (gname, tp, pp, precision, kv_dtype, w.input_tokens, w.output_tokens,
                          mem.kv_cache_tokens, slo.ttft_ms, slo.tpot_ms,
-                         serving.max_num_seqs, sc.headroom)
+                         serving.max_num_seqs, sc.headroom, sc.confidence)
         hit = memo.get(mkey)
         if hit is not None:
             out[key] = hit
             continue
         if gname not in efficiency:
-            efficiency[gname] = load_efficiency(gpu, calibration_path=calibration)
+            efficiency[gname] = plan_efficiency(gpu, serving, calibration)
+        eff = efficiency[gname]
         todo.append((key, mkey))
-        queries.append(PerfQuery(gpu, tp, pp, precision, mem.kv_cache_tokens, efficiency[gname]))
+        queries.append(PerfQuery(gpu, tp, pp, precision, mem.kv_cache_tokens, eff,
+                                 planning_time_scale(eff.band_log_sd, sc.confidence)))
     perfs = replica_perf_many(arch, queries, kv_dtype=kv_dtype, input_tokens=w.input_tokens,
                               output_tokens=w.output_tokens, ttft_ms=slo.ttft_ms,
                               tpot_ms=slo.tpot_ms, max_num_seqs=serving.max_num_seqs,
@@ -314,6 +319,15 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
     for (key, mkey), perf in zip(todo, perfs, strict=True):
         out[key] = memo[mkey] = perf
     return out
+
+
+def plan_efficiency(gpu: GPU, serving: EngineSettings, calibration: Path | None) -> Efficiency:
+    """Efficiency factors of ``gpu``'s family for the scenario's serving engine (its profile's
+    calibration, ``EngineProfile.efficiency_engine``), with the user's calibration file if any."""
+    from optimizer.engines import profile_for
+
+    engine = profile_for(serving.engine, serving.engine_version).efficiency_engine
+    return load_efficiency(gpu, engine=engine, calibration_path=calibration)
 
 
 def _required_bytes(mem: ServingMemory) -> int:
@@ -427,7 +441,7 @@ def build_candidates(rs: ResolvedScenario) -> CandidateSet:
     skus = server_skus(rs)
     out = CandidateSet(skus=skus)
     calibration = rs.calibration_path
-    efficiency: dict[str, Efficiency] = {}
+    efficiency: dict[str, Efficiency] = out.efficiency
     perf_memo: PerfMemo = {}
     # one object per distinct architecture: the memo and the sizing caches compare keys by
     # identity first, so workloads of the same model skip a field-by-field comparison

@@ -481,7 +481,11 @@ def _match_measured(points: tuple[MeasuredPoint, ...], model: str, gpu: str, tp:
 
 class PerfQuery(NamedTuple):
     """One deployment of a :func:`replica_perf_many` batch: the GPU, its layout and precision,
-    the replica's KV-cache tokens (``memory.serving_memory``) and the engine's efficiency."""
+    the replica's KV-cache tokens (``memory.serving_memory``) and the engine's efficiency.
+
+    ``time_scale`` multiplies every modelled time (1 = the point estimate; a plan at confidence
+    ``c`` passes ``1 / uncertainty.confidence_factor(c, band)``, so SLO limits are re-evaluated on
+    the slower GPU rather than the capacity merely scaled). A measured point replaces it."""
 
     gpu: GPU
     tp: int
@@ -489,6 +493,7 @@ class PerfQuery(NamedTuple):
     precision: str
     kv_cache_tokens: int
     efficiency: Efficiency
+    time_scale: float = 1.0
 
 
 def _check_perf_inputs(input_tokens: int, output_tokens: int, kv_cache_tokens: int,
@@ -507,7 +512,8 @@ def replica_perf(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: 
                  kv_dtype: str = "auto", input_tokens: int, output_tokens: int, kv_cache_tokens: int,
                  ttft_ms: float | None = None, tpot_ms: float | None = None, max_num_seqs: int = 256,
                  utilization: float = 0.8, efficiency: Efficiency | None = None,
-                 measured: tuple[MeasuredPoint, ...] | list[MeasuredPoint] | None = None) -> ReplicaPerf:
+                 measured: tuple[MeasuredPoint, ...] | list[MeasuredPoint] | None = None,
+                 time_scale: float = 1.0) -> ReplicaPerf:
     """Offline throughput and SLO-limited capacity of one replica (see the module docstring).
 
     1. ``B_max = min(max_num_seqs, floor(kv_cache_tokens / (I + r O)))``; offline throughput
@@ -526,7 +532,7 @@ def replica_perf(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: 
     """
     _check_perf_inputs(input_tokens, output_tokens, kv_cache_tokens, utilization, max_num_seqs)
     eff = efficiency or load_efficiency(gpu)
-    query = PerfQuery(gpu, tp, pp, precision, kv_cache_tokens, eff)
+    query = PerfQuery(gpu, tp, pp, precision, kv_cache_tokens, eff, time_scale)
     return replica_perf_many(arch, (query,), kv_dtype=kv_dtype, input_tokens=input_tokens,
                              output_tokens=output_tokens, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
                              max_num_seqs=max_num_seqs, utilization=utilization,
@@ -581,7 +587,7 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
     sms = [_cached_step_model(table, arch, q.gpu, q.tp, q.pp, q.precision, kv_dtype) for q in queries]
     effs = [q.efficiency for q in queries]
 
-    scales = [1.0] * n
+    scales = [q.time_scale for q in queries]
     sources: list[Literal["model", "measured"]] = ["model"] * n
     offline_override: dict[int, float] = {}
     for i, (q, sm) in enumerate(zip(queries, sms, strict=True)):

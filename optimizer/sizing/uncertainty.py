@@ -43,4 +43,11 @@ def confidence_factor(confidence: float, band_log_sd: float) -> float:
     return quantile_factor(1.0 - confidence, band_log_sd)
 
 
-__all__ = ["BAND_QUANTILES", "confidence_factor", "quantile_factor"]
+
+def planning_time_scale(band_log_sd: float, confidence: float) -> float:
+    """Factor on every modelled time of a replica planned at ``confidence`` (``PerfQuery.time_scale``):
+    ``1 / confidence_factor``, so the GPU is modelled as slow as it is with probability ``1 - confidence``."""
+    return 1.0 / confidence_factor(confidence, band_log_sd)
+
+
+__all__ = ["BAND_QUANTILES", "confidence_factor", "planning_time_scale", "quantile_factor"]
