@@ -71,9 +71,10 @@ class EngineDefaults:
         return self.kv_dtype_fp8_weights if precision == "fp8" else self.kv_dtype
 
 
-#: Signature of a profile's memory rule (the arguments of ``memory._serving_memory_cached``).
-MemoryRule = Callable[["ModelArch", str, float, int, int, "EngineSettings", int, int, str, "int | None"],
-                      "ServingMemory"]
+#: Signature of a profile's memory rule (the arguments of ``memory._serving_memory_cached``, the
+#: last two being the MoE layout's ``ep`` and ``dp``).
+MemoryRule = Callable[["ModelArch", str, float, int, int, "EngineSettings", int, int, str, "int | None",
+                       int, int], "ServingMemory"]
 
 
 @dataclass(frozen=True)
@@ -98,23 +99,27 @@ def kv_account(arch: ModelArch, precision: str, *, engine_label: str, gpu_memory
                pp: int, settings: EngineSettings, max_model_len: int, group_size: int, quant_format: str,
                budget_bytes: int, fraction: float, reserved: tuple[MemoryLine, ...], profile_tokens: int,
                activation: int, non_torch: int, graphs: int, graphs_in_budget: bool,
-               tokens_override: Callable[[int], int] | None = None) -> ServingMemory:
+               tokens_override: Callable[[int], int] | None = None, ep: int = 1,
+               dp: int = 1) -> ServingMemory:
     """The KV account shared by the V1 and SGLang rules: per stage ``budget - weights - reserved``
     (the worst stage binds), in blocks of ``settings.block_size_tokens``; ``tokens_override``
-    turns the stage's free bytes into tokens when the engine does not round to blocks."""
+    turns the stage's free bytes into tokens when the engine does not round to blocks. ``ep``,
+    ``dp``: the MoE layout (weights with routed experts over ``ep``; the KV of one DP rank)."""
     from optimizer.sizing.architecture import kv_tokens_held
     from optimizer.sizing.memory import (
         KV_BYTES,
         MemoryLine,
         ServingMemory,
         _kv_elements_per_token_per_layer,
+        layout_note,
         pp_layer_ranges,
         stage_weight_bytes,
     )
     from optimizer.units import GIB
 
     total = int(gpu_memory_gib * GIB)
-    stages = stage_weight_bytes(arch, precision, tp, pp, group_size=group_size, quant_format=quant_format)
+    stages = stage_weight_bytes(arch, precision, tp, pp, group_size=group_size, quant_format=quant_format,
+                                ep=ep)
     ranges = pp_layer_ranges(arch.num_layers, pp)
     per_layer_kv = _kv_elements_per_token_per_layer(arch, tp) * KV_BYTES[settings.kv_dtype]
     held_back = sum(line.bytes for line in reserved)
@@ -139,7 +144,7 @@ def kv_account(arch: ModelArch, precision: str, *, engine_label: str, gpu_memory
     breakdown = (
         MemoryLine("GPU memory", total, f"{gpu_memory_gib:g} GiB per GPU"),
         MemoryLine("budget", budget_bytes, f"x {fraction:g}"),
-        MemoryLine("weights", stages[worst], f"{precision}, TP={tp}, PP={pp}, worst rank"),
+        MemoryLine("weights", stages[worst], f"{precision}, TP={tp}, PP={pp}" + layout_note(ep, dp) + ", worst rank"),
         *reserved,
         MemoryLine("KV cache", kv_bytes, f"{kv_tokens:,} tokens x {per_tok:,} B/token ({settings.kv_dtype})"),
         MemoryLine("unallocated in budget", max(0, budget_bytes - stages[worst] - held_back - kv_bytes),
@@ -153,5 +158,5 @@ def kv_account(arch: ModelArch, precision: str, *, engine_label: str, gpu_memory
         kv_bytes_per_token_per_gpu=per_tok, block_size_tokens=bs, block_bytes=bs * per_tok,
         num_gpu_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=max_model_len,
         max_concurrency=kv_tokens / held if held else 0.0, profile_tokens=profile_tokens,
-        fits=not reasons, reason="; ".join(reasons) or "fits", breakdown=breakdown,
+        fits=not reasons, reason="; ".join(reasons) or "fits", breakdown=breakdown, ep=ep, dp=dp,
     )

@@ -55,10 +55,13 @@ def default_mem_fraction_static(tp: int) -> float:
 
 def serving_memory_sglang(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int,
                           settings: EngineSettings, max_model_len: int, group_size: int, quant_format: str,
-                          non_torch: int | None) -> ServingMemory:
+                          non_torch: int | None, ep: int = 1, dp: int = 1) -> ServingMemory:
+    """The rule of the module docstring. With DP attention SGLang's ``--tp`` is the whole
+    ``tp x dp`` group (``server_args.py``: attention TP = ``tp_size // dp_size``), so the
+    communicator memory and the ``mem_fraction_static`` default follow ``tp x dp``."""
     total = int(gpu_memory_gib * GIB)
-    nt = NON_TORCH_BYTES_TP1 + dist_init_bytes(tp, gpu_memory_gib) if non_torch is None else non_torch
-    frac = settings.mem_fraction_static or default_mem_fraction_static(tp)
+    nt = NON_TORCH_BYTES_TP1 + dist_init_bytes(tp * dp, gpu_memory_gib) if non_torch is None else non_torch
+    frac = settings.mem_fraction_static or default_mem_fraction_static(tp * dp)
     free_init = total - nt
     budget = int(free_init * frac)
     reserved = (MemoryLine("context at start-up", 0,
@@ -68,7 +71,7 @@ def serving_memory_sglang(arch: ModelArch, precision: str, gpu_memory_gib: float
                       max_model_len=max_model_len, group_size=group_size, quant_format=quant_format,
                       budget_bytes=budget, fraction=frac, reserved=reserved,
                       profile_tokens=CHUNKED_PREFILL_SIZE, activation=0, non_torch=nt, graphs=0,
-                      graphs_in_budget=True, tokens_override=lambda n: n)
+                      graphs_in_budget=True, tokens_override=lambda n: n, ep=ep, dp=dp)
 
 
 PROFILE = EngineProfile(

@@ -37,40 +37,42 @@ DEFAULTS = EngineDefaults("trtllm", max_num_seqs=4096, kv_dtype="auto", kv_dtype
 
 def free_after_load(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int, *,
                     group_size: int = 128, quant_format: str = "gptq",
-                    non_torch: int | None = None) -> tuple[float, int, int, int]:
-    """``(free, weights, activations, non_torch)`` bytes of the worst rank: G - W - A - N."""
-    weights = max(stage_weight_bytes(arch, precision, tp, pp, group_size=group_size, quant_format=quant_format))
-    act = activation_peak_bytes(arch, TRTLLM_MAX_NUM_TOKENS, tp)
-    nt = non_torch_bytes(tp) if non_torch is None else non_torch
+                    non_torch: int | None = None, ep: int = 1, dp: int = 1) -> tuple[float, int, int, int]:
+    """``(free, weights, activations, non_torch)`` bytes of the worst rank: G - W - A - N
+    (``ep``/``dp``: the MoE layout, ``moe_expert_parallel_size`` / ``enable_attention_dp``)."""
+    weights = max(stage_weight_bytes(arch, precision, tp, pp, group_size=group_size, quant_format=quant_format,
+                                     ep=ep))
+    act = activation_peak_bytes(arch, TRTLLM_MAX_NUM_TOKENS, tp, ep)
+    nt = non_torch_bytes(tp * dp) if non_torch is None else non_torch
     return gpu_memory_gib * GIB - weights - act - nt, weights, act, nt
 
 
 def kv_cache_tokens(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int, *,
                     kv_dtype: str, fraction: float, group_size: int = 128, quant_format: str = "gptq",
-                    non_torch: int | None = None) -> int:
+                    non_torch: int | None = None, ep: int = 1, dp: int = 1) -> int:
     """KV tokens TensorRT-LLM allocates: ``fraction x (G - W - A - N) / kv_bytes_per_token``
     per GPU (worst stage), with G the device memory, W the rank's weights, A the activation
     workspace at ``max_num_tokens`` (8192) and N the CUDA context (``memory.non_torch_bytes``).
     TensorRT-LLM sizes the cache from free memory after loading and a warm-up forward
     (``KvCacheConfig.free_gpu_memory_fraction``, docs "Useful runtime options")."""
     free = free_after_load(arch, precision, gpu_memory_gib, tp, pp, group_size=group_size,
-                           quant_format=quant_format, non_torch=non_torch)[0]
+                           quant_format=quant_format, non_torch=non_torch, ep=ep, dp=dp)[0]
     per_tok = kv_bytes_per_token_per_gpu(arch, kv_dtype, tp, pp)
     return max(0, int(fraction * free // per_tok))
 
 
 def serving_memory_trtllm(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int,
                           settings: EngineSettings, max_model_len: int, group_size: int, quant_format: str,
-                          non_torch: int | None) -> ServingMemory:
+                          non_torch: int | None, ep: int = 1, dp: int = 1) -> ServingMemory:
     """The profile's memory rule: :func:`kv_cache_tokens` with ``fraction =
     settings.gpu_memory_utilization`` (no block rounding, as in ``perf``), as a memory account."""
     frac = settings.gpu_memory_utilization
     total = int(gpu_memory_gib * GIB)
     free, weights, act, nt = free_after_load(arch, precision, gpu_memory_gib, tp, pp, group_size=group_size,
-                                             quant_format=quant_format, non_torch=non_torch)
+                                             quant_format=quant_format, non_torch=non_torch, ep=ep, dp=dp)
     tokens = kv_cache_tokens(arch, precision, gpu_memory_gib, tp, pp, kv_dtype=settings.kv_dtype,
                              fraction=frac, group_size=group_size, quant_format=quant_format,
-                             non_torch=non_torch)
+                             non_torch=non_torch, ep=ep, dp=dp)
     per_tok = kv_bytes_per_token_per_gpu(arch, settings.kv_dtype, tp, pp)
     kv_bytes = tokens * per_tok
     held = kv_tokens_held(arch, max_model_len)
@@ -94,7 +96,7 @@ def serving_memory_trtllm(arch: ModelArch, precision: str, gpu_memory_gib: float
         cuda_graph_bytes=0, kv_cache_bytes=kv_bytes, kv_bytes_per_token_per_gpu=per_tok,
         block_size_tokens=bs, block_bytes=bs * per_tok, num_gpu_blocks=tokens // bs, kv_cache_tokens=tokens,
         max_model_len=max_model_len, max_concurrency=tokens / held if held else 0.0,
-        profile_tokens=TRTLLM_MAX_NUM_TOKENS, fits=fits, reason=reason, breakdown=breakdown,
+        profile_tokens=TRTLLM_MAX_NUM_TOKENS, fits=fits, reason=reason, breakdown=breakdown, ep=ep, dp=dp,
     )
 
 

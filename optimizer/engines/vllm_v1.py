@@ -80,15 +80,16 @@ def sampler_bytes(arch: ModelArch, rows: int) -> int:
 
 def serving_memory_v1(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int,
                       settings: EngineSettings, max_model_len: int, group_size: int, quant_format: str,
-                      non_torch: int | None) -> ServingMemory:
-    """KV capacity under the V1 rule of the module docstring (worst pipeline stage binds)."""
+                      non_torch: int | None, ep: int = 1, dp: int = 1) -> ServingMemory:
+    """KV capacity under the V1 rule of the module docstring (worst pipeline stage binds); with
+    ``ep``/``dp`` the MoE layout (docs/perf.md "MoE layouts"; the EP group spans ``tp x dp``)."""
     total = int(gpu_memory_gib * GIB)
     budget = int(total * settings.gpu_memory_utilization)
     tokens = settings.max_num_batched_tokens or default_batched_tokens(gpu_memory_gib)
     seqs = default_max_num_seqs(gpu_memory_gib)
-    act = activation_peak_bytes(arch, tokens, tp)
+    act = activation_peak_bytes(arch, tokens, tp, ep)
     samp = sampler_bytes(arch, min(seqs, tokens))
-    nt = NON_TORCH_BYTES_TP1 + dist_init_bytes(tp, gpu_memory_gib) if non_torch is None else non_torch
+    nt = NON_TORCH_BYTES_TP1 + dist_init_bytes(tp * dp, gpu_memory_gib) if non_torch is None else non_torch
     graphs = cuda_graph_bytes(arch, pp) if settings.cuda_graphs else 0
     in_budget = _version(settings.engine_version) >= GRAPHS_IN_BUDGET_FROM
     reserved = [
@@ -103,7 +104,7 @@ def serving_memory_v1(arch: ModelArch, precision: str, gpu_memory_gib: float, tp
                       max_model_len=max_model_len, group_size=group_size, quant_format=quant_format,
                       budget_bytes=budget, fraction=settings.gpu_memory_utilization,
                       reserved=tuple(reserved), profile_tokens=tokens, activation=act, non_torch=nt,
-                      graphs=graphs, graphs_in_budget=in_budget)
+                      graphs=graphs, graphs_in_budget=in_budget, ep=ep, dp=dp)
 
 
 PROFILE = EngineProfile(

@@ -25,7 +25,7 @@ Serving memory follows the rules of **vLLM v0.6.3/v0.6.4 (V0 engine)**, the rele
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from optimizer.errors import UsageError
@@ -164,14 +164,25 @@ def _layer_shapes(arch: ModelArch, moe_layer: bool) -> list[LinearShape]:
 
 @lru_cache(maxsize=1 << 14)
 def _layer_bytes(arch: ModelArch, moe_layer: bool, precision: str, tp: int, group_size: int,
-                 quant_format: str) -> int:
+                 quant_format: str, ep: int = 1) -> int:
     """Bytes of one decoder layer on one TP rank: linears (sharded) + norms (replicated, 16 bit
     or fp32) + the router's score-correction bias (DeepSeek-V3).
 
+    ``ep > 1`` (expert parallel): the routed experts are not TP-sharded but distributed whole,
+    ``num_experts / ep`` of them per GPU (vLLM ``FusedMoE`` with ``--enable-expert-parallel``:
+    ``local_num_experts = global_num_experts // ep_size``, each with the full intermediate size;
+    TensorRT-LLM docs "Expert Parallelism": "each GPU holds part of the experts' full weight");
+    attention, dense MLPs, shared experts and routers stay as TP shards of the ``tp`` ranks.
+
     Cached: a pure function of hashable arguments (``ModelArch`` is frozen) returning an int;
     every PP split and every GPU of a (model, precision, TP) reuses it."""
-    total = sum(_shape_bytes(s, precision, group_size, quant_format, tp, arch.num_kv_heads,
-                             arch.head_dim) for s in _layer_shapes(arch, moe_layer))
+    total = 0
+    for s in _layer_shapes(arch, moe_layer):
+        if ep > 1 and s.component == "experts_routed":
+            total += _shape_bytes(replace(s, count=s.count // ep), precision, group_size, quant_format)
+        else:
+            total += _shape_bytes(s, precision, group_size, quant_format, tp, arch.num_kv_heads,
+                                  arch.head_dim)
     norm_b = 4 if precision == "fp32" else 2
     per_layer_norms = (norm_params(arch) - arch.hidden_size) // max(1, arch.num_layers)
     total += per_layer_norms * norm_b
@@ -220,29 +231,35 @@ def pp_layer_ranges(num_layers: int, pp: int) -> list[range]:
 
 
 def stage_weight_bytes(arch: ModelArch, precision: str, tp: int, pp: int, *,
-                       group_size: int = 128, quant_format: str = "gptq") -> list[int]:
+                       group_size: int = 128, quant_format: str = "gptq", ep: int = 1) -> list[int]:
     """Weight bytes of one TP rank in each pipeline stage (first stage holds the embedding, the
     last the final norm and lm_head; a tied lm_head is stored again on the last stage when
-    pp > 1, as vLLM does).
+    pp > 1, as vLLM does). ``ep``: expert-parallel size (routed experts whole, ``E / ep`` per
+    GPU; :func:`_layer_bytes`); ``ep`` must divide the expert count.
 
     Cached (:func:`_stage_weight_bytes_cached`, a pure function of hashable arguments); each
     call gets its own list."""
     _check_precision(precision)
     if tp < 1:
         raise UsageError("tensor parallel size must be >= 1", field="tp")
-    return list(_stage_weight_bytes_cached(arch, precision, tp, pp, group_size, quant_format))
+    if ep > 1 and (not arch.is_moe or arch.num_experts % ep):
+        raise UsageError(f"expert parallel size {ep} needs a MoE model whose expert count it divides "
+                         f"({arch.name}: {arch.num_experts} experts)", field="ep")
+    if ep > 1 and quant.is_gguf(precision):
+        raise UsageError("expert parallel is not modelled for GGUF weights", field="ep")
+    return list(_stage_weight_bytes_cached(arch, precision, tp, pp, group_size, quant_format, ep))
 
 
 @lru_cache(maxsize=1 << 14)
 def _stage_weight_bytes_cached(arch: ModelArch, precision: str, tp: int, pp: int, group_size: int,
-                               quant_format: str) -> tuple[int, ...]:
+                               quant_format: str, ep: int = 1) -> tuple[int, ...]:
     """:func:`stage_weight_bytes` as a tuple (every argument is part of the cache key)."""
     if quant.is_gguf(precision):  # per-tensor types vary by layer (llama.cpp rules)
         return quant.gguf_stage_bytes(arch, precision, tp, pp_layer_ranges(arch.num_layers, pp))
     moe_set = set(arch.moe_layer_indices)
     dense_b = _layer_bytes(arch, False, precision, tp, group_size, quant_format) \
         if arch.num_dense_layers else 0
-    moe_b = _layer_bytes(arch, True, precision, tp, group_size, quant_format) \
+    moe_b = _layer_bytes(arch, True, precision, tp, group_size, quant_format, ep) \
         if arch.num_moe_layers else 0
     embed, head = _embed_bytes(arch, precision, tp)
     norm_b = (4 if precision == "fp32" else 2) * arch.hidden_size
@@ -259,7 +276,7 @@ def _stage_weight_bytes_cached(arch: ModelArch, precision: str, tp: int, pp: int
 
 
 def weight_bytes_per_gpu(arch: ModelArch, precision: str, tp: int = 1, pp: int = 1, *,
-                         group_size: int = 128, quant_format: str = "gptq") -> int:
+                         group_size: int = 128, quant_format: str = "gptq", ep: int = 1) -> int:
     """Weight bytes on the most loaded GPU (worst rank) under TP x PP.
 
     Per rank: column-parallel outputs and row-parallel inputs are split ``1/tp``; K/V projections
@@ -269,7 +286,7 @@ def weight_bytes_per_gpu(arch: ModelArch, precision: str, tp: int = 1, pp: int =
     ``vocab_parallel_embedding.py``, ``distributed/utils.py``.)
     """
     return max(stage_weight_bytes(arch, precision, tp, pp, group_size=group_size,
-                                  quant_format=quant_format))
+                                  quant_format=quant_format, ep=ep))
 
 
 # ------------------------------------------------------------------------------------------
@@ -358,6 +375,17 @@ class ServingMemory:
     fits: bool
     reason: str
     breakdown: tuple[MemoryLine, ...] = field(default_factory=tuple)
+    #: Expert-parallel size and attention data-parallel ranks of the layout (``docs/perf.md``
+    #: "MoE layouts"). Every figure above is per GPU; the KV figures are those of ONE DP rank
+    #: (each rank caches only its own sequences, with the KV heads split over its ``tp`` GPUs),
+    #: so the replica holds ``dp x kv_cache_tokens`` (:attr:`replica_kv_tokens`).
+    ep: int = 1
+    dp: int = 1
+
+    @property
+    def replica_kv_tokens(self) -> int:
+        """KV tokens of the whole replica: ``dp x`` one DP rank's cache."""
+        return self.dp * self.kv_cache_tokens
 
 
 def default_profile_tokens(settings: EngineSettings, max_model_len: int) -> int:
@@ -372,7 +400,7 @@ def default_profile_tokens(settings: EngineSettings, max_model_len: int) -> int:
     return max(max_model_len, 2048)
 
 
-def activation_peak_bytes(arch: ModelArch, tokens: int, tp: int = 1) -> int:
+def activation_peak_bytes(arch: ModelArch, tokens: int, tp: int = 1, ep: int = 1) -> int:
     """Peak transient memory of one forward pass over ``tokens`` tokens on one rank.
 
     The peak sits in the feed-forward block, where vLLM keeps live at once (``LlamaMLP.forward``
@@ -383,13 +411,16 @@ def activation_peak_bytes(arch: ModelArch, tokens: int, tp: int = 1) -> int:
     caches 1/3 share one buffer, cache 2 separate). Attention (``q, k, v`` and output,
     ``(n_q + 2 n_kv) d/tp + n_q d/tp + 2h``) is taken when larger. Checked against the v0.6.4
     log of vllm-project/vllm#10517 (Llama-3.1-8B: 2.06 GiB predicted, 2.07 GiB logged at
-    20,000 tokens).
+    20,000 tokens). With expert parallel (``ep > 1``) each GPU runs whole experts, so ``N`` is
+    the full ``moe_intermediate_size``; the caches are still sized for every routed copy
+    (``fused_experts`` allocates ``intermediate_cache1`` as ``(M, top_k, N)`` whatever the
+    ``expert_map``).
     """
     h = arch.hidden_size
     dense = 3 * h + 3 * ceil_div(arch.intermediate_size, tp) if arch.num_dense_layers else 0
     moe = 0
     if arch.num_moe_layers:
-        n = ceil_div(arch.moe_intermediate_size, tp)
+        n = arch.moe_intermediate_size if ep > 1 else ceil_div(arch.moe_intermediate_size, tp)
         moe = 3 * h + arch.experts_per_token * (max(2 * n, h) + n)
         if arch.shared_expert_intermediate_size:
             moe = max(moe, 3 * h + 3 * ceil_div(arch.shared_expert_intermediate_size, tp))
@@ -418,7 +449,7 @@ def cuda_graph_bytes(arch: ModelArch, pp: int = 1) -> int:
 def serving_memory(arch: ModelArch, precision: str, *, gpu_memory_gib: float, tp: int = 1,
                    pp: int = 1, settings: EngineSettings | None = None, max_model_len: int,
                    group_size: int = 128, quant_format: str = "gptq",
-                   non_torch: int | None = None) -> ServingMemory:
+                   non_torch: int | None = None, ep: int = 1, dp: int = 1) -> ServingMemory:
     """KV-cache capacity of one replica under vLLM v0.6.x rules (see the module docstring).
 
     Per rank r (stage s): ``available_r = G x u - W_s - A - N`` with G the device memory, u
@@ -430,6 +461,13 @@ def serving_memory(arch: ModelArch, precision: str, *, gpu_memory_gib: float, tp
     the formula vLLM logs). ``fits`` when one full-length sequence fits in the cache (vLLM raises
     otherwise) and ``G x u + CUDA graphs <= G``.
 
+    MoE layouts (``docs/perf.md`` "MoE layouts"): ``ep`` = expert-parallel size (1, or
+    ``tp x dp``: routed experts whole, ``E / ep`` per GPU), ``dp`` = attention data-parallel
+    ranks of ``tp`` GPUs each. ``W`` is then attention / dense / shared-expert weights over
+    ``tp`` plus routed experts over ``ep``; the account is that of one GPU of one DP rank (KV
+    heads split over ``tp`` only, each rank caching its own sequences), the communicator
+    memory that of the ``tp x dp``-GPU group.
+
     Cached: the account is a pure function of its arguments, all hashable (``ModelArch`` is a
     frozen dataclass, ``EngineSettings`` a frozen pydantic model, the rest numbers and strings),
     which form the key (a table per architecture, :func:`_memory_table`, so the architecture is
@@ -439,27 +477,33 @@ def serving_memory(arch: ModelArch, precision: str, *, gpu_memory_gib: float, tp
     """
     last = _last_memory_table
     table = last[1] if last[0] is arch else _remember_memory_table(arch)
+    if dp > 1 and ep != tp * dp:
+        raise UsageError(f"attention data parallel (dp {dp}) is modelled with expert parallel only: "
+                         f"ep must be tp x dp = {tp * dp}", field="ep")
+    if ep not in (1, tp * dp):
+        raise UsageError(f"expert parallel size must be 1 or tp x dp = {tp * dp}, got {ep}", field="ep")
     key = (precision, gpu_memory_gib, tp, pp, settings or EngineSettings(), max_model_len, group_size,
-           quant_format, non_torch)
+           quant_format, non_torch, ep, dp)
     mem = table.get(key)
     if mem is None:
         mem = table[key] = _serving_memory_cached(arch, *key)
     return mem
 
 
+#: Key of the :func:`serving_memory` cache (its arguments after the architecture).
+MemoryKey = tuple[str, float, int, int, EngineSettings, int, int, str, "int | None", int, int]
+
+
 @lru_cache(maxsize=256)
-def _memory_table(arch: ModelArch) -> dict[tuple[str, float, int, int, EngineSettings, int, int, str, int | None],
-                                           ServingMemory]:
+def _memory_table(arch: ModelArch) -> dict[MemoryKey, ServingMemory]:
     """The :func:`serving_memory` cache of one architecture."""
     return {}
 
 
-_last_memory_table: tuple[ModelArch | None, dict[tuple[str, float, int, int, EngineSettings, int, int, str, int | None],
-                                                  ServingMemory]] = (None, {})
+_last_memory_table: tuple[ModelArch | None, dict[MemoryKey, ServingMemory]] = (None, {})
 
 
-def _remember_memory_table(arch: ModelArch) -> dict[tuple[str, float, int, int, EngineSettings, int, int, str,
-                                                          int | None], ServingMemory]:
+def _remember_memory_table(arch: ModelArch) -> dict[MemoryKey, ServingMemory]:
     """:func:`_memory_table` of ``arch``, remembered for the next call (a run of calls for one
     model then skips hashing the architecture: the identity test comes first)."""
     global _last_memory_table
@@ -470,7 +514,8 @@ def _remember_memory_table(arch: ModelArch) -> dict[tuple[str, float, int, int, 
 
 def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int,
                            settings: EngineSettings, max_model_len: int, group_size: int,
-                           quant_format: str, non_torch: int | None) -> ServingMemory:
+                           quant_format: str, non_torch: int | None, ep: int = 1,
+                           dp: int = 1) -> ServingMemory:
     """:func:`serving_memory`, uncached (every argument is part of its cache key). Engines other
     than vLLM V0 take their profile's rule (``optimizer/engines/``)."""
     if settings.engine != "vllm" or settings.engine_version not in ("0.6.3", "0.6.4"):
@@ -480,8 +525,8 @@ def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: floa
         if rule is None:
             raise UsageError(f"no serving-memory rule for {settings.engine} {settings.engine_version} yet",
                              field="engine", hint="use --engine vllm, sglang or trtllm")
-        return rule(arch, precision, gpu_memory_gib, tp, pp, settings, max_model_len, group_size,
-                    quant_format, non_torch)
+        return replace(rule(arch, precision, gpu_memory_gib, tp, pp, settings, max_model_len, group_size,
+                            quant_format, non_torch, ep, dp), ep=ep, dp=dp)
     if gpu_memory_gib <= 0:
         raise UsageError("GPU memory must be positive", field="gpu_memory_gib")
     if max_model_len < 1:
@@ -491,10 +536,10 @@ def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: floa
     util = settings.gpu_memory_utilization
     budget = int(total * util)
     stages = stage_weight_bytes(arch, precision, tp, pp, group_size=group_size,
-                                quant_format=quant_format)
+                                quant_format=quant_format, ep=ep)
     tokens = default_profile_tokens(settings, max_model_len)
-    act = activation_peak_bytes(arch, tokens, tp)
-    nt = non_torch_bytes(tp) if non_torch is None else non_torch
+    act = activation_peak_bytes(arch, tokens, tp, ep)
+    nt = non_torch_bytes(tp * dp) if non_torch is None else non_torch
     graphs = cuda_graph_bytes(arch, pp) if settings.cuda_graphs else 0
     ranges = pp_layer_ranges(arch.num_layers, pp)
     per_layer_kv = _kv_elements_per_token_per_layer(arch, tp) * KV_BYTES[kv_dtype]
@@ -524,7 +569,7 @@ def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: floa
     breakdown = (
         MemoryLine("GPU memory", total, f"{gpu_memory_gib:g} GiB per GPU"),
         MemoryLine("budget", budget, f"x gpu_memory_utilization {util:g}"),
-        MemoryLine("weights", weights, f"{precision}, TP={tp}, PP={pp}, worst rank"),
+        MemoryLine("weights", weights, f"{precision}, TP={tp}, PP={pp}" + layout_note(ep, dp) + ", worst rank"),
         MemoryLine("activation peak", act, f"profile pass over {tokens:,} tokens"),
         MemoryLine("non-torch", nt, "CUDA context, cuBLAS" + (", NCCL" if tp > 1 else "")),
         MemoryLine("KV cache", kv_cache,
@@ -542,8 +587,30 @@ def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: floa
         block_size_tokens=settings.block_size_tokens, block_bytes=block_bytes,
         num_gpu_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=max_model_len,
         max_concurrency=concurrency, profile_tokens=tokens, fits=not reasons,
-        reason="; ".join(reasons) or "fits", breakdown=breakdown,
+        reason="; ".join(reasons) or "fits", breakdown=breakdown, ep=ep, dp=dp,
     )
+
+
+def layout_note(ep: int, dp: int) -> str:
+    """``", EP=8, DP=2"`` for a MoE layout's memory lines (empty for ep = dp = 1)."""
+    return (f", EP={ep}" if ep > 1 else "") + (f", DP={dp} (per DP rank)" if dp > 1 else "")
+
+
+def expert_bytes_per_gpu(arch: ModelArch, precision: str, tp: int = 1, pp: int = 1, *, ep: int = 1,
+                         group_size: int = 128, quant_format: str = "gptq") -> int:
+    """Routed-expert bytes on the most loaded GPU: its stage's MoE layers x the routed experts
+    it holds (``E / ep`` whole experts when ``ep > 1``, else a ``1/tp`` shard of all ``E``)."""
+    if not arch.num_moe_layers:
+        return 0
+    moe_set = set(arch.moe_layer_indices)
+    layers = max(sum(1 for i in r if i in moe_set) for r in pp_layer_ranges(arch.num_layers, pp))
+    shapes = [s for s in _layer_shapes(arch, True) if s.component == "experts_routed"]
+    if ep > 1:
+        one = sum(_shape_bytes(replace(s, count=s.count // ep), precision, group_size, quant_format)
+                  for s in shapes)
+    else:
+        one = sum(_shape_bytes(s, precision, group_size, quant_format, tp) for s in shapes)
+    return layers * one
 
 
 def gib(n_bytes: float) -> float:
@@ -560,10 +627,12 @@ __all__ = [
     "activation_peak_bytes",
     "cuda_graph_bytes",
     "default_profile_tokens",
+    "expert_bytes_per_gpu",
     "gib",
     "kv_bytes_per_token",
     "kv_bytes_per_token_per_gpu",
     "kv_heads_per_gpu",
+    "layout_note",
     "linear_bytes",
     "non_torch_bytes",
     "pp_layer_ranges",
