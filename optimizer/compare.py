@@ -323,7 +323,8 @@ def build_variants(rs: ResolvedScenario, *, budgets: Sequence[float] = (), price
 
 def variant_scenario(rs: ResolvedScenario, v: VariantSpec | VariantResult) -> ResolvedScenario:
     """The base scenario with the variant's overrides applied (re-validated)."""
-    return with_overrides(rs, budget=v.budget, prices=v.prices or None, gpus=v.gpus, demand_scale=v.demand_scale)
+    return with_overrides(rs, budget=v.budget, prices=v.prices or None, gpus=v.gpus, demand_scale=v.demand_scale,
+                          confidence=v.confidence)
 
 
 def _without_budget(rs: ResolvedScenario, objective: str | None = None) -> ResolvedScenario:

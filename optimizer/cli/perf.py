@@ -17,7 +17,8 @@ from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import ModelArch, parse_config
 from optimizer.sizing.layout import check_layout
 from optimizer.sizing.memory import KV_BYTES, WEIGHT_BYTES, serving_memory
-from optimizer.sizing.perf import load_efficiency, replica_perf
+from optimizer.sizing.perf import ReplicaPerf, load_efficiency, replica_perf
+from optimizer.sizing.uncertainty import BAND_QUANTILES, quantile_factor
 
 _EFF_REPORTED = ("compute", "memory_bw", "step_overhead_ms", "layer_overhead_us", "comm_efficiency",
                  "allreduce_latency_us", "kv_reserve_output_fraction", "prefill_chunk_tokens")
@@ -117,10 +118,18 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
         raise UsageError(f"{resolved.name} at {precision} does not fit on {tp * pp} x {g.name}: {reason}",
                          field="--tp", hint="raise --tp/--pp, lower --precision or --max-model-len")
     eff = load_efficiency(g, engine=profile.efficiency_engine, calibration_path=calibration)
-    perf = replica_perf(arch, g, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
-                        input_tokens=input_tokens, output_tokens=output_tokens,
-                        kv_cache_tokens=kv_tokens, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
-                        max_num_seqs=max_num_seqs, utilization=utilization, efficiency=eff)
+    def run(time_scale: float = 1.0) -> ReplicaPerf:
+        return replica_perf(arch, g, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
+                            input_tokens=input_tokens, output_tokens=output_tokens,
+                            kv_cache_tokens=kv_tokens, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
+                            max_num_seqs=max_num_seqs, utilization=utilization, efficiency=eff,
+                            time_scale=time_scale)
+
+    perf = run()
+    # The band: the same model on a GPU as slow (fast) as this family is with 10% probability;
+    # a measured deployment is taken as exact.
+    band = 0.0 if perf.source == "measured" else eff.band_log_sd
+    slow, fast = (run(1.0 / quantile_factor(q, band)) for q in BAND_QUANTILES) if band else (perf, perf)
     eff_data = asdict(eff)
     out: dict[str, Any] = {
         "model": resolved.name,
@@ -150,10 +159,21 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
         "engine_version": version,
         "source": perf.source,
         "efficiency": {
-            "family": eff.family, "engine": eff.engine, "source": eff.citation,
+            "family": eff.family, "engine": eff.engine,
+            "source": "measured" if perf.source == "measured" else eff.provenance,
+            "transferred_from": eff.transferred_from or None,
+            "citation": eff.citation,
+            "band_log_sd": band,
             **{k: eff_data[k] for k in _EFF_REPORTED},
         },
     }
+    # p10/p90 of each figure: throughputs from the slow/fast GPU, times from the fast/slow one
+    for key, digits in (("output_tokens_per_s", 2), ("requests_per_s", 4)):
+        out[f"{key}_p10"] = round(getattr(slow, key), digits)
+        out[f"{key}_p90"] = round(getattr(fast, key), digits)
+    for key in ("ttft_ms", "tpot_ms", "offline_tpot_ms", "prefill_ms"):
+        out[f"{key}_p10"] = round(getattr(fast, key), 3)
+        out[f"{key}_p90"] = round(getattr(slow, key), 3)
     if ttft_ms is not None or tpot_ms is not None:
         out["slo"] = {
             "ttft_ms": ttft_ms, "tpot_ms": tpot_ms, "met": perf.requests_per_s > 0,
@@ -184,6 +204,11 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
               f"target {ttft_ms:g} ms" if ttft_ms else "M/D/1 queue on prefill")
     t.add_row(f"TPOT at {utilization:.0%} load", f"{perf.tpot_ms:,.1f} ms",
               f"target {tpot_ms:g} ms" if tpot_ms else "")
+    t.add_row("p10 - p90 band", f"{slow.output_tokens_per_s:,.0f} - {fast.output_tokens_per_s:,.0f} tok/s",
+              f"capacity {slow.requests_per_s:,.3f} - {fast.requests_per_s:,.3f} req/s; "
+              + ("measured point" if perf.source == "measured" else
+                 f"{eff.provenance}{' from ' + eff.transferred_from if eff.transferred_from else ''}, "
+                 f"log-sd {band:.2f}"))
     t.add_row("efficiency", f"{eff.family}/{eff.engine}",
               f"compute {eff.compute:.3f}, memory_bw {eff.memory_bw:.3f}, step {eff.step_overhead_ms:.2f} ms, "
               f"layer {eff.layer_overhead_us:.0f} us")

@@ -22,6 +22,10 @@ from optimizer.schema.scenario import MAX_MONEY, MAX_SEED, MAX_TIME_LIMIT_S
 @FORMAT_OPTION
 @click.option("--budget", type=FiniteFloat(0, MAX_MONEY, min_open=True), help="Override the capex cap (currency).")
 @click.option("--objective", type=click.Choice(["capex", "tco", "coverage"]), help="Override the objective.")
+@click.option("--confidence", type=FiniteFloat(0.5, 0.99),
+              help="Override the scenario's confidence: the probability each replica reaches the capacity it "
+                   "is planned at (0.5 = point estimates; higher buys margin where a GPU family's error band "
+                   "is wide).")
 @click.option("--engine", type=click.Choice(list(KNOWN)),
               help="Override serving.engine (the engine whose memory rules size every candidate).")
 @click.option("--engine-version",
@@ -40,7 +44,7 @@ from optimizer.schema.scenario import MAX_MONEY, MAX_SEED, MAX_TIME_LIMIT_S
 @click.option("--markdown", type=click.Path(path_type=Path), help="Also write a Markdown summary here.")
 @click.option("--force", is_flag=True, help="Replace an existing file given with -o/--markdown.")
 def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str | None,
-                  engine: str | None, engine_version: str | None,
+                  confidence: float | None, engine: str | None, engine_version: str | None,
                   time_limit: float | None, node_limit: int | None, gap: float | None, threads: int | None,
                   seed: int | None,
                   output: Path | None, no_workbook: bool, markdown: Path | None, force: bool) -> None:
@@ -52,8 +56,9 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
     rs = load_scenario(scenario)
     workbook, markdown = _output_targets(scenario, output=output, no_workbook=no_workbook, markdown=markdown,
                                          force=force)
-    if budget is not None or objective is not None or engine is not None or engine_version is not None:
-        rs = with_overrides(rs, budget=budget, objective=objective, engine=engine, engine_version=engine_version)
+    if any(v is not None for v in (budget, objective, confidence, engine, engine_version)):
+        rs = with_overrides(rs, budget=budget, objective=objective, confidence=confidence, engine=engine,
+                            engine_version=engine_version)
     settings = settings_of(rs, time_limit_s=time_limit, gap=gap, threads=threads, seed=seed, node_limit=node_limit)
     err = Console(stderr=True)
     try:

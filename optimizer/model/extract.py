@@ -46,7 +46,9 @@ def _capacity_provenance(cands: CandidateSet, gpu: str, c: InferenceCandidate,
     (a measured point is taken as exact: the median, no band)."""
     if c.perf.source == "measured":
         return {"efficiency_source": "measured", "capacity_quantile": 0.5, "capacity_band_log_sd": 0.0}
-    eff = cands.efficiency[gpu]
+    eff = cands.efficiency.get(gpu)
+    if eff is None:  # a candidate table made without the throughput model (tests' hand tables)
+        return {}
     return {"efficiency_source": eff.provenance, "capacity_quantile": round(1.0 - confidence, 6),
             "capacity_band_log_sd": eff.band_log_sd}
 
@@ -164,5 +166,5 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
         power_kw=figures["power_w"] / 1000.0, facility_power_kw=figures["power_w"] / 1000.0 * sc.site.pue,
         racks_used=len(used_racks), rack_units_used=sum(s.rack_units * s.count for s in servers),
         gpus_by_type=dict(gpus_by_type), servers=servers, deployments=deployments, finetunes=finetunes,
-        coverage=coverage, placement=placement, solver=solver, headroom=sc.headroom,
+        coverage=coverage, placement=placement, solver=solver, headroom=sc.headroom, confidence=sc.confidence,
         horizon_years=sc.horizon_years, notes=[f"procure {__version__}; prices are dated estimates"])

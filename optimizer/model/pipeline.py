@@ -29,7 +29,7 @@ class PlanResult:
 def with_overrides(rs: ResolvedScenario, *, budget: float | None = None, objective: str | None = None,
                    prices: dict[str, float] | None = None, gpus: list[str] | None = None,
                    demand_scale: float = 1.0, engine: str | None = None,
-                   engine_version: str | None = None) -> ResolvedScenario:
+                   engine_version: str | None = None, confidence: float | None = None) -> ResolvedScenario:
     """A copy of the scenario with command-line or what-if overrides applied (re-validated).
 
     ``engine`` / ``engine_version`` set ``serving.engine`` / ``serving.engine_version``: a new
@@ -45,6 +45,8 @@ def with_overrides(rs: ResolvedScenario, *, budget: float | None = None, objecti
         data["constraints"]["budget"] = budget
     if objective is not None:
         data["objective"] = objective
+    if confidence is not None:
+        data["confidence"] = confidence
     if prices:
         data["prices"] = {**data["prices"], **prices}
     if gpus is not None:

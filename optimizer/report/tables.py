@@ -21,6 +21,12 @@ def plan_tables(plan: Plan) -> Group:
         if "time_limit" in (s.stopped_by, s.tiebreak_stopped_by):
             stop += " — a clock decided: a busy machine may give another plan; raise --time-limit"
         head.add_row("[bold yellow]limit[/]", stop)
+    bands = {(d.gpu, d.efficiency_source, d.capacity_band_log_sd) for d in plan.deployments}
+    wide = ", ".join(f"{g} ({src}, log-sd {sd:.2f})" for g, src, sd in sorted(bands) if sd > 0)
+    head.add_row("[bold]confidence[/]", f"{plan.confidence:.0%}: each replica is planned at the capacity it "
+                 + ("reaches on the point estimate" if plan.confidence == 0.5 else
+                    f"reaches with {plan.confidence:.0%} probability (the {1 - plan.confidence:.0%} quantile of "
+                    "its GPU family's error band)") + (f"; bands: {wide}" if wide else ""))
     head.add_row("[bold]capex[/]", f"{plan.capex:,.0f} {cur}  (prices are dated estimates)")
     head.add_row("[bold]TCO[/]", f"{plan.tco:,.0f} {cur} over {plan.horizon_years:g} years "
                  f"(energy {money(plan.energy_cost, cur)}, opex {money(plan.opex_cost, cur)})")

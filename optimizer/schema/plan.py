@@ -187,5 +187,7 @@ class Plan(Record):
     placement: list[PlacedServer]
     solver: SolverReport
     headroom: float
+    confidence: float = Field(default=0.5, description="Probability each replica reaches its planned "
+                              "capacity (0.5: point estimates; scenario `confidence`)")
     horizon_years: float
     notes: list[str] = Field(default_factory=list)

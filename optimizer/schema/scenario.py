@@ -204,6 +204,8 @@ class Variant(Strict):
     prices: dict[Ref, Price] = Field(default_factory=dict)
     gpus: list[Ref] | None = Field(default=None, min_length=1)
     demand_scale: float = Field(default=1.0, gt=0, le=MAX_DEMAND_SCALE)
+    confidence: float | None = Field(default=None, ge=0.5, le=0.99,
+        description="Plan this variant at another confidence (see the scenario's `confidence`)")
 
 
 class Scenario(Strict):
