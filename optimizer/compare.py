@@ -83,6 +83,8 @@ class VariantSpec(Record):
     prices: dict[str, float] = Field(default_factory=dict, description="Unit price overrides, currency")
     gpus: list[str] | None = Field(default=None, description="GPUs that may be bought; None keeps the scenario's")
     demand_scale: float = Field(default=1.0, gt=0, description="Multiplier on every inference request rate")
+    confidence: float | None = Field(default=None, ge=0.5, le=0.99,
+                                     description="Planning confidence; None keeps the scenario's")
 
 
 class VariantResult(Record):
@@ -90,13 +92,14 @@ class VariantResult(Record):
 
     name: str
     origin: Origin
-    group: int = Field(description="Variants with the same prices, GPUs and demand share a group")
+    group: int = Field(description="Variants with the same prices, GPUs, demand and confidence share a group")
     budget: float | None = Field(description="Capex cap in force (the variant's or the scenario's); None: no cap")
     budget_from: BudgetFrom | None = Field(default=None,
         description="variant: the variant sets this budget; scenario: the scenario's constraints.budget")
     prices: dict[str, float]
     gpus: list[str] | None
     demand_scale: float
+    confidence: float | None = None
     status: Status
     objective: str | None = Field(description="capex or tco: all demand served; coverage: the budget binds")
     budget_binds: bool | None = Field(description="True when the budget is below the full-demand capex")
@@ -299,7 +302,7 @@ def build_variants(rs: ResolvedScenario, *, budgets: Sequence[float] = (), price
                                         field=f"whatif[{i}].prices.{k}")
             vg = parse_gpu_list(",".join(wv.gpus), rs, f"whatif[{i}].gpus", ScenarioError) if wv.gpus else None
             out.append(VariantSpec(name=wv.name, origin="whatif", budget=wv.budget, prices=vp, gpus=vg,
-                                   demand_scale=wv.demand_scale))
+                                   demand_scale=wv.demand_scale, confidence=wv.confidence))
     if not out:
         raise UsageError("nothing to compare", hint="give --budget, --budget-range, --price, --allow-gpus or "
                          "--demand-scale, or add a whatif: section to the scenario (docs/compare.md)")
@@ -336,7 +339,8 @@ def _without_budget(rs: ResolvedScenario, objective: str | None = None) -> Resol
 
 
 def _group_key(v: VariantSpec) -> tuple[Any, ...]:
-    return (tuple(sorted(v.prices.items())), tuple(v.gpus) if v.gpus is not None else None, v.demand_scale)
+    return (tuple(sorted(v.prices.items())), tuple(v.gpus) if v.gpus is not None else None, v.demand_scale,
+            v.confidence)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -486,7 +490,8 @@ def run_comparison(rs: ResolvedScenario, variants: Sequence[VariantSpec], *, tim
     groups: dict[int, _Group] = {}
     for gi, v in group_spec.items():
         say(ProgressEvent(0, total, f"sizing candidates ({gi + 1}/{len(keys)})"))
-        grs = with_overrides(rs, prices=v.prices or None, gpus=v.gpus, demand_scale=v.demand_scale)
+        grs = with_overrides(rs, prices=v.prices or None, gpus=v.gpus, demand_scale=v.demand_scale,
+                             confidence=v.confidence)
         groups[gi] = _Group(rs=grs, cands=build_candidates(grs))
     budgets = [_effective_budget(rs, v) for v in variants]
     n_jobs = max(1, min(jobs or default_jobs(), len(variants)))
@@ -590,7 +595,8 @@ def _result(v: VariantSpec, gi: int, budget: float | None, d: _Done, base: _Done
     budget_from = "variant" if v.budget is not None else "scenario" if budget is not None else None
     common: dict[str, Any] = dict(name=v.name, origin=v.origin, group=gi, budget=budget, budget_from=budget_from,
                                   prices=v.prices,
-                                  gpus=v.gpus, demand_scale=v.demand_scale, full_demand_capex=full_capex,
+                                  gpus=v.gpus, demand_scale=v.demand_scale, confidence=v.confidence,
+                                  full_demand_capex=full_capex,
                                   wall_time_s=d.wall_s)
     if d.plan is None:
         return VariantResult(**common, status=d.status, objective=None, budget_binds=None, reason=d.reason)

@@ -9,15 +9,12 @@ factors. Blue figures on a yellow ground are inputs; each named one is listed in
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.worksheet.worksheet import Worksheet
-from pydantic import BaseModel
 
-from optimizer.errors import ProcureError
 from optimizer.loaders import ResolvedScenario
 from optimizer.report.workbook.common import (
     ASSUMPTIONS,
@@ -48,6 +45,7 @@ from optimizer.report.xlsx import (
     money_format,
 )
 from optimizer.schema.plan import Plan
+from optimizer.sizing.candidates import plan_efficiency
 from optimizer.units import GIB, HOURS_PER_YEAR
 
 HEADER_ROW = 3
@@ -246,24 +244,19 @@ def write_assumptions(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScena
 def efficiency_rows(plan: Plan, rs: ResolvedScenario) -> list[tuple[str, Any, str, str]]:
     """Efficiency factors of the throughput model and the memory model's constants."""
     rows: list[tuple[str, Any, str, str]] = []
-    try:
-        perf = importlib.import_module("optimizer.sizing.perf")  # the throughput model
-
-        calibration = rs.calibration_path
-        for gname in sorted({line.gpu for line in plan.servers}):
-            gpu = rs.catalog.gpus.get(gname)
-            if gpu is None:
-                continue
-            eff = perf.load_efficiency(gpu, calibration_path=calibration)
-            data = (asdict(eff) if is_dataclass(eff) and not isinstance(eff, type)
-                    else eff.model_dump() if isinstance(eff, BaseModel) else {})
-            source = str(data.pop("citation", "estimate (docs/perf.md)"))
-            for key, value in data.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    rows.append((key, float(value), gname, f"estimate; {source}"))
-    except (ImportError, AttributeError, TypeError, ProcureError):
-        rows.append(("throughput efficiency factors", "n/a", "all GPUs",
-                     "the throughput model's factors were not available to this report"))
+    for gname in sorted({line.gpu for line in plan.servers}):
+        gpu = rs.catalog.gpus.get(gname)
+        if gpu is None:
+            continue
+        eff = plan_efficiency(gpu, rs.scenario.serving, rs.calibration_path)
+        how = (f"fitted on {eff.family}/{eff.engine} rows" if eff.provenance == "fitted"
+               else f"transferred from {eff.transferred_from} (no {eff.family}/{eff.engine} rows)")
+        for key, value in asdict(eff).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                rows.append((key, float(value), gname, f"estimate, {how}; {eff.citation}"))
+        rows.append(("planned capacity quantile", 1.0 - plan.confidence, gname,
+                     f"confidence {plan.confidence:g}: capacity x exp(z x band_log_sd {eff.band_log_sd:.3f}) "
+                     "(docs/perf.md, 'Error bands')"))
     for d in plan.deployments:
         rows.append((f"performance source: {d.workload}", d.perf_source, f"{d.gpu} TP{d.tp} PP{d.pp}",
                      "model = estimated from datasheet figures and efficiency factors; "
