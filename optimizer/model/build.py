@@ -46,7 +46,9 @@ Formulation (names as in the code)::
                                    (opex 0 when support is bought as quote lines)
                         coverage = max Σ_w priority_w·y[w] (then the cheapest such plan)
 
-All sizes, capacities μ_c and prices come from ``optimizer.sizing.candidates``; nothing is sized here.
+All sizes, capacities μ_c and prices come from ``optimizer.sizing.candidates``; nothing is sized here
+(μ_c is the replica's SLO capacity at the scenario's ``confidence``: the ``1 − confidence`` quantile of
+its GPU family's error band, ``optimizer.sizing.uncertainty``).
 Replica footprints t·p are powers of two dividing G_s (or whole servers for cross-server PP), so the
 aggregate packing row is exact. Spread (min_replicas ≥ 2) is first modelled by a necessary row;
 ``optimizer.model.placement`` then places exactly (greedy, else CP-SAT), and on a SKU where no
