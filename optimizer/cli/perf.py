@@ -20,8 +20,8 @@ from optimizer.sizing.memory import KV_BYTES, WEIGHT_BYTES, serving_memory
 from optimizer.sizing.perf import ReplicaPerf, load_efficiency, replica_perf
 from optimizer.sizing.uncertainty import BAND_QUANTILES, quantile_factor
 
-_EFF_REPORTED = ("compute", "memory_bw", "step_overhead_ms", "layer_overhead_us", "comm_efficiency",
-                 "allreduce_latency_us", "kv_reserve_output_fraction", "prefill_chunk_tokens")
+_EFF_REPORTED = ("compute", "memory_bw", "step_overhead_ms", "layer_overhead_us",
+                 "kv_reserve_output_fraction", "prefill_chunk_tokens")
 #: Longest prompt or output procure models (a 10M-token context is the longest published).
 MAX_TOKENS = 100_000_000
 _PER_ENGINE = ", ".join(f"{p.engine} {p.family} {p.defaults.max_num_seqs}" if p.engine == "vllm" else

@@ -23,14 +23,16 @@ Beyond the largest measured count ``n_max`` (a GB200 NVL72 TP16, say), ``busBW``
 paying a hop latency: NCCL ring algorithm, nccl-tests PERFORMANCE.md); below the smallest,
 ``n_min``'s figures are used. One rank costs nothing.
 
-A GPU maps to a profile by name (the ``gpus`` list of each profile in comm.yaml); a GPU that no
-profile lists (a user catalog) takes the profile of the same interconnect kind whose link rate is
-nearest its own, with ``busBW`` scaled by the ratio of the link rates (``scaled_from`` says so).
+A GPU maps to a profile by name (the ``gpus`` list of each profile in comm.yaml) while its catalog
+interconnect kind and link rate are the profile's; any other GPU (a user catalog) takes the
+profile of the same interconnect kind whose link rate is nearest its own, with ``busBW`` scaled
+by the ratio of the link rates (``scaled_from`` says so).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -154,7 +156,9 @@ def comm_profile(gpu: GPU, path: Path | None = None) -> CommProfile:
 def _profile_for(name: str, kind: str, link_gb_s: float, path: Path | None) -> CommProfile:
     f = comm_file(path)
     for pname, e in f.profiles.items():
-        if name in e.gpus:
+        # a listed GPU whose catalog entry still has the profile's interconnect (an edited
+        # catalog entry, say an H100 moved to PCIe, falls through to the kind rule below)
+        if name in e.gpus and e.kind == kind and math.isclose(e.link_gb_s, link_gb_s):
             return _profile(pname, e)
     same = [(abs(e.link_gb_s - link_gb_s), pname, e) for pname, e in f.profiles.items() if e.kind == kind]
     if not same:
@@ -193,26 +197,28 @@ def coefficients(table: tuple[AlphaBeta, ...], ranks: int) -> tuple[float, float
     raise AssertionError("unreachable: table sorted by ranks")
 
 
-def allreduce_coefficients(profile: CommProfile, ranks: int) -> tuple[float, float]:
-    """``(alpha_s, s_per_byte)`` with ``allreduce_s = alpha + s_per_byte x S`` (0, 0 at one rank);
-    the linear form :mod:`optimizer.sizing.perf` keeps per deployment."""
+def ring_allreduce_s(alpha_s: float, bus_bw: float, message_bytes: float, ranks: int) -> float:
+    """``alpha + 2 (n-1)/n x S / busBW`` (0 for one rank): the all-reduce form, on coefficients
+    already looked up (:func:`coefficients`); :mod:`optimizer.sizing.perf` keeps them per
+    deployment and evaluates this same expression (its array path too, term for term)."""
     if ranks <= 1:
-        return 0.0, 0.0
-    alpha, bus = coefficients(profile.allreduce, ranks)
-    return alpha, 2.0 * (ranks - 1) / ranks / bus
+        return 0.0
+    return alpha_s + 2.0 * (ranks - 1) / ranks * message_bytes / bus_bw
 
 
-def p2p_coefficients(profile: CommProfile) -> tuple[float, float]:
-    """``(alpha_s, s_per_byte)`` with ``p2p_s = alpha + s_per_byte x S``."""
-    return profile.p2p.latency_s, 1.0 / profile.p2p.bus_bw
+def send_s(alpha_s: float, bw: float, message_bytes: float) -> float:
+    """``alpha + S / BW``: the point-to-point form on looked-up coefficients."""
+    return alpha_s + message_bytes / bw
 
 
 def allreduce_s(profile: CommProfile, message_bytes: float, ranks: int) -> float:
     """One all-reduce of ``message_bytes`` per rank over ``ranks`` GPUs:
     ``alpha_n + 2 (n-1)/n S / busBW_n`` (0 for one rank)."""
     _check(message_bytes, ranks)
-    alpha, per_byte = allreduce_coefficients(profile, ranks)
-    return alpha + per_byte * message_bytes if ranks > 1 else 0.0
+    if ranks == 1:
+        return 0.0
+    alpha, bus = coefficients(profile.allreduce, ranks)
+    return ring_allreduce_s(alpha, bus, message_bytes, ranks)
 
 
 def alltoall_s(profile: CommProfile, bytes_per_rank: float, ranks: int) -> float:
@@ -228,20 +234,19 @@ def alltoall_s(profile: CommProfile, bytes_per_rank: float, ranks: int) -> float
 def p2p_s(profile: CommProfile, message_bytes: float) -> float:
     """One point-to-point send of ``message_bytes`` between two GPUs: ``alpha + S / BW``."""
     _check(message_bytes, 2)
-    alpha, per_byte = p2p_coefficients(profile)
-    return alpha + per_byte * message_bytes
+    return send_s(profile.p2p.latency_s, profile.p2p.bus_bw, message_bytes)
 
 
 __all__ = [
     "AlphaBeta",
     "CommFile",
     "CommProfile",
-    "allreduce_coefficients",
     "allreduce_s",
     "alltoall_s",
     "coefficients",
     "comm_file",
     "comm_profile",
-    "p2p_coefficients",
     "p2p_s",
+    "ring_allreduce_s",
+    "send_s",
 ]

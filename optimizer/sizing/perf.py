@@ -17,7 +17,7 @@ LLM-Viewer, arXiv:2402.16363)::
     T_linear = max( W_read(m) / (BW * e_bw),  F_lin * m / (C_w * e_c) )          m = b + p
     T_attn   = max( b * Lc * kv_tok / (BW * e_bw),  b * Lc * f_att / (C_16 * e_c) )
              + p * (I / 2) * f_att / (C_16 * e_c)                       causal prefill attention
-    T_comm   = 2 * layers * ( 2 (t-1)/t * m * h * 2 B / (link * e_comm) + alpha )  if t > 1
+    T_comm   = 2 * layers * ( alpha_t + 2 (t-1)/t * m * h * 2 B / busBW_t )        if t > 1
     T_stage  = T_linear + T_attn + T_comm + layers * t_layer
 
 * ``W_read(m)``: weight bytes one GPU streams per iteration = its share of every matrix except
@@ -32,10 +32,12 @@ LLM-Viewer, arXiv:2402.16363)::
   ``architecture.kv_tokens_held``); ``f_att = 4 x layers x heads x head_dim / tp`` FLOPs per
   (query, key) pair (QK^T and PV, 2 FLOPs per MAC each), at the 16-bit peak ``C_16``.
 * ``T_comm``: Megatron-style TP needs two all-reduces per layer of the ``m x h`` activations
-  (Shoeybi et al., arXiv:1909.08053 §3); a ring all-reduce moves ``2 (t-1)/t`` of the buffer per GPU
-  (NCCL "PERFORMANCE.md", busBw = algBw x 2(n-1)/n); ``link`` = the catalog's per-GPU
-  unidirectional GPU-to-GPU bandwidth (NVLink 450 GB/s on H100 SXM, PCIe Gen5 64 GB/s:
-  ~7-14x slower); ``alpha`` the per-collective latency.
+  (Shoeybi et al., arXiv:1909.08053 §3). Each is timed as it is measured on the GPU's
+  interconnect (:mod:`optimizer.sizing.comm`, ``catalogs/calibration/comm.yaml``): latency
+  ``alpha_t`` plus the ``2 (t-1)/t`` ring volume at the measured bus bandwidth ``busBW_t``
+  (nccl-tests PERFORMANCE.md), both fitted per interconnect and TP size to NVIDIA AIConfigurator's
+  NCCL / TensorRT-LLM all-reduce tables. Measured, PCIe is far below its link rate: L40S TP4
+  reaches ~5 GB/s busBW on a 32 GB/s link, H100 NVLink ~275-320 GB/s of 450.
 
 **Iteration and pipeline**: with ``pp`` stages the running batch is split into ``pp``
 micro-batches that chase each other through the stages (vLLM/TRT-LLM virtual engines). Stage
@@ -45,7 +47,8 @@ sampled, so one decode step of every sequence takes::
     TPOT = pp * T_stage(B/pp, P/pp) + (pp - 1) * T_p2p + overhead
 
 the ``(pp-1) T_p2p + overhead`` part being the pipeline bubble that no micro-batch fills
-(GPipe's bubble, Huang et al. 2019, in its continuous-batching form). ``overhead`` is the fixed
+(GPipe's bubble, Huang et al. 2019, in its continuous-batching form; ``T_p2p`` the measured
+point-to-point time of ``comm.p2p_s``). ``overhead`` is the fixed
 per-iteration runtime cost (scheduling, sampling, launches) and ``t_layer`` a fixed cost per layer
 and iteration (the non-GEMM kernels of a layer: norms, RoPE, activation quantisation, KV-cache
 writes, and the gaps between kernels), both fitted. Without ``t_layer`` the fit over-predicts
@@ -76,9 +79,10 @@ tokens). It is evaluated at the planned load ``lambda = utilization x capacity``
 the target, capacity is lowered until it meets it.
 
 **Efficiency factors** (``e_c``, ``e_bw``, ``overhead``, ``t_layer``) are fitted per GPU family and engine on
-published benchmarks (:mod:`optimizer.sizing.calibration`, ``catalogs/calibration/``); ``e_comm``
-and ``alpha`` are fixed estimates (see :class:`Efficiency`). Measured points for an exact
-(model, GPU, TP, precision) rescale the model's time for that deployment (``source="measured"``).
+published benchmarks (:mod:`optimizer.sizing.calibration`, ``catalogs/calibration/``); the
+communication terms are not efficiencies but measured collective times
+(:mod:`~optimizer.sizing.comm`). Measured points for an exact (model, GPU, TP, precision)
+rescale the model's time for that deployment (``source="measured"``).
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ from numpy.typing import NDArray
 
 from optimizer.errors import UsageError
 from optimizer.schema.catalog import GPU
+from optimizer.sizing import comm as _comm
 from optimizer.sizing.architecture import ModelArch, ceil_div, kv_tokens_held, param_counts
 from optimizer.sizing.memory import (
     KV_BYTES,
@@ -149,10 +154,9 @@ class Efficiency:
     * ``memory_bw``: achieved / peak HBM bandwidth while streaming weights and KV in decode;
     * ``step_overhead_ms``: fixed cost of one engine iteration (scheduling, sampling, launches);
     * ``layer_overhead_us``: fixed cost per layer and iteration (non-GEMM kernels, launch gaps);
-    * ``comm_efficiency``: achieved / line rate of TP all-reduces. Estimate 0.8: NCCL reaches
-      ~370 of NVLink 4's 450 GB/s (~20% protocol overhead; S. Jeaugey in NVIDIA/nccl-tests#212);
-    * ``allreduce_latency_us``: fixed cost per collective. Estimate 10 us (small-message NCCL
-      all-reduce latency inside one node is ~10 us; not fitted: one TP>1 setting in the data);
+    * communication is not a factor here: all-reduce and p2p times are measured per
+      interconnect (:mod:`optimizer.sizing.comm`); calibration files that still carry the old
+      ``comm_efficiency`` / ``allreduce_latency_us`` keys load, the keys are ignored;
     * ``kv_reserve_output_fraction`` ``r``: KV tokens a running sequence holds are ``I + r O``
       (1.0 TensorRT-LLM GUARANTEED_NO_EVICT, 0.5 vLLM on-demand paging; see the module doc);
     * ``prefill_chunk_tokens``: prompt tokens per iteration (chunked prefill budget).
@@ -173,8 +177,6 @@ class Efficiency:
     memory_bw: float
     step_overhead_ms: float
     layer_overhead_us: float = 0.0
-    comm_efficiency: float = 0.8
-    allreduce_latency_us: float = 10.0
     kv_reserve_output_fraction: float = 1.0
     prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS
     family: str = "Hopper"
@@ -186,11 +188,11 @@ class Efficiency:
     measured: tuple[MeasuredPoint, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("compute", "memory_bw", "comm_efficiency"):
+        for name in ("compute", "memory_bw"):
             v = getattr(self, name)
             if not 0 < v <= 1:
                 raise UsageError(f"efficiency {name} must be in (0, 1], got {v}", field=name)
-        if self.step_overhead_ms < 0 or self.allreduce_latency_us < 0:
+        if self.step_overhead_ms < 0 or self.layer_overhead_us < 0:
             raise UsageError("efficiency overheads must be >= 0", field="step_overhead_ms")
         if not 0 <= self.band_log_sd <= 3 or not math.isfinite(self.band_log_sd):
             raise UsageError(f"efficiency band_log_sd must be in [0, 3], got {self.band_log_sd}",
@@ -250,18 +252,31 @@ class StepModel:
     peak_flops_16: float         # 16-bit tensor peak (attention), FLOP/s
     bandwidth: float             # HBM bytes/s
     link_bandwidth: float        # GPU-to-GPU bytes/s (unidirectional)
+    # MoE layouts (docs/perf.md "MoE layouts"); the defaults are the TP-only layout.
+    ep: int = 1                  # expert-parallel size: 1, or tp x dp (routed experts whole, E/ep per GPU)
+    dp: int = 1                  # attention data-parallel ranks (tp GPUs each)
+    expert_flops_per_token: float = 0.0  # routed-expert FLOPs per token of the replica, per GPU (ep > 1)
+    a2a_layers: int = 0          # MoE layers whose expert all-reduce is an all-to-all dispatch + combine
+    a2a_latency_s: float = 0.0   # all-to-all alpha over ep ranks (comm.coefficients of the GPU's profile)
+    a2a_bus_bw: float = 1.0      # all-to-all busBW over ep ranks, bytes/s
+    # Measured TP all-reduce over tp ranks and stage-to-stage send (comm.comm_profile of the GPU)
+    ar_latency_s: float = 0.0    # all-reduce alpha_t
+    ar_bus_bw: float = 1.0       # all-reduce busBW_t, bytes/s
+    p2p_latency_s: float = 0.0   # p2p alpha
+    p2p_bw: float = 1.0          # p2p bandwidth, bytes/s
 
     def experts_touched(self, tokens: float) -> float:
-        """Expected distinct routed experts per MoE layer hit by ``tokens`` tokens:
-        ``E (1 - (1 - k/E)^tokens)`` (each token routes to k of E experts, uniformly)."""
+        """Expected distinct routed experts per MoE layer, among the ``E / ep`` this GPU holds,
+        hit by ``tokens`` tokens: ``(E / ep) (1 - (1 - k/E)^tokens)`` (each token routes to k of E
+        experts, uniformly, so a given expert is missed with probability ``1 - k/E``)."""
         if not self.num_experts:
             return 0.0
         e, k = self.num_experts, self.experts_per_token
-        return e * (1.0 - (1.0 - k / e) ** max(tokens, 0.0))
+        return (e / self.ep) * (1.0 - (1.0 - k / e) ** max(tokens, 0.0))
 
 
 def step_model(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: str,
-               kv_dtype: str = "auto") -> StepModel:
+               kv_dtype: str = "auto", ep: int = 1, dp: int = 1) -> StepModel:
     """Build the :class:`StepModel` of ``arch`` on ``tp x pp`` ``gpu``s at ``precision``.
 
     Streamed bytes = ``memory.stage_weight_bytes`` of the heaviest stage minus the input
@@ -275,14 +290,23 @@ def step_model(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: st
     :func:`_step_table`, so a batch hashes the architecture once); a :class:`StepModel` is
     frozen, so sharing one between callers is safe. A planning run asks for the same (model,
     GPU, layout) once per workload of that model.
+
+    ``ep``/``dp`` (MoE layouts, docs/perf.md "MoE layouts"): with ``ep = tp x dp`` each GPU holds
+    ``E / ep`` whole routed experts (their FLOPs split ``ep`` ways, the rest of the layer's
+    over the ``tp`` GPUs of its DP rank, for that rank's tokens), and the MoE layers exchange
+    tokens by all-to-all (``comm.coefficients`` of the GPU's measured all-to-all over ``ep``
+    ranks, :func:`moe_comm_s`).
     """
-    _check_step_args(tp, pp, precision, kv_dtype)
-    return _cached_step_model(_step_table(arch), arch, gpu, tp, pp, precision, kv_dtype)
+    _check_step_args(tp, pp, precision, kv_dtype, ep, dp)
+    return _cached_step_model(_step_table(arch), arch, gpu, tp, pp, precision, kv_dtype, ep, dp)
 
 
-def _check_step_args(tp: int, pp: int, precision: str, kv_dtype: str) -> None:
+def _check_step_args(tp: int, pp: int, precision: str, kv_dtype: str, ep: int = 1, dp: int = 1) -> None:
     if tp < 1 or pp < 1:
         raise UsageError("tp and pp must be >= 1", field="tp")
+    if dp < 1 or (dp > 1 and ep != tp * dp) or ep not in (1, tp * dp):
+        raise UsageError(f"ep must be 1 or tp x dp (= {tp * dp}), and dp > 1 needs ep = tp x dp; got "
+                         f"ep {ep}, dp {dp}", field="ep")
     if precision not in WEIGHT_BYTES:
         raise UsageError(f"unknown precision {precision!r}", field="precision",
                          hint=f"use one of {', '.join(WEIGHT_BYTES)}")
@@ -291,7 +315,8 @@ def _check_step_args(tp: int, pp: int, precision: str, kv_dtype: str) -> None:
                          hint=f"use one of {', '.join(KV_BYTES)}")
 
 
-StepKey = tuple[int, int, str, str, float, float, float, float]
+StepKey = tuple[int, int, str, str, float, float, float, float, int, int, float, float,
+                float, float, float, float]
 
 
 @lru_cache(maxsize=256)
@@ -302,9 +327,19 @@ def _step_table(arch: ModelArch) -> dict[StepKey, StepModel]:
 
 
 def _cached_step_model(table: dict[StepKey, StepModel], arch: ModelArch, gpu: GPU, tp: int, pp: int,
-                       precision: str, kv_dtype: str) -> StepModel:
+                       precision: str, kv_dtype: str, ep: int = 1, dp: int = 1) -> StepModel:
+    a2a_alpha, a2a_bus = 0.0, 1.0
+    if ep > 1:
+        from optimizer.sizing.comm import coefficients, comm_profile
+
+        a2a_alpha, a2a_bus = coefficients(comm_profile(gpu).alltoall, ep)
+    # measured all-reduce over tp ranks and p2p of the GPU's interconnect (sizing.comm); the
+    # coefficients are in the key, so two GPUs of one profile share entries
+    prof = _comm.comm_profile(gpu)
+    ar_alpha, ar_bus = _comm.coefficients(prof.allreduce, tp) if tp > 1 else (0.0, 1.0)
     key = (tp, pp, precision, kv_dtype, gpu.compute_tflops(precision), gpu.compute_tflops("bf16"),
-           gpu.memory_bandwidth_gb_s, gpu.interconnect.bandwidth_gb_s)
+           gpu.memory_bandwidth_gb_s, gpu.interconnect.bandwidth_gb_s, ep, dp, a2a_alpha, a2a_bus,
+           ar_alpha, ar_bus, prof.p2p.latency_s, prof.p2p.bus_bw)
     sm = table.get(key)
     if sm is None:
         sm = table[key] = _step_model_cached(arch, *key)
@@ -317,10 +352,12 @@ _param_counts = lru_cache(maxsize=1024)(param_counts)
 
 def _step_model_cached(arch: ModelArch, tp: int, pp: int, precision: str, kv_dtype: str,
                        tflops: float, tflops_16: float, bandwidth_gb_s: float,
-                       link_gb_s: float) -> StepModel:
+                       link_gb_s: float, ep: int = 1, dp: int = 1, a2a_alpha: float = 0.0,
+                       a2a_bus: float = 1.0, ar_alpha: float = 0.0, ar_bus: float = 1.0,
+                       p2p_alpha: float = 0.0, p2p_bw: float = 1.0) -> StepModel:
     """:func:`step_model` on the GPU figures it reads (uncached)."""
     counts = _param_counts(arch)
-    stages = stage_weight_bytes(arch, precision, tp, pp)
+    stages = stage_weight_bytes(arch, precision, tp, pp, ep=ep)
     worst = max(range(pp), key=lambda s: stages[s])
     ranges = pp_layer_ranges(arch.num_layers, pp)
     layers = max(1, len(ranges[worst]))
@@ -332,14 +369,22 @@ def _step_model_cached(arch: ModelArch, tp: int, pp: int, precision: str, kv_dty
     if worst == 0 and not (arch.tie_word_embeddings and pp == 1):
         streamed -= embed
     expert_bytes = 0.0
+    per_expert = 3 * arch.hidden_size * arch.moe_intermediate_size  # gate, up, down
     if arch.is_moe and arch.num_moe_layers:
-        per_expert = 3 * arch.hidden_size * arch.moe_intermediate_size  # gate, up, down
-        expert_bytes = per_expert * WEIGHT_BYTES[precision] / tp
-        streamed -= moe_layers * arch.num_experts * expert_bytes
+        # one routed expert of one layer on one GPU: a 1/tp shard (TP), or whole (EP)
+        expert_bytes = per_expert * WEIGHT_BYTES[precision] / (tp if ep == 1 else 1)
+        streamed -= moe_layers * (arch.num_experts // ep) * expert_bytes
     stage_share = layers / arch.num_layers
     linear_active = counts.active - counts.embedding - (counts.lm_head or 0)
     head = counts.lm_head or (counts.embedding if arch.tie_word_embeddings else 0)
     flops_tok = 2.0 * (linear_active * stage_share + head / pp) / tp
+    expert_flops = 0.0
+    if ep > 1:
+        # routed experts: k experts per token and MoE layer of the stage, spread over ep GPUs; the
+        # rest (attention, dense MLPs, shared experts, head) per DP rank's tokens over its tp GPUs
+        routed = arch.experts_per_token * per_expert * moe_layers
+        expert_flops = 2.0 * routed / ep
+        flops_tok = 2.0 * (linear_active * stage_share - routed + head / pp) / tp
     # Per head and context token: QK^T over the key width + PV over the value width (2 FLOPs/MAC
     # applied below). MLA in absorbed decode form: keys are the latent + rope part, values the
     # latent (DeepSeek-V2, arXiv:2405.04434 §2.1.3).
@@ -355,43 +400,83 @@ def _step_model_cached(arch: ModelArch, tp: int, pp: int, precision: str, kv_dty
         peak_flops_16=tflops_16 * 1e12,
         bandwidth=bandwidth_gb_s * 1e9,
         link_bandwidth=link_gb_s * 1e9,
+        ep=ep, dp=dp, expert_flops_per_token=expert_flops,
+        a2a_layers=moe_layers if ep > 1 else 0, a2a_latency_s=a2a_alpha, a2a_bus_bw=a2a_bus,
+        ar_latency_s=ar_alpha, ar_bus_bw=ar_bus, p2p_latency_s=p2p_alpha, p2p_bw=p2p_bw,
     )
+
+
+def moe_comm_s(sm: StepModel, tokens_per_rank: float) -> float:
+    """Expert-parallel token exchange of one stage for one iteration: per MoE layer one dispatch
+    and one combine all-to-all over the ``ep`` GPUs, each GPU sending its
+    ``tokens_per_rank / tp`` tokens' ``k`` routed copies of ``h`` activations
+    (:func:`moe_alltoall_bytes`), timed by ``comm.alltoall_s``'s alpha-beta form on the GPU's
+    measured all-to-all (DeepSeek-V3, arXiv:2412.19437 §3.2.2 / §3.4: dispatch and combine
+    all-to-all; 0 without EP)."""
+    if sm.ep == 1 or not sm.a2a_layers:
+        return 0.0
+    nbytes = moe_alltoall_bytes(tokens_per_rank / sm.tp, sm.experts_per_token, sm.hidden)
+    one = sm.a2a_latency_s + (sm.ep - 1) / sm.ep * nbytes / sm.a2a_bus_bw
+    return 2.0 * sm.a2a_layers * one
+
+
+def moe_alltoall_bytes(tokens: float, experts_per_token: int, hidden: int) -> float:
+    """Bytes one GPU sends in one dispatch (or combine) all-to-all: ``tokens x k x h x 2 B``
+    (each token goes once to each of its ``k`` experts, 16-bit activations)."""
+    return tokens * experts_per_token * hidden * ACT_BYTES
+
+
+def _allreduce_share(sm: StepModel) -> float:
+    """Share of the TP layout's ``2 x layers`` all-reduces left with EP: a MoE layer keeps one
+    (the attention output's reduce-scatter before dispatch plus the all-gather after combine
+    move as much as one all-reduce), its expert all-reduce becoming the all-to-all pair. 1.0
+    exactly without EP."""
+    return (2 * sm.layers - sm.a2a_layers) / (2 * sm.layers)
 
 
 def allreduce_s(sm: StepModel, tokens: float, eff: Efficiency) -> float:
     """TP communication of one stage for one iteration of ``tokens`` tokens:
-    ``2 x layers x (2 (t-1)/t x tokens x h x 2 B / (link x e_comm) + alpha)``, 0 when t = 1
-    (Megatron-LM: two all-reduces per layer; ring all-reduce volume, NCCL PERFORMANCE.md)."""
+    ``2 x layers x (alpha_t + 2 (t-1)/t x tokens x h x 2 B / busBW_t)``, 0 when t = 1
+    (Megatron-LM: two all-reduces per layer), timed by :func:`optimizer.sizing.comm.ring_allreduce_s`
+    on the GPU's measured all-reduce over ``t`` ranks (``eff`` is not used: communication is
+    measured, not an efficiency; the argument stays for the callers' uniform signature)."""
     if sm.tp == 1:
         return 0.0
-    t = sm.tp
-    volume = 2.0 * (t - 1) / t * tokens * sm.hidden * ACT_BYTES
-    one = volume / (sm.link_bandwidth * eff.comm_efficiency) + eff.allreduce_latency_us * 1e-6
+    one = _comm.ring_allreduce_s(sm.ar_latency_s, sm.ar_bus_bw, tokens * sm.hidden * ACT_BYTES, sm.tp)
     return 2.0 * sm.layers * one
 
 
 def stage_time_s(sm: StepModel, eff: Efficiency, *, decode: float, prefill: float,
-                 context: float, prompt: float) -> float:
+                 context: float, prompt: float, spread: float | None = None) -> float:
     """One stage's time for an iteration with ``decode`` decode tokens at mean ``context`` and
-    ``prefill`` prompt tokens of prompts ``prompt`` long (see the module doc for the equation)."""
+    ``prefill`` prompt tokens of prompts ``prompt`` long (see the module doc for the equation).
+
+    ``decode``/``prefill`` are the replica's tokens; with attention DP they are spread evenly
+    over ``spread`` DP ranks (default ``sm.dp``; 1 = all on one rank, a prompt prefilled alone):
+    attention, dense weights' FLOPs and the TP all-reduces see a rank's share, the routed
+    experts every token of the replica."""
+    ranks = float(sm.dp) if spread is None else spread
     bw = sm.bandwidth * eff.memory_bw
     c_w = sm.peak_flops * eff.compute
     c_16 = sm.peak_flops_16 * eff.compute
     m = decode + prefill
+    m_rank = m / ranks
     weights = sm.dense_bytes + sm.moe_layers * sm.experts_touched(m) * sm.expert_bytes
-    t_linear = max(weights / bw, sm.flops_per_token * m / c_w)
+    t_linear = max(weights / bw, (sm.flops_per_token * m_rank + sm.expert_flops_per_token * m) / c_w)
+    decode, prefill = decode / ranks, prefill / ranks
     pairs = decode * context
     t_attn = max((pairs + prefill) * sm.kv_bytes_per_token / bw, pairs * sm.attn_flops_per_pair / c_16)
     t_attn += prefill * (prompt / 2.0) * sm.attn_flops_per_pair / c_16
-    return t_linear + t_attn + allreduce_s(sm, m, eff) + sm.layers * eff.layer_overhead_us * 1e-6
+    comm = allreduce_s(sm, m_rank, eff) * _allreduce_share(sm) + moe_comm_s(sm, m_rank)
+    return t_linear + t_attn + comm + sm.layers * eff.layer_overhead_us * 1e-6
 
 
 def p2p_s(sm: StepModel, tokens: float, eff: Efficiency) -> float:
-    """Send of ``tokens x h x 2 B`` activations between pipeline stages over the GPU link."""
+    """Send of ``tokens x h x 2 B`` activations between pipeline stages: the GPU's measured
+    point-to-point ``alpha + S / BW`` (:func:`optimizer.sizing.comm.send_s`)."""
     if sm.pp == 1:
         return 0.0
-    return tokens * sm.hidden * ACT_BYTES / (sm.link_bandwidth * eff.comm_efficiency) \
-        + eff.allreduce_latency_us * 1e-6
+    return _comm.send_s(sm.p2p_latency_s, sm.p2p_bw, tokens * sm.hidden * ACT_BYTES)
 
 
 def decode_step_s(sm: StepModel, eff: Efficiency, batch: float, input_tokens: int,
@@ -414,7 +499,8 @@ def prefill_s(sm: StepModel, eff: Efficiency, input_tokens: int) -> float:
     each ``pp T_stage(0, I/n) + (pp-1) T_p2p + overhead`` (causal attention over the prompt)."""
     n = max(1, ceil_div(input_tokens, eff.prefill_chunk_tokens))
     chunk = input_tokens / n
-    one = sm.pp * stage_time_s(sm, eff, decode=0.0, prefill=chunk, context=0.0, prompt=input_tokens)
+    one = sm.pp * stage_time_s(sm, eff, decode=0.0, prefill=chunk, context=0.0, prompt=input_tokens,
+                               spread=1.0)
     one += (sm.pp - 1) * p2p_s(sm, chunk, eff) + eff.step_overhead_ms * 1e-3
     return n * one
 
@@ -423,12 +509,15 @@ def prefill_work_s(sm: StepModel, eff: Efficiency, input_tokens: int) -> float:
     """GPU time one prompt's prefill takes inside batched iterations (per stage): its FLOPs
     ``F_lin I / (C_w e_c) + I (I/2) f_att / (C_16 e_c)`` plus its all-reduces; the weights are
     streamed for the whole batch anyway, so they are not charged to the prompt. This is the
-    prompt's share of the server's busy time (the ``rho`` of the TTFT queue)."""
+    prompt's share of the server's busy time (the ``rho`` of the TTFT queue). With attention DP
+    the prompts are shared by ``dp`` ranks, so a prompt's attention-side work counts ``1/dp``
+    (each rank's queue sees ``1/dp`` of the arrivals); the routed experts serve every rank."""
     c_w = sm.peak_flops * eff.compute
     c_16 = sm.peak_flops_16 * eff.compute
-    flops = sm.flops_per_token * input_tokens / c_w
-    attn = input_tokens * (input_tokens / 2.0) * sm.attn_flops_per_pair / c_16
-    return flops + attn + allreduce_s(sm, input_tokens, eff)
+    tokens = input_tokens / sm.dp
+    flops = (sm.flops_per_token * tokens + sm.expert_flops_per_token * input_tokens) / c_w
+    attn = tokens * (input_tokens / 2.0) * sm.attn_flops_per_pair / c_16
+    return flops + attn + allreduce_s(sm, tokens, eff) * _allreduce_share(sm) + moe_comm_s(sm, tokens)
 
 
 def md1_wait_s(rate: float, service_s: float, busy_s: float | None = None) -> float:
@@ -494,6 +583,12 @@ class PerfQuery(NamedTuple):
     kv_cache_tokens: int
     efficiency: Efficiency
     time_scale: float = 1.0
+    #: MoE layout (docs/perf.md "MoE layouts"): with ``dp > 1``, ``kv_cache_tokens`` is ONE DP
+    #: rank's cache (``memory.ServingMemory.kv_cache_tokens``) and ``max_num_seqs`` caps each
+    #: rank (every DP rank runs its own scheduler: vLLM "Data Parallel Deployment", one engine
+    #: core per DP rank), so the replica's batch limit is ``dp`` times a rank's.
+    ep: int = 1
+    dp: int = 1
 
 
 def _check_perf_inputs(input_tokens: int, output_tokens: int, kv_cache_tokens: int,
@@ -513,7 +608,7 @@ def replica_perf(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: 
                  ttft_ms: float | None = None, tpot_ms: float | None = None, max_num_seqs: int = 256,
                  utilization: float = 0.8, efficiency: Efficiency | None = None,
                  measured: tuple[MeasuredPoint, ...] | list[MeasuredPoint] | None = None,
-                 time_scale: float = 1.0) -> ReplicaPerf:
+                 time_scale: float = 1.0, ep: int = 1, dp: int = 1) -> ReplicaPerf:
     """Offline throughput and SLO-limited capacity of one replica (see the module docstring).
 
     1. ``B_max = min(max_num_seqs, floor(kv_cache_tokens / (I + r O)))``; offline throughput
@@ -532,7 +627,7 @@ def replica_perf(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: 
     """
     _check_perf_inputs(input_tokens, output_tokens, kv_cache_tokens, utilization, max_num_seqs)
     eff = efficiency or load_efficiency(gpu)
-    query = PerfQuery(gpu, tp, pp, precision, kv_cache_tokens, eff, time_scale)
+    query = PerfQuery(gpu, tp, pp, precision, kv_cache_tokens, eff, time_scale, ep, dp)
     return replica_perf_many(arch, (query,), kv_dtype=kv_dtype, input_tokens=input_tokens,
                              output_tokens=output_tokens, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
                              max_num_seqs=max_num_seqs, utilization=utilization,
@@ -583,8 +678,9 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
     ctx_scale = kv_tokens_held(arch, max(1, round(mean_ctx))) / max(1.0, round(mean_ctx))
     table = _step_table(arch)  # step_model's cache, the architecture hashed once for the batch
     for q in queries:
-        _check_step_args(q.tp, q.pp, q.precision, kv_dtype)
-    sms = [_cached_step_model(table, arch, q.gpu, q.tp, q.pp, q.precision, kv_dtype) for q in queries]
+        _check_step_args(q.tp, q.pp, q.precision, kv_dtype, q.ep, q.dp)
+    sms = [_cached_step_model(table, arch, q.gpu, q.tp, q.pp, q.precision, kv_dtype, q.ep, q.dp)
+           for q in queries]
     effs = [q.efficiency for q in queries]
 
     scales = [q.time_scale for q in queries]
@@ -595,7 +691,7 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
         if not points:
             continue
         hit = _match_measured(points, arch.name, q.gpu.name, q.tp, q.pp, q.precision, isl, osl)
-        if hit is None:
+        if hit is None or q.ep > 1 or q.dp > 1:  # measured points are TP/PP layouts
             continue
         eff = q.efficiency
         held_m = hit.input_tokens + eff.kv_reserve_output_fraction * hit.output_tokens
@@ -613,9 +709,10 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
     cols = StepColumns.of(sms, effs)
     ctx_cols = cols.with_context_scale(ctx_scale)
     scale = np.array(scales)
-    kv_limit = [int(q.kv_cache_tokens // max(isl + e.kv_reserve_output_fraction * osl, 1.0))
+    kv_limit = [q.dp * int(q.kv_cache_tokens // max(isl + e.kv_reserve_output_fraction * osl, 1.0))
                 for q, e in zip(queries, effs, strict=True)]
-    b_max = np.array([min(max_num_seqs, k) for k in kv_limit], dtype=np.int64)
+    seq_cap = [max_num_seqs * q.dp for q in queries]
+    b_max = np.array([min(cap, k) for cap, k in zip(seq_cap, kv_limit, strict=True)], dtype=np.int64)
 
     def tpot_s(c: StepColumns, b: NDArray[np.float64], sc: NDArray[np.float64],
                exact: bool = True) -> NDArray[np.float64]:
@@ -631,7 +728,7 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
     # status: 0 carries on, 1 no batch fits the KV cache, 2 TPOT target unreachable,
     # 3 TTFT target unreachable
     status = np.where(b_max < 1, 1, 0)
-    limited = np.where(np.array(kv_limit) <= max_num_seqs, "kv", "max_num_seqs").astype(object)
+    limited = np.where(np.array(kv_limit) <= np.array(seq_cap), "kv", "max_num_seqs").astype(object)
     b_slo = b_max.copy()
     # --- TPOT target -----------------------------------------------------------------------
     if tpot_ms is not None:
@@ -740,9 +837,10 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
 
 _SM_FIELDS = ("tp", "pp", "layers", "dense_bytes", "expert_bytes", "moe_layers", "num_experts",
               "experts_per_token", "flops_per_token", "kv_bytes_per_token", "attn_flops_per_pair",
-              "hidden", "peak_flops", "peak_flops_16", "bandwidth", "link_bandwidth")
-_EFF_FIELDS = ("compute", "memory_bw", "step_overhead_ms", "layer_overhead_us", "comm_efficiency",
-               "allreduce_latency_us", "prefill_chunk_tokens")
+              "hidden", "peak_flops", "peak_flops_16", "bandwidth", "link_bandwidth", "ep", "dp",
+              "expert_flops_per_token", "a2a_layers", "a2a_latency_s", "a2a_bus_bw",
+              "ar_latency_s", "ar_bus_bw", "p2p_latency_s", "p2p_bw")
+_EFF_FIELDS = ("compute", "memory_bw", "step_overhead_ms", "layer_overhead_us", "prefill_chunk_tokens")
 _sm_row = attrgetter(*_SM_FIELDS)
 _eff_row = attrgetter(*_EFF_FIELDS)
 
@@ -767,12 +865,20 @@ class StepColumns:
     peak_flops_16: NDArray[np.float64]
     bandwidth: NDArray[np.float64]
     link_bandwidth: NDArray[np.float64]
+    ep: NDArray[np.float64]
+    dp: NDArray[np.float64]
+    expert_flops_per_token: NDArray[np.float64]
+    a2a_layers: NDArray[np.float64]
+    a2a_latency_s: NDArray[np.float64]
+    a2a_bus_bw: NDArray[np.float64]
+    ar_latency_s: NDArray[np.float64]
+    ar_bus_bw: NDArray[np.float64]
+    p2p_latency_s: NDArray[np.float64]
+    p2p_bw: NDArray[np.float64]
     compute: NDArray[np.float64]
     memory_bw: NDArray[np.float64]
     step_overhead_ms: NDArray[np.float64]
     layer_overhead_us: NDArray[np.float64]
-    comm_efficiency: NDArray[np.float64]
-    allreduce_latency_us: NDArray[np.float64]
     prefill_chunk_tokens: NDArray[np.float64]
 
     def __init__(self, columns: dict[str, NDArray[np.float64]]) -> None:
@@ -810,44 +916,60 @@ def _experts_touched_array(c: StepColumns, tokens: NDArray[np.float64],
     if exact and moe.any():
         idx = np.flatnonzero(moe)
         out = np.zeros_like(tokens)
-        out[idx] = [ei * (1.0 - (1.0 - ki / ei) ** max(ti, 0.0)) for ei, ki, ti in
-                    zip(e[idx].tolist(), c.experts_per_token[idx].tolist(), tokens[idx].tolist(),
-                        strict=True)]
+        out[idx] = [(ei / epi) * (1.0 - (1.0 - ki / ei) ** max(ti, 0.0)) for ei, epi, ki, ti in
+                    zip(e[idx].tolist(), c.ep[idx].tolist(), c.experts_per_token[idx].tolist(),
+                        tokens[idx].tolist(), strict=True)]
         return out
-    touched = e * (1.0 - (1.0 - c.experts_per_token / e) ** np.maximum(tokens, 0.0))
+    touched = (e / c.ep) * (1.0 - (1.0 - c.experts_per_token / e) ** np.maximum(tokens, 0.0))
     return np.where(moe, touched, 0.0)
 
 
 def allreduce_array(c: StepColumns, tokens: NDArray[np.float64]) -> NDArray[np.float64]:
     """:func:`allreduce_s` per element."""
     t = c.tp
-    volume = 2.0 * (t - 1) / t * tokens * c.hidden * ACT_BYTES
-    one = volume / (c.link_bandwidth * c.comm_efficiency) + c.allreduce_latency_us * 1e-6
+    with np.errstate(divide="ignore", invalid="ignore"):  # t = 1 rows are masked below
+        one = c.ar_latency_s + 2.0 * (t - 1) / t * (tokens * c.hidden * ACT_BYTES) / c.ar_bus_bw
     return np.where(t == 1, 0.0, 2.0 * c.layers * one)
+
+
+def moe_comm_array(c: StepColumns, tokens_per_rank: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`moe_comm_s` per element."""
+    nbytes = tokens_per_rank / c.tp * c.experts_per_token * c.hidden * ACT_BYTES
+    one = c.a2a_latency_s + (c.ep - 1) / c.ep * nbytes / c.a2a_bus_bw
+    return np.where((c.ep == 1) | (c.a2a_layers == 0), 0.0, 2.0 * c.a2a_layers * one)
+
+
+def _allreduce_share_array(c: StepColumns) -> NDArray[np.float64]:
+    """:func:`_allreduce_share` per element."""
+    return (2 * c.layers - c.a2a_layers) / (2 * c.layers)
 
 
 def p2p_array(c: StepColumns, tokens: NDArray[np.float64]) -> NDArray[np.float64]:
     """:func:`p2p_s` per element."""
-    t = tokens * c.hidden * ACT_BYTES / (c.link_bandwidth * c.comm_efficiency) \
-        + c.allreduce_latency_us * 1e-6
+    t = c.p2p_latency_s + (tokens * c.hidden * ACT_BYTES) / c.p2p_bw
     return np.where(c.pp == 1, 0.0, t)
 
 
 def stage_time_array(c: StepColumns, *, decode: NDArray[np.float64], prefill: NDArray[np.float64],
-                     context: float, prompt: float, exact: bool = True) -> NDArray[np.float64]:
+                     context: float, prompt: float, exact: bool = True,
+                     spread: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """:func:`stage_time_s` per element (the same equation, term by term, so the same floats;
     ``exact=False`` lets the MoE power differ in the last bit, see :func:`_experts_touched_array`)."""
+    ranks = c.dp if spread is None else spread
     bw = c.bandwidth * c.memory_bw
     c_w = c.peak_flops * c.compute
     c_16 = c.peak_flops_16 * c.compute
     m = decode + prefill
+    m_rank = m / ranks
     weights = c.dense_bytes + c.moe_layers * _experts_touched_array(c, m, exact) * c.expert_bytes
-    t_linear = np.maximum(weights / bw, c.flops_per_token * m / c_w)
+    t_linear = np.maximum(weights / bw, (c.flops_per_token * m_rank + c.expert_flops_per_token * m) / c_w)
+    decode, prefill = decode / ranks, prefill / ranks
     pairs = decode * context
     t_attn = np.maximum((pairs + prefill) * c.kv_bytes_per_token / bw,
                         pairs * c.attn_flops_per_pair / c_16)
     t_attn = t_attn + prefill * (prompt / 2.0) * c.attn_flops_per_pair / c_16
-    return t_linear + t_attn + allreduce_array(c, m) + c.layers * c.layer_overhead_us * 1e-6
+    comm = allreduce_array(c, m_rank) * _allreduce_share_array(c) + moe_comm_array(c, m_rank)
+    return t_linear + t_attn + comm + c.layers * c.layer_overhead_us * 1e-6
 
 
 def decode_step_array(c: StepColumns, batch: NDArray[np.float64], input_tokens: int,
@@ -880,23 +1002,28 @@ def decode_slope_array(c: StepColumns, batch: NDArray[np.float64], input_tokens:
     weights = c.dense_bytes + c.moe_layers * _experts_touched_array(c, m, False) * c.expert_bytes
     e = np.where(c.num_experts > 0, c.num_experts, 1.0)
     q = 1.0 - c.experts_per_token / e
+    dp = c.dp                                          # attention-side terms see m / dp
     with np.errstate(divide="ignore", invalid="ignore"):
-        d_touched = np.where((c.num_experts > 0) & (q > 0), -e * q ** np.maximum(m, 0.0) * np.log(q),
-                             0.0)
-    weight_bound = weights / bw >= c.flops_per_token * m / c_w
+        d_touched = np.where((c.num_experts > 0) & (q > 0),
+                             -(e / c.ep) * q ** np.maximum(m, 0.0) * np.log(q), 0.0)
+    weight_bound = weights / bw >= (c.flops_per_token * m / dp + c.expert_flops_per_token * m) / c_w
     d_linear = np.where(weight_bound, c.moe_layers * d_touched * c.expert_bytes / bw,
-                        c.flops_per_token / c_w) * dm
-    pairs = batch / pp * context
-    prefill = batch * per_b / pp
+                        (c.flops_per_token / dp + c.expert_flops_per_token) / c_w) * dm
+    pairs = batch / pp * context / dp
+    prefill = batch * per_b / pp / dp
     kv_bound = (pairs + prefill) * c.kv_bytes_per_token / bw >= pairs * c.attn_flops_per_pair / c_16
     d_attn = np.where(kv_bound, (context + per_b) / pp * c.kv_bytes_per_token / bw,
-                      context / pp * c.attn_flops_per_pair / c_16)
-    d_attn = d_attn + per_b / pp * (input_tokens / 2.0) * c.attn_flops_per_pair / c_16
+                      context / pp * c.attn_flops_per_pair / c_16) / dp
+    d_attn = d_attn + per_b / pp / dp * (input_tokens / 2.0) * c.attn_flops_per_pair / c_16
     t = c.tp
     d_ar = np.where(t == 1, 0.0, 2.0 * c.layers * (2.0 * (t - 1) / t * c.hidden * ACT_BYTES
-                                                   / (c.link_bandwidth * c.comm_efficiency))) * dm
-    d_p2p = np.where(pp == 1, 0.0, c.hidden * ACT_BYTES / (c.link_bandwidth * c.comm_efficiency)) * dm
-    return pp * (d_linear + d_attn + d_ar) + (pp - 1) * d_p2p
+                                                   / c.ar_bus_bw)) * dm
+    d_p2p = np.where(pp == 1, 0.0, c.hidden * ACT_BYTES / c.p2p_bw) * dm
+    # MoE layouts: the all-reduces left (a rank's m / dp tokens) and the all-to-all pair
+    d_ar = d_ar * _allreduce_share_array(c) / dp
+    d_a2a = np.where(c.ep == 1, 0.0, 2.0 * c.a2a_layers * (c.ep - 1) / c.ep * c.experts_per_token * c.hidden
+                     * ACT_BYTES / (c.tp * dp * c.a2a_bus_bw)) * dm
+    return pp * (d_linear + d_attn + d_ar + d_a2a) + (pp - 1) * d_p2p
 
 
 def prefill_array(c: StepColumns, input_tokens: int) -> NDArray[np.float64]:
@@ -905,7 +1032,8 @@ def prefill_array(c: StepColumns, input_tokens: int) -> NDArray[np.float64]:
     n = np.maximum(1, -(-input_tokens // chunk_tokens)).astype(np.float64)
     chunk = input_tokens / n
     zero = np.zeros_like(chunk)
-    one = c.pp * stage_time_array(c, decode=zero, prefill=chunk, context=0.0, prompt=input_tokens)
+    one = c.pp * stage_time_array(c, decode=zero, prefill=chunk, context=0.0, prompt=input_tokens,
+                                  spread=np.ones_like(chunk))
     one = one + ((c.pp - 1) * p2p_array(c, chunk) + c.step_overhead_ms * 1e-3)
     return n * one
 
@@ -914,9 +1042,11 @@ def prefill_work_array(c: StepColumns, input_tokens: int) -> NDArray[np.float64]
     """:func:`prefill_work_s` per element."""
     c_w = c.peak_flops * c.compute
     c_16 = c.peak_flops_16 * c.compute
-    flops = c.flops_per_token * input_tokens / c_w
-    attn = input_tokens * (input_tokens / 2.0) * c.attn_flops_per_pair / c_16
-    return flops + attn + allreduce_array(c, np.full_like(flops, float(input_tokens)))
+    tokens = input_tokens / c.dp
+    flops = (c.flops_per_token * tokens + c.expert_flops_per_token * input_tokens) / c_w
+    attn = tokens * (input_tokens / 2.0) * c.attn_flops_per_pair / c_16
+    return (flops + attn + allreduce_array(c, tokens) * _allreduce_share_array(c)
+            + moe_comm_array(c, tokens))
 
 
 def _md1_wait_array(rate: NDArray[np.float64], service_s: NDArray[np.float64],
@@ -1074,6 +1204,9 @@ __all__ = [
     "decode_step_s",
     "load_efficiency",
     "md1_wait_s",
+    "moe_alltoall_bytes",
+    "moe_comm_array",
+    "moe_comm_s",
     "p2p_array",
     "prefill_array",
     "prefill_s",

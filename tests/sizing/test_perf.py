@@ -63,12 +63,12 @@ def test_md1_wait_pollaczek_khinchine() -> None:
 
 
 def test_allreduce_ring_volume_on_nvlink() -> None:
-    # Llama-3.3-70B (80 layers, hidden 8192) at TP2 on H100 SXM, 100 tokens:
-    # per all-reduce 2 x 1/2 x 100 x 8192 x 2 B = 1,638,400 B at 450 GB/s x 0.8 = 4.551 us + 10 us;
-    # 2 per layer x 80 layers = 2.3282 ms.
+    # Llama-3.3-70B (80 layers, hidden 8192) at TP2 on H100 SXM, 100 tokens: message 100 x 8192 x
+    # 2 B = 1,638,400 B; comm.yaml nvlink4 TP2: alpha 2.75 us, busBW 274.97 GB/s, so one all-reduce
+    # = 2.75 us + 2 x 1/2 x 1,638,400 / 274.97e9 = 2.75 + 5.9585 = 8.7085 us; x 2 per layer x 80.
     sm = step_model(arch("Llama-3.3-70B"), H100, tp=2, precision="fp8")
     assert sm.layers == 80 and sm.hidden == 8192
-    assert allreduce_s(sm, 100, EFF) == pytest.approx(160 * (1_638_400 / 360e9 + 10e-6), rel=1e-9)
+    assert allreduce_s(sm, 100, EFF) == pytest.approx(160 * (2.75e-6 + 1_638_400 / 274.97e9), rel=1e-9)
     assert allreduce_s(step_model(arch("Llama-3.3-70B"), H200, tp=1, precision="fp8"), 100, EFF) == 0.0
 
 
