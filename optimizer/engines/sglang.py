@@ -78,4 +78,4 @@ PROFILE = EngineProfile(
     engine="sglang", family="sglang", versions=("0.4.9",),
     memory_rules_source="SGLang 0.4.x: python/sglang/srt/model_executor/model_runner.py "
                         "profile_max_num_token; mem_fraction_static of server_args.py",
-    defaults=DEFAULTS, efficiency_engine="vllm", memory_rule=serving_memory_sglang)
+    defaults=DEFAULTS, efficiency_engine="sglang", memory_rule=serving_memory_sglang)

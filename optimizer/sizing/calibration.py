@@ -55,7 +55,8 @@ from optimizer.sizing.memory import (
 from optimizer.sizing.perf import Efficiency, MeasuredPoint, replica_perf
 
 #: Shipped calibration per engine (file name under ``catalogs/calibration/``).
-SHIPPED = {"trtllm": "trtllm-v1.0.yaml", "vllm": "trtllm-v1.0.yaml"}
+SHIPPED = {"trtllm": "trtllm-v1.0.yaml", "vllm": "vllm-published.yaml", "sglang": "sglang-published.yaml",
+           "mindie": "mindie-published.yaml"}
 #: trtllm-bench's KV fraction in the perf overview ("--kv_cache_free_gpu_mem_fraction 0.95").
 TRTLLM_KV_FRACTION = trtllm_engine.TRTLLM_KV_FRACTION
 
@@ -498,7 +499,7 @@ def _load_cached(path: str, mtime: float) -> CalibrationFile:
         raise CatalogError("measured: must be a list of measured points", file=path, field="measured",
                            hint=hint)
     engine = str(data.get("engine", "trtllm"))
-    if engine not in ENGINE_DEFAULTS:
+    if engine not in ENGINE_DEFAULTS and engine not in ("sglang", "mindie"):
         raise CatalogError(f"unknown engine {engine!r}", file=path, field="engine",
                            hint=f"use one of {', '.join(ENGINE_DEFAULTS)}")
     source = str(data.get("source", path))
@@ -512,7 +513,7 @@ def _load_cached(path: str, mtime: float) -> CalibrationFile:
                 raise CatalogError(f"must be a finite number >= 0, got {v!r}", file=path,
                                    field=f"families.{name}.{k}", hint=hint)
         try:
-            fams[str(name)] = Efficiency(**kw, family=str(name), engine=engine,
+            fams[str(name)] = Efficiency(**kw, family=str(name), engine=engine, provenance="fitted",
                                          citation=f"{p.name}: {vals.get('note', source)}")
         except (TypeError, UsageError) as exc:
             raise CatalogError(f"bad efficiency factors: {exc}", file=path, field=f"families.{name}",
@@ -537,24 +538,73 @@ def load_calibration(path: Path) -> CalibrationFile:
     return _load_cached(str(path.resolve()), path.stat().st_mtime)
 
 
+#: Order in which a (family, engine) without rows borrows factors, measured by
+#: ``benchmarks.accuracy`` (cross-family vs cross-engine transfer residuals; see docs/perf.md):
+#: ``"engine"`` = same engine, the engine file's default family first; ``"family"`` = same family,
+#: another engine first.
+TRANSFER_ORDER = ("family", "engine")
+#: Engines tried, in order, for a same-family transfer.
+TRANSFER_ENGINES = ("trtllm", "vllm", "sglang", "mindie")
+
+
+def _shipped(engine: str) -> CalibrationFile | None:
+    path = default_calibration_path(engine)
+    return load_calibration(path) if path.is_file() else None
+
+
+def _transfer_band(files: Iterable[CalibrationFile | None]) -> float:
+    for f in files:
+        if f is not None and isinstance(f.data.get("transfer_band_log_sd"), int | float):
+            return float(f.data["transfer_band_log_sd"])
+    return 1.0
+
+
 def efficiency_for(gpu: GPU, *, engine: str = "trtllm", calibration_path: Path | None = None) -> Efficiency:
-    """Efficiency of ``gpu.architecture`` for ``engine``: from ``calibration_path`` if it fits
-    that family, else the shipped file; a family no file fits takes the shipped
-    ``default_family`` factors (``source`` says so). Measured points of ``calibration_path``
-    are attached either way."""
-    shipped = load_calibration(default_calibration_path(engine))
+    """Efficiency of ``gpu.architecture`` under ``engine``.
+
+    * ``calibration_path`` (``procure calibrate``) fits the family: its factors, ``fitted``;
+    * the shipped file of ``engine`` (:data:`SHIPPED`) fits it: ``fitted``, with the family's
+      leave-one-source-out ``band_log_sd``;
+    * else ``transferred``: borrowed in :data:`TRANSFER_ORDER` (same engine's default family, then
+      the same family under another engine, then Hopper/trtllm), with the engine file's
+      ``transfer_band_log_sd`` (cross-family/cross-engine transfer residuals).
+
+    Measured points of ``calibration_path`` are attached either way."""
+    shipped = _shipped(engine)
     user = load_calibration(calibration_path) if calibration_path else None
     fam = gpu.architecture
+    eff: Efficiency | None = None
     if user and fam in user.families:
         eff = user.families[fam]
-    elif fam in shipped.families:
-        eff = shipped.families[fam]
+        if not eff.band_log_sd and shipped and fam in shipped.families:
+            eff = replace(eff, band_log_sd=shipped.families[fam].band_log_sd)
+        eff = replace(eff, provenance="fitted", transferred_from="")
+    elif shipped and fam in shipped.families:
+        eff = replace(shipped.families[fam], provenance="fitted", transferred_from="")
     else:
-        base = shipped.families[shipped.default_family]
-        eff = replace(base, family=fam, provenance="transferred",
-                      transferred_from=f"{shipped.default_family}/{base.engine}",
-                      citation=f"{base.citation}; transferred from {shipped.default_family} "
-                      f"(no {fam} calibration data: estimate)")
+        base: Efficiency | None = None
+        for way in TRANSFER_ORDER:
+            if way == "engine" and shipped and shipped.families:
+                base = shipped.families.get(shipped.default_family) or next(iter(shipped.families.values()))
+            elif way == "family":
+                for e in TRANSFER_ENGINES:
+                    other = _shipped(e) if e != engine else None
+                    if other and fam in other.families:
+                        base = other.families[fam]
+                        break
+            if base is not None:
+                break
+        if base is None:
+            trt = _shipped("trtllm")
+            if trt is None or not trt.families:
+                raise CatalogError("no shipped calibration to transfer factors from",
+                                   file=str(default_calibration_path("trtllm")))
+            base = trt.families[trt.default_family]
+        band = _transfer_band((shipped, _shipped("trtllm")))
+        eff = replace(base, family=fam, engine=engine, provenance="transferred",
+                      transferred_from=f"{base.family}/{base.engine}", band_log_sd=band,
+                      citation=f"{base.citation}; transferred from {base.family}/{base.engine} "
+                      f"(no {fam}/{engine} calibration rows: estimate, transfer band {band:.2f})")
     if user:
         eff = replace(eff, measured=user.measured)
     return eff
@@ -654,3 +704,271 @@ __all__ = [
     "trtllm_kv_cache_tokens",
     "write_calibration",
 ]
+
+
+# ------------------------------------------------------------------------------------------
+# Published rows of every family and engine (issue 11): mapping, prediction, fit, validation
+# ------------------------------------------------------------------------------------------
+#
+# Each published row is predicted as its benchmark ran (catalogs/calibration/published-rows.yaml):
+# a length mix (``sizing.lengths``), a prediction mode (offline max throughput, fixed concurrency,
+# MLPerf Server/Interactive capacity under the latency limits) and a metric per replica. Factors are
+# fitted per (family, engine) on log(predicted / measured); validation refits without one source
+# (publication) at a time and predicts that source's rows (leave-one-source-out).
+
+from optimizer.sizing import lengths as _lengths  # noqa: E402
+
+#: Engine keys with shipped calibrations. ``mindie`` has no engine profile: vLLM memory rules.
+FIT_ENGINES = ("trtllm", "vllm", "sglang", "mindie")
+#: Fallback batch cap per engine when a row states none: trtllm-bench 4096, vLLM ``max_num_seqs``
+#: 256, SGLang profile 4096; MindIE 256 (estimate: no profile).
+FIT_MAX_BATCH = {"trtllm": 4096, "vllm": 256, "sglang": 4096, "mindie": 256}
+#: KV held per running sequence ``I + r O`` (TensorRT-LLM no-evict 1.0; paged engines 0.5).
+FIT_KV_RESERVE = {"trtllm": 1.0, "vllm": 0.5, "sglang": 0.5, "mindie": 0.5}
+PUBLISHED_ROWS = "published-rows.yaml"
+HOPPER_SOURCE = "TensorRT-LLM perf overview"
+
+
+@dataclass(frozen=True)
+class MappedRow:
+    """One published measurement as procure predicts it (see the mapping file's ``modes``)."""
+
+    id: str
+    source: str
+    model: str
+    gpu: str
+    engine: str
+    tp: int
+    pp: int
+    precision: str
+    kv_dtype: str
+    mode: str
+    mix: _lengths.LengthMix
+    metric: str
+    measured: float                 # per replica, in the metric's unit
+    batch: int | None = None
+    kv_fraction: float | None = None
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    family: str = ""
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric != "tpot_ms"
+
+
+def _mix(spec: Any) -> _lengths.LengthMix:
+    if isinstance(spec, str):
+        return _lengths.dataset(spec)
+    i, o = spec
+    return _lengths.fixed(int(i), int(o))
+
+
+def mapped_row(rid: str, spec: dict[str, Any], value: float, catalog: Catalog) -> MappedRow:
+    """A :class:`MappedRow` from one mapping entry and the shared row's published ``value``."""
+    from optimizer.loaders import resolve_gpu
+
+    measured = float(value)
+    if spec["metric"] == "output_tokens_per_s":
+        if spec.get("scope") == "per_gpu":
+            measured *= spec["tp"] * spec.get("pp", 1)
+        else:
+            measured /= spec.get("replicas", 1)
+    slo = spec.get("slo") or {}
+    gpu = resolve_gpu(spec["gpu"], catalog)
+    return MappedRow(id=rid, source=spec["source"], model=spec["model"], gpu=gpu.name, engine=spec["engine"],
+                     tp=int(spec["tp"]), pp=int(spec.get("pp", 1)), precision=spec["precision"],
+                     kv_dtype=spec["kv_dtype"], mode=spec["mode"], mix=_mix(spec["lengths"]),
+                     metric=spec["metric"], measured=measured, batch=spec.get("batch"),
+                     kv_fraction=spec.get("kv_fraction"), ttft_ms=slo.get("ttft_ms"),
+                     tpot_ms=slo.get("tpot_ms"), family=gpu.architecture)
+
+
+def mapping_path() -> Path:
+    from optimizer.loaders import catalog_root
+
+    return catalog_root() / "calibration" / PUBLISHED_ROWS
+
+
+def load_mapping(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    data = yaml_safe.load((path or mapping_path()).read_text(encoding="utf-8"))
+    return dict(data["rows"])
+
+
+def read_published_rows(shared: Path, catalog: Catalog, *, mapping: dict[str, dict[str, Any]] | None = None
+                        ) -> tuple[list[MappedRow], dict[str, str]]:
+    """Mapped rows of ``shared`` (published-nonhopper.yaml) and ``{id: reason}`` of the excluded ones.
+    A shared row the mapping does not name is an error (every row is decided, in review)."""
+    mapping = mapping if mapping is not None else load_mapping()
+    data = yaml_safe.load(shared.read_text(encoding="utf-8"))
+    rows, excluded = [], {}
+    for r in data["rows"]:
+        spec = mapping.get(r["id"])
+        if spec is None:
+            raise CatalogError(f"shared row {r['id']!r} has no entry in {PUBLISHED_ROWS}", file=str(shared),
+                               hint="map it (model, gpu, engine, mode, ...) or exclude it with a reason")
+        if "excluded" in spec:
+            excluded[r["id"]] = str(spec["excluded"])
+            continue
+        rows.append(mapped_row(r["id"], spec, r["value"], catalog))
+    return rows, excluded
+
+
+def hopper_rows(path: Path, catalog: Catalog) -> list[MappedRow]:
+    """The TensorRT-LLM v1.0 perf-overview rows (H100/H200) as mapped rows (offline, batch 4096,
+    FP8 KV: :func:`read_published`)."""
+    out = []
+    for i, r in enumerate(read_published(path, catalog)):
+        from optimizer.loaders import resolve_gpu
+
+        gpu = resolve_gpu(r.gpu, catalog)
+        out.append(MappedRow(id=f"trtllm10-{r.gpu}-{r.model}-tp{r.tp}-{r.input_tokens}-{r.output_tokens}-{i}",
+                             source=HOPPER_SOURCE, model=r.model, gpu=r.gpu, engine="trtllm", tp=r.tp, pp=r.pp,
+                             precision=r.precision, kv_dtype=r.kv_dtype, mode="offline",
+                             mix=_lengths.fixed(r.input_tokens, r.output_tokens), metric="output_tokens_per_s",
+                             measured=r.output_tokens_per_s, batch=4096, family=gpu.architecture))
+    return out
+
+
+@lru_cache(maxsize=64)
+def _arch_gpu(model: str, gpu: str) -> tuple[ModelArch, GPU]:
+    from optimizer.loaders import load_catalog, resolve_gpu, resolve_model
+    from optimizer.sizing.architecture import parse_config
+
+    catalog = load_catalog()
+    m = resolve_model(model, catalog)
+    return parse_config(m.config, m.name), resolve_gpu(gpu, catalog)
+
+
+def predict_mapped(row: MappedRow, eff: Efficiency) -> float:
+    """procure's figure for ``row`` (in the row's metric) under ``eff`` (no measured override)."""
+    arch, gpu = _arch_gpu(row.model, row.gpu)
+    mem_engine = "trtllm" if row.engine == "trtllm" else "vllm"
+    eff = replace(eff, kv_reserve_output_fraction=FIT_KV_RESERVE.get(row.engine, 0.5), measured=())
+    cap = row.batch or FIT_MAX_BATCH.get(row.engine, 256)
+    kv = kv_cache_tokens(arch, gpu, engine=mem_engine, tp=row.tp, pp=row.pp, precision=row.precision,
+                         kv_dtype=row.kv_dtype, max_model_len=row.mix.max_tokens,
+                         memory_fraction=row.kv_fraction)
+    thr, rps, tpot = [], [], []
+    for b in row.mix.bins:
+        slo = row.mode.startswith("mlperf_")
+        perf = replica_perf(arch, gpu, tp=row.tp, pp=row.pp, precision=row.precision, kv_dtype=row.kv_dtype,
+                            input_tokens=b.input_tokens, output_tokens=max(b.output_tokens, 2),
+                            kv_cache_tokens=kv, max_num_seqs=cap, efficiency=eff, measured=(),
+                            ttft_ms=row.ttft_ms if slo else None, tpot_ms=row.tpot_ms if slo else None,
+                            utilization=1.0)
+        thr.append(perf.output_tokens_per_s)
+        rps.append(perf.requests_per_s)
+        tpot.append(perf.offline_tpot_ms)
+    if row.mode.startswith("mlperf_"):
+        out = _lengths.mix_requests_per_s(row.mix, rps) * row.mix.mean_output
+    elif row.metric == "output_tokens_per_s":
+        out = _lengths.mix_throughput(row.mix, thr)
+    else:
+        t = _lengths.mix_mean(row.mix, tpot)
+        out = t if row.metric == "tpot_ms" else 1000.0 / max(t, 1e-9)
+    return max(out, 1e-9)
+
+
+def log_residual(row: MappedRow, eff: Efficiency) -> float:
+    """``log(measured / predicted)`` as a capacity ratio (a time metric is inverted first), so a
+    positive residual means procure under-estimates capacity."""
+    pred = predict_mapped(row, eff)
+    r = math.log(row.measured / pred)
+    return r if row.higher_is_better else -r
+
+
+#: Free parameters by data size: >= 8 rows fit all four; 3-7 rows (compute, memory_bw) with the
+#: overheads at the prior's; 1-2 rows one common scale of (compute, memory_bw).
+def _free_params(n: int) -> tuple[str, ...]:
+    if n >= 8:
+        return FIT_PARAMS
+    if n >= 3:
+        return ("compute", "memory_bw")
+    return ("scale",)
+
+
+def fit_mapped(rows: Sequence[MappedRow], prior: Efficiency, *, prior_weight: float | None = None
+               ) -> Efficiency:
+    """Least squares on ``log(pred / measured)`` for one (family, engine), pulled toward ``prior``
+    with weight ``0.5 / sqrt(n)`` per parameter (log-ratio units; overheads per 1 ms / 100 us)."""
+    from scipy.optimize import least_squares
+
+    if not rows:
+        raise UsageError("no rows to fit")
+    free = _free_params(len(rows))
+    w = prior_weight if prior_weight is not None else 0.5 / math.sqrt(len(rows))
+    lo = dict(zip(FIT_PARAMS, BOUNDS[0], strict=True))
+    hi = dict(zip(FIT_PARAMS, BOUNDS[1], strict=True))
+
+    def make(theta: Sequence[float]) -> Efficiency:
+        if free == ("scale",):
+            s = float(theta[0])
+            return replace(prior, compute=min(max(prior.compute * s, lo["compute"]), hi["compute"]),
+                           memory_bw=min(max(prior.memory_bw * s, lo["memory_bw"]), hi["memory_bw"]))
+        vals = dict(zip(free, (float(v) for v in theta), strict=True))
+        return replace(prior, compute=vals.get("compute", prior.compute),
+                       memory_bw=vals.get("memory_bw", prior.memory_bw),
+                       step_overhead_ms=vals.get("step_overhead_ms", prior.step_overhead_ms),
+                       layer_overhead_us=vals.get("layer_overhead_us", prior.layer_overhead_us))
+
+    def resid(theta: Sequence[float]) -> list[float]:
+        eff = make(theta)
+        out = [-log_residual(r, eff) for r in rows]
+        for k, v in zip(free, theta, strict=True):
+            if k == "scale":
+                out.append(w * math.log(v))
+            elif k in ("compute", "memory_bw"):
+                out.append(w * math.log(v / getattr(prior, k)))
+            elif k == "step_overhead_ms":
+                out.append(w * (v - prior.step_overhead_ms))
+            else:
+                out.append(w * (v - prior.layer_overhead_us) / 100.0)
+        return out
+
+    if free == ("scale",):
+        start, bounds = [1.0], ([0.05 / max(prior.memory_bw, prior.compute)], [1.0 / min(prior.memory_bw, 1.0)])
+    else:
+        start = [min(max(getattr(prior, k), lo[k] + 1e-6), hi[k] - 1e-6) for k in free]
+        bounds = ([lo[k] for k in free], [hi[k] for k in free])
+    res = least_squares(resid, start, bounds=bounds, method="trf", diff_step=1e-3, xtol=1e-8, ftol=1e-8,
+                        max_nfev=200)
+    return make(res.x)
+
+
+def group_rows(rows: Iterable[MappedRow]) -> dict[tuple[str, str], list[MappedRow]]:
+    out: dict[tuple[str, str], list[MappedRow]] = {}
+    for r in rows:
+        out.setdefault((r.family, r.engine), []).append(r)
+    return out
+
+
+def band_from_residuals(residuals: Sequence[float], *, inflate: float = 1.0) -> float:
+    """``band_log_sd`` = root mean square of log residuals (about 0, not their mean: a bias is part
+    of the error a user meets), times ``inflate``; capped at 3 (Efficiency's range)."""
+    if not residuals:
+        return 0.0
+    return min(3.0, inflate * math.sqrt(sum(r * r for r in residuals) / len(residuals)))
+
+
+#: In-sample residuals understate the error of a single-source family: inflated by this factor
+#: (estimate: the ratio of LOSO to in-sample RMS over the multi-source families is reported by
+#: benchmarks.accuracy; 2 is the round figure used until more sources exist).
+SINGLE_SOURCE_INFLATION = 2.0
+
+
+def loso_residuals(rows: Sequence[MappedRow], prior: Efficiency,
+                   fit: Any = None) -> dict[str, list[tuple[MappedRow, float]]]:
+    """Leave-one-source-out: for every source of ``rows``, fit on the others (``fit(rows, prior)``,
+    default :func:`fit_mapped`) and return that source's ``(row, log(measured/predicted))``.
+    A single-source set gives ``{}`` (nothing to leave out)."""
+    fit = fit or fit_mapped
+    sources = sorted({r.source for r in rows})
+    if len(sources) < 2:
+        return {}
+    out: dict[str, list[tuple[MappedRow, float]]] = {}
+    for s in sources:
+        train = [r for r in rows if r.source != s]
+        eff = fit(train, prior)
+        out[s] = [(r, log_residual(r, eff)) for r in rows if r.source == s]
+    return out

@@ -38,7 +38,8 @@ def test_calibrate_changes_perf_for_that_deployment(tmp_path: Path) -> None:
     other = json.loads(_run("perf", "Llama-3.3-70B", "--gpu", "H100", "--tp", "2", "--precision", "fp8",
                             "--input-tokens", "1000", "--output-tokens", "1000", "--format", "json",
                             "--calibration", str(out)).output)
-    assert other["source"] == "model" and other["efficiency"]["source"].startswith("calibration.yaml")
+    assert other["source"] == "model" and other["efficiency"]["source"] == "fitted"
+    assert other["efficiency"]["citation"].startswith("calibration.yaml")
 
 
 def test_calibrate_vllm_bench_json_with_options(tmp_path: Path) -> None:
