@@ -203,7 +203,7 @@ def documents(rows: list[cal.MappedRow], effs: dict[Group, Efficiency], ev: dict
             "method": "scipy.optimize.least_squares on log(predicted/measured) per (family, engine); >= 8 rows: "
                       f"{', '.join(cal.FIT_PARAMS)}; 3-7 rows: compute, memory_bw; 1-2 rows: one scale of both; "
                       "pulled toward the Hopper/trtllm factors with weight 0.5/sqrt(n) below 8 rows; bounds "
-                      f"{cal.BOUNDS}; comm_efficiency, allreduce_latency_us fixed",
+                      f"{cal.BOUNDS}; communication from catalogs/calibration/comm.yaml (sizing.comm)",
             "assumptions": {"rows_mapping": "catalogs/calibration/published-rows.yaml",
                             "length_mixes": "optimizer/sizing/lengths.py DATASETS",
                             "band": "band_log_sd = RMS of leave-one-source-out log residuals; single-source "
