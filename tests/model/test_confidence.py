@@ -65,3 +65,26 @@ def test_confidence_is_validated(tmp_path: Path) -> None:
 
     with pytest.raises(ProcureError, match="confidence"):
         load_scenario(_scenario(tmp_path, confidence=0.3))
+
+
+def test_shipped_wide_band_family_costs_more_at_090(tmp_path: Path) -> None:
+    """The shipped calibration: L40S under vLLM (Ada/vllm, fitted on two sources with a wide
+    leave-one-source-out band) needs more servers when planned at confidence 0.9."""
+    data = {
+        "name": "shipped bands",
+        "site": {"power_kw": 500, "pue": 1.0, "racks": 4, "rack_power_kw": 60, "rack_units": 42},
+        "constraints": {"gpus": ["L40S-48GB"]},
+        "serving": {"engine": "vllm", "engine_version": "0.6.3"},
+        "workloads": [{"name": "chat", "model": "Llama-3.1-8B", "precisions": ["fp8"], "requests_per_s": 20,
+                       "input_tokens": 1000, "output_tokens": 300, "max_context": 4096,
+                       "slo": {"ttft_ms": 3000, "tpot_ms": 100}}],
+    }
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    rs = load_scenario(path)
+    point = solve_scenario(rs).plan
+    sure = solve_scenario(with_overrides(rs, confidence=0.9)).plan
+    band = point.deployments[0].capacity_band_log_sd
+    assert band >= 0.2, "precondition: Ada/vllm has a wide band in the shipped calibration"
+    assert sure.capex > point.capex
+    assert sum(d.replicas for d in sure.deployments) > sum(d.replicas for d in point.deployments)
