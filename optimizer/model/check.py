@@ -18,6 +18,7 @@ from optimizer.loaders import ResolvedScenario, resolve_gpu
 from optimizer.schema.plan import Plan
 from optimizer.sizing.architecture import parse_config
 from optimizer.sizing.candidates import FINETUNE_MEMORY_FRACTION, finetune_fit, plan_efficiency, price_of
+from optimizer.sizing.layout import moe_layout_problems
 from optimizer.sizing.memory import serving_memory
 from optimizer.sizing.perf import replica_perf
 from optimizer.sizing.uncertainty import planning_time_scale
@@ -101,8 +102,8 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
     rack_u: dict[int, int] = defaultdict(int)
     line_of = {line.sku: line for line in plan.servers}
     hosts: dict[str, set[int]] = defaultdict(set)
-    # (workload, SKU, TP, PP) -> server appearances: a replica spanning k servers appears on k
-    replicas_placed: Counter[tuple[str, str, int, int]] = Counter()
+    # (workload, SKU, TP, PP, EP, DP) -> server appearances: a replica spanning k servers appears on k
+    replicas_placed: Counter[tuple[str, str, int, int, int, int]] = Counter()
     finetune_gpus = {f.workload: f.gpus for f in plan.finetunes}
     for srv in plan.placement:
         line = line_of[srv.sku]
@@ -117,13 +118,18 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
                 f"server {srv.index} GPUs in use", f"{held} used of {line.gpus_per_server}, {srv.free_gpus} free")
         for r in srv.replicas:
             hosts[r.workload].add(srv.index)
-            replicas_placed[(r.workload, srv.sku, r.tp, r.pp)] += 1
-    expected: Counter[tuple[str, str, int, int]] = Counter()
+            replicas_placed[(r.workload, srv.sku, r.tp, r.pp, r.ep, r.dp)] += 1
+            n_layout = r.tp * r.pp * r.dp
+            require(len(r.gpus) == min(n_layout, line.gpus_per_server),
+                    f"server {srv.index} {r.workload} TP{r.tp} PP{r.pp} DP{r.dp} slots",
+                    f"{len(r.gpus)} GPUs for a {n_layout}-GPU replica")
+    expected: Counter[tuple[str, str, int, int, int, int]] = Counter()
     for d in plan.deployments:
         spans = max(1, d.gpus_per_replica // line_of[d.sku].gpus_per_server)
-        expected[(d.workload, d.sku, d.tp, d.pp)] += d.replicas * spans
+        expected[(d.workload, d.sku, d.tp, d.pp, d.ep, d.dp)] += d.replicas * spans
     for key in sorted(set(expected) | set(replicas_placed)):
-        require(replicas_placed[key] == expected[key], f"{key[0]} TP{key[2]} PP{key[3]} on {key[1]} placed",
+        require(replicas_placed[key] == expected[key],
+                f"{key[0]} TP{key[2]} PP{key[3]} EP{key[4]} DP{key[5]} on {key[1]} placed",
                 f"{replicas_placed[key]} server slots, {expected[key]} planned")
     require(all(1 <= k <= sc.site.racks for k in rack_w), "rack count", f"uses racks {sorted(rack_w)}")
     for k in rack_w:
@@ -140,8 +146,16 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
         gpu = resolve_gpu(d.gpu, cat)
         arch = parse_config(rs.models[w.name].config, rs.models[w.name].name)
         settings = sc.serving.model_copy(update={"kv_dtype": d.kv_dtype})
+        # the MoE layout is re-checked from the rules, not trusted: MoE only, ep 1 or tp x dp and
+        # dividing the experts, the tp x dp group in one domain, tp x pp x dp GPUs per replica
+        layout = moe_layout_problems(arch, gpu, tp=d.tp, ep=d.ep, dp=d.dp)
+        require(not layout, f"{d.workload} EP{d.ep} DP{d.dp} layout", "; ".join(p.message for p in layout))
+        require(d.gpus_per_replica == d.tp * d.pp * d.dp, f"{d.workload} GPUs per replica",
+                f"{d.gpus_per_replica} != TP {d.tp} x PP {d.pp} x DP {d.dp}")
+        if layout:
+            continue
         mem = serving_memory(arch, d.precision, gpu_memory_gib=gpu.memory_gib, tp=d.tp, pp=d.pp,
-                             settings=settings, max_model_len=w.max_context)
+                             settings=settings, max_model_len=w.max_context, ep=d.ep, dp=d.dp)
         require(mem.fits and mem.kv_cache_tokens >= w.max_context, f"{d.workload} on {d.gpu} TP{d.tp} fits",
                 f"KV cache {mem.kv_cache_tokens} tokens < max_context {w.max_context}")
         require(d.precision in w.precisions and gpu.runs(d.precision), f"{d.workload} precision {d.precision}",
@@ -154,7 +168,7 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
                             kv_cache_tokens=mem.kv_cache_tokens, ttft_ms=w.slo.ttft_ms, tpot_ms=w.slo.tpot_ms,
                             max_num_seqs=sc.serving.max_num_seqs, utilization=sc.headroom,
                             efficiency=(eff := plan_efficiency(gpu, sc.serving, calib)),
-                            time_scale=planning_time_scale(eff.band_log_sd, sc.confidence))
+                            time_scale=planning_time_scale(eff.band_log_sd, sc.confidence), ep=d.ep, dp=d.dp)
         require(_close(perf.requests_per_s, d.capacity_rps, 1e-6), f"{d.workload} capacity recomputed",
                 f"{d.capacity_rps} != {perf.requests_per_s}")
         require(perf.ttft_ms <= w.slo.ttft_ms * (1 + REL) and perf.tpot_ms <= w.slo.tpot_ms * (1 + REL),

@@ -105,15 +105,16 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
         sku = cands.skus[c.sku]
         deployments.append(Deployment(
             workload=c.workload, model=cands.archs[c.workload].name, sku=c.sku, gpu=sku.gpu.name, tp=c.tp,
-            pp=c.pp, precision=c.precision, kv_dtype=c.kv_dtype, replicas=r, gpus_per_replica=c.gpus_per_replica,
+            pp=c.pp, ep=c.ep, dp=c.dp, precision=c.precision, kv_dtype=c.kv_dtype, replicas=r,
+            gpus_per_replica=c.gpus_per_replica,
             capacity_rps=c.capacity_rps, planned_rps=share, ttft_ms=c.perf.ttft_ms, tpot_ms=c.perf.tpot_ms,
             batch=c.perf.slo_batch, limited_by=c.perf.limited_by,
-            weights_gib_per_gpu=c.memory.weight_bytes / GIB, kv_cache_tokens=c.memory.kv_cache_tokens,
+            weights_gib_per_gpu=c.memory.weight_bytes / GIB, kv_cache_tokens=c.memory.replica_kv_tokens,
             memory=memory_account(c.memory),
             perf_source=c.perf.source, **_capacity_provenance(cands, sku.gpu.name, c, sc.confidence)))
         spread = inference[c.workload].min_replicas >= 2
         items += [Item(c.workload, c.sku, c.tp, c.pp, c.gpus_per_replica, c.servers_per_replica,
-                       spread=spread)] * r
+                       spread=spread, ep=c.ep, dp=c.dp)] * r
     finetunes = []
     for i, f in enumerate(cands.finetune):
         if _int(val[mm.x[i]]) == 1:

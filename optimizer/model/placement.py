@@ -100,6 +100,8 @@ class Item:
     whole_servers: int  # >1: the item occupies that many whole servers (cross-server PP, big finetune)
     finetune: bool = False
     spread: bool = False  # the workload's replicas must sit on two or more servers
+    ep: int = 1  # MoE layout of the replica (gpus = tp x pp x dp)
+    dp: int = 1
 
 
 def place(racks_by_sku: dict[str, list[int]], slots: dict[str, int], items: list[Item]) -> list[PlacedServer]:
@@ -231,7 +233,7 @@ def _exact(pool: list[_Box], items: list[Item], need: set[str], sku: str) -> Non
     g = pool[0].slots if pool else 0
     if taken > len(pool) or any(it.gpus > g or it.gpus & (it.gpus - 1) for it in rest):
         raise _no_placement(sku, pool, items, need)
-    wide.sort(key=lambda it: (-it.whole_servers, it.workload, it.tp, it.pp))
+    wide.sort(key=lambda it: (-it.whole_servers, it.workload, it.tp, it.pp, it.dp, it.ep))
     free = list(pool)
     for it in wide:
         for b in free[: it.whole_servers]:
@@ -241,7 +243,7 @@ def _exact(pool: list[_Box], items: list[Item], need: set[str], sku: str) -> Non
     counts: dict[Item, int] = defaultdict(int)
     for it in rest:
         counts[it] += 1
-    types = sorted(counts, key=lambda it: (-it.gpus, it.workload, it.tp, it.pp, it.finetune))
+    types = sorted(counts, key=lambda it: (-it.gpus, it.workload, it.tp, it.pp, it.finetune, it.dp, it.ep))
     m = len(free)
     if not types:
         if need:
@@ -308,4 +310,5 @@ def _record(box: _Box, item: Item, gpus: list[int]) -> None:
     if item.finetune:
         box.finetune.append(item.workload)
     else:
-        box.replicas.append(PlacedReplica(workload=item.workload, tp=item.tp, pp=item.pp, gpus=gpus))
+        box.replicas.append(PlacedReplica(workload=item.workload, tp=item.tp, pp=item.pp, ep=item.ep, dp=item.dp,
+                                          gpus=gpus))

@@ -42,14 +42,15 @@ def plan_tables(plan: Plan) -> Group:
                         f"{line.unit_price * line.count:,.0f}", f"{line.power_w / 1000:,.2f}")
 
     deps = Table(title="Deployments")
-    for col in ("workload", "GPU", "TP", "PP", "precision", "replicas", "req/s each", "planned req/s",
+    for col in ("workload", "GPU", "TP", "PP", "EP", "DP", "precision", "replicas", "req/s each", "planned req/s",
                 "TTFT ms", "TPOT ms", "limit"):
         deps.add_column(col, justify="left" if col in ("workload", "GPU", "precision", "limit") else "right")
     for d in plan.deployments:
-        deps.add_row(d.workload, d.gpu, str(d.tp), str(d.pp), d.precision, str(d.replicas), f"{d.capacity_rps:.2f}",
+        deps.add_row(d.workload, d.gpu, str(d.tp), str(d.pp), str(d.ep), str(d.dp), d.precision, str(d.replicas),
+                     f"{d.capacity_rps:.2f}",
                      f"{d.planned_rps:.2f}", f"{d.ttft_ms:,.0f}", f"{d.tpot_ms:.1f}", d.limited_by)
     for f in plan.finetunes:
-        deps.add_row(f.workload, f.gpu, "-", "-", f.method, f"{f.gpus} GPUs", "-", "-", "-", "-",
+        deps.add_row(f.workload, f.gpu, "-", "-", "-", "-", f.method, f"{f.gpus} GPUs", "-", "-", "-", "-",
                      f"{f.hours:.1f} h of {f.deadline_hours:g} h")
 
     cov = Table(title="Coverage")
@@ -62,7 +63,9 @@ def plan_tables(plan: Plan) -> Group:
     for col in ("server", "rack", "SKU", "replicas", "free GPUs"):
         place.add_column(col)
     for p in plan.placement:
-        reps = "; ".join(f"{r.workload} TP{r.tp}" + (f"xPP{r.pp}" if r.pp > 1 else "") for r in p.replicas)
+        reps = "; ".join(f"{r.workload} TP{r.tp}" + (f"xPP{r.pp}" if r.pp > 1 else "")
+                         + (f" EP{r.ep}" if r.ep > 1 else "") + (f" DP{r.dp}" if r.dp > 1 else "")
+                         for r in p.replicas)
         reps = "; ".join(x for x in [reps, *(f"finetune {j}" for j in p.finetune)] if x)
         place.add_row(str(p.index), str(p.rack), p.sku, reps, str(p.free_gpus))
     return Group(head, servers, deps, cov, place)

@@ -74,6 +74,10 @@ class Deployment(Record):
     gpu: str
     tp: int
     pp: int
+    ep: int = Field(default=1, ge=1, description="Expert-parallel size: 1 (experts TP-sharded) or tp x dp "
+                    "(routed experts whole, num_experts / ep per GPU)")
+    dp: int = Field(default=1, ge=1, description="Attention data-parallel ranks of tp GPUs each; a replica "
+                    "is tp x pp x dp GPUs")
     precision: str
     kv_dtype: str
     replicas: int
@@ -85,7 +89,7 @@ class Deployment(Record):
     batch: int = Field(description="Concurrent sequences per replica at the SLO limit")
     limited_by: str
     weights_gib_per_gpu: float
-    kv_cache_tokens: int = Field(description="KV cache capacity per replica, tokens")
+    kv_cache_tokens: int = Field(description="KV cache capacity per replica, tokens (dp x one DP rank's)")
     memory: MemoryAccount
     perf_source: str = Field(description="model (estimated) or measured (calibration file)")
     efficiency_source: Literal["fitted", "transferred", "measured"] = Field(
@@ -124,6 +128,8 @@ class PlacedReplica(Record):
     workload: str
     tp: int
     pp: int
+    ep: int = 1
+    dp: int = 1
     gpus: list[int] = Field(description="GPU slot indices on this server")
 
 

@@ -21,6 +21,7 @@ from optimizer.schema.engine import EngineSettings
 from optimizer.schema.scenario import FinetuneWorkload, InferenceWorkload
 from optimizer.sizing.architecture import ModelArch, param_counts, parse_config
 from optimizer.sizing.finetune import finetune_memory
+from optimizer.sizing.layout import moe_layouts
 from optimizer.sizing.memory import ServingMemory, serving_memory
 from optimizer.sizing.perf import Efficiency, PerfQuery, ReplicaPerf, load_efficiency, replica_perf_many
 from optimizer.sizing.uncertainty import planning_time_scale
@@ -75,10 +76,14 @@ class InferenceCandidate:
     servers_per_replica: int  # >1 only when PP spans whole servers
     memory: ServingMemory
     perf: ReplicaPerf
+    #: MoE layout (docs/perf.md "MoE layouts"): expert-parallel size (1 or tp x dp) and attention
+    #: data-parallel ranks; a replica is tp x pp x dp GPUs.
+    ep: int = 1
+    dp: int = 1
 
     @property
     def gpus_per_replica(self) -> int:
-        return self.tp * self.pp
+        return self.tp * self.pp * self.dp
 
     @property
     def capacity_rps(self) -> float:
@@ -109,6 +114,8 @@ class Rejection:
     have_gib: float = 0.0
     best_ttft_ms: float = math.inf
     best_tpot_ms: float = math.inf
+    ep: int = 1  # the MoE layout rejected (InferenceCandidate.ep / .dp)
+    dp: int = 1
 
 
 @dataclass
@@ -185,8 +192,11 @@ def _pp_servers(tp: int, pp: int, sku: ServerSku, allow_across: bool) -> int | N
 
 #: What a replica's capacity depends on within one build_candidates call (the efficiency of a GPU
 #: is fixed there), besides the model (the outer key of the memo): GPU, TP, PP, precision, KV
-#: dtype, I, O, KV tokens, TTFT/TPOT targets, max_num_seqs, headroom, confidence.
-PerfKey = tuple[str, int, int, str, str, int, int, int, float | None, float | None, int, float, float]
+#: dtype, I, O, KV tokens, TTFT/TPOT targets, max_num_seqs, headroom, confidence, EP, DP.
+PerfKey = tuple[str, int, int, str, str, int, int, int, float | None, float | None, int, float, float, int,
+                int]
+#: One sized layout of a workload: GPU, TP, PP, precision, EP, DP.
+LayoutKey = tuple[str, int, int, str, int, int]
 PerfMemo = dict[ModelArch, dict[PerfKey, ReplicaPerf]]
 
 
@@ -209,9 +219,24 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
     memo = ({} if perf_memo is None else perf_memo).setdefault(arch, {})
     # First pass: walk the grid, size memory, and record what to append in order; a layout's
     # SLO rejection (known only after the batch) goes where its first evaluation was.
-    events: list[Rejection | tuple[str, tuple[str, int, int, str], ServerSku, int]] = []
-    fitting: dict[tuple[str, int, int, str], tuple[GPU, ServingMemory]] = {}
-    seen: set[tuple[str, int, int, str]] = set()
+    events: list[Rejection | tuple[str, LayoutKey, ServerSku, int]] = []
+    fitting: dict[LayoutKey, tuple[GPU, ServingMemory]] = {}
+    seen: set[LayoutKey] = set()
+
+    def visit(key: LayoutKey, sku: ServerSku, n_srv: int) -> None:
+        # the same GPU/layout/precision gives the same answer for every chassis population
+        if key not in seen:
+            seen.add(key)
+            _, tp, pp, precision, ep, dp = key
+            mem = _memory_fit(arch, sku.gpu, tp, pp, precision, settings, w, rs, sku, ep, dp)
+            if isinstance(mem, Rejection):
+                events.append(mem)
+            else:
+                fitting[key] = (sku.gpu, mem)
+                events.append(("first", key, sku, 0))
+        if key in fitting:
+            events.append(("cand", key, sku, n_srv))
+
     for sku in skus.values():
         gpu = sku.gpu
         for precision in w.precisions:
@@ -234,18 +259,13 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
                     n_srv = _pp_servers(tp, pp, sku, sc.constraints.allow_pp_across_servers)
                     if n_srv is None:
                         continue
-                    # the same GPU/layout/precision gives the same answer for every chassis population
-                    key: tuple[str, int, int, str] = (gpu.name, tp, pp, precision)
-                    if key not in seen:
-                        seen.add(key)
-                        mem = _memory_fit(arch, gpu, tp, pp, precision, settings, w, rs, sku)
-                        if isinstance(mem, Rejection):
-                            events.append(mem)
-                        else:
-                            fitting[key] = (gpu, mem)
-                            events.append(("first", key, sku, 0))
-                    if key in fitting:
-                        events.append(("cand", key, sku, n_srv))
+                    visit((gpu.name, tp, pp, precision, 1, 1), sku, n_srv)
+            # MoE: the EP and DP-attention + EP layouts of each TP footprint inside one server
+            for footprint in TP_DEGREES:
+                if _pp_servers(footprint, 1, sku, False) is None:
+                    continue
+                for a_tp, ep, dp in moe_layouts(arch, footprint, gpu):
+                    visit((gpu.name, a_tp, 1, precision, ep, dp), sku, 1)
     perfs = _perf_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, memo)
     for ev in events:
         if isinstance(ev, Rejection):
@@ -254,54 +274,60 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
         kind, key, sku, n_srv = ev
         gpu, mem = fitting[key]
         perf = perfs[key]
-        _, tp, pp, prec = key
+        _, tp, pp, prec, ep, dp = key
         if kind == "first":
             if perf.requests_per_s <= 0:
                 out.rejections.append(Rejection(
                     w.name, sku.key, tp, pp, prec, "slo",
-                    f"on {gpu.name} TP{tp} PP{pp} {prec}: best TTFT {perf.ttft_ms:.0f} ms, "
+                    f"on {gpu.name} TP{tp} PP{pp}{layout_label(ep, dp)} {prec}: best TTFT {perf.ttft_ms:.0f} ms, "
                     f"TPOT {perf.tpot_ms:.1f} ms vs target {w.slo.ttft_ms:g}/{w.slo.tpot_ms:g} ms",
-                    best_ttft_ms=perf.ttft_ms, best_tpot_ms=perf.tpot_ms))
+                    best_ttft_ms=perf.ttft_ms, best_tpot_ms=perf.tpot_ms, ep=ep, dp=dp))
         elif perf.requests_per_s > 0:
             out.inference.append(InferenceCandidate(
                 workload=w.name, sku=sku.key, tp=tp, pp=pp, precision=prec,
-                kv_dtype=kv_dtype, servers_per_replica=n_srv, memory=mem, perf=perf))
+                kv_dtype=kv_dtype, servers_per_replica=n_srv, memory=mem, perf=perf, ep=ep, dp=dp))
+
+
+def layout_label(ep: int, dp: int) -> str:
+    """``" EP8 DP2"`` for a MoE layout (empty for the TP/PP layout)."""
+    return (f" EP{ep}" if ep > 1 else "") + (f" DP{dp}" if dp > 1 else "")
 
 
 def _memory_fit(arch: ModelArch, gpu: GPU, tp: int, pp: int, precision: str,
                 settings: EngineSettings, w: InferenceWorkload, rs: ResolvedScenario,
-                sku: ServerSku) -> ServingMemory | Rejection:
+                sku: ServerSku, ep: int = 1, dp: int = 1) -> ServingMemory | Rejection:
     """The replica's memory account, or the ``memory`` rejection when one ``max_context``
-    sequence does not fit."""
+    sequence does not fit (in one DP rank's cache)."""
     mem = serving_memory(arch, precision, gpu_memory_gib=gpu.memory_gib, tp=tp, pp=pp,
-                         settings=settings, max_model_len=w.max_context)
+                         settings=settings, max_model_len=w.max_context, ep=ep, dp=dp)
+    n = tp * pp * dp
     if not mem.fits or mem.kv_cache_tokens < w.max_context:
         return Rejection(
             w.name, sku.key, tp, pp, precision, "memory",
-            f"{arch.name} at {precision} needs more than {gpu.name} x{tp * pp} holds with "
+            f"{arch.name} at {precision} needs more than {gpu.name} x{n}{layout_label(ep, dp)} holds with "
             f"max_context {w.max_context}",
-            need_gib=_required_bytes(mem) * tp * pp / GIB,
-            have_gib=gpu.memory_gib * rs.scenario.serving.gpu_memory_utilization * tp * pp)
+            need_gib=_required_bytes(mem) * n / GIB,
+            have_gib=gpu.memory_gib * rs.scenario.serving.gpu_memory_utilization * n, ep=ep, dp=dp)
     return mem
 
 
 def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
-                fitting: dict[tuple[str, int, int, str], tuple[GPU, ServingMemory]],
+                fitting: dict[LayoutKey, tuple[GPU, ServingMemory]],
                 rs: ResolvedScenario, efficiency: dict[str, Efficiency], calibration: Path | None,
-                memo: dict[PerfKey, ReplicaPerf]) -> dict[tuple[str, int, int, str], ReplicaPerf]:
+                memo: dict[PerfKey, ReplicaPerf]) -> dict[LayoutKey, ReplicaPerf]:
     """SLO capacity of every fitting layout of ``w``: memo hits, the rest in one
     :func:`replica_perf_many` call."""
     sc = rs.scenario
     serving = sc.serving
     slo = w.slo
-    out: dict[tuple[str, int, int, str], ReplicaPerf] = {}
-    todo: list[tuple[tuple[str, int, int, str], PerfKey]] = []
+    out: dict[LayoutKey, ReplicaPerf] = {}
+    todo: list[tuple[LayoutKey, PerfKey]] = []
     queries: list[PerfQuery] = []
     for key, (gpu, mem) in fitting.items():
-        gname, tp, pp, precision = key
+        gname, tp, pp, precision, ep, dp = key
         mkey: PerfKey = (gname, tp, pp, precision, kv_dtype, w.input_tokens, w.output_tokens,
                          mem.kv_cache_tokens, slo.ttft_ms, slo.tpot_ms,
-                         serving.max_num_seqs, sc.headroom, sc.confidence)
+                         serving.max_num_seqs, sc.headroom, sc.confidence, ep, dp)
         hit = memo.get(mkey)
         if hit is not None:
             out[key] = hit
@@ -311,7 +337,7 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
         eff = efficiency[gname]
         todo.append((key, mkey))
         queries.append(PerfQuery(gpu, tp, pp, precision, mem.kv_cache_tokens, eff,
-                                 planning_time_scale(eff.band_log_sd, sc.confidence)))
+                                 planning_time_scale(eff.band_log_sd, sc.confidence), ep, dp))
     perfs = replica_perf_many(arch, queries, kv_dtype=kv_dtype, input_tokens=w.input_tokens,
                               output_tokens=w.output_tokens, ttft_ms=slo.ttft_ms,
                               tpot_ms=slo.tpot_ms, max_num_seqs=serving.max_num_seqs,
@@ -474,7 +500,7 @@ def prune_dominated(cands: list[InferenceCandidate]) -> list[InferenceCandidate]
     kept: list[InferenceCandidate] = []
     for group in groups.values():
         group.sort(key=lambda c: (c.gpus_per_replica, c.servers_per_replica, -c.capacity_rps, c.tp,
-                                  c.precision))
+                                  c.precision, c.dp, c.ep))
         front: list[InferenceCandidate] = []
         for c in group:
             if not any(d.gpus_per_replica <= c.gpus_per_replica and d.servers_per_replica <= c.servers_per_replica

@@ -14,6 +14,16 @@ questions; :func:`layout_problems` answers them once:
 * **PP at most the number of layers** (each stage needs at least one layer).
 * **The GPU runs the weight precision** (``GPU.runs``) and, for an fp8 KV cache, has fp8 or is an
   NVIDIA part (the candidate builder's rule: NVIDIA engines dequantise an fp8 cache in software).
+
+MoE layouts (:func:`moe_layout_problems`, :func:`moe_layouts`; docs/perf.md "MoE layouts"): a
+replica is ``tp x pp x dp`` GPUs, ``dp`` attention data-parallel ranks of ``tp`` GPUs each, and
+``ep`` is 1 (routed experts TP-sharded) or ``tp x dp`` (routed experts whole, ``E / ep`` per GPU:
+vLLM ``--enable-expert-parallel`` makes the EP size ``DP x TP``, "Data Parallel Deployment"
+docs; SGLang ``--ep-size`` with ``--enable-dp-attention``; TensorRT-LLM
+``moe_expert_parallel_size`` with ``enable_attention_dp``). Rules: only for MoE models; ``ep``
+divides the expert count; ``dp > 1`` only with ``ep = tp x dp`` (attention DP with TP-sharded
+experts is not modelled); the ``tp x dp`` group stays inside one interconnect domain (the
+all-to-all runs over it).
 """
 
 from __future__ import annotations
@@ -97,12 +107,63 @@ def layout_problems(arch: ModelArch, gpu: GPU | None, *, tp: int = 1, pp: int = 
     return out
 
 
+def moe_layout_problems(arch: ModelArch, gpu: GPU | None, *, tp: int, ep: int, dp: int) -> list[LayoutProblem]:
+    """Every reason the MoE layout ``(ep, dp)`` cannot run ``arch`` with attention TP ``tp`` (see
+    the module doc); empty for ``ep = dp = 1``."""
+    if ep == 1 and dp == 1:
+        return []
+    group = tp * dp
+    eps = ("1", str(group))
+    if not arch.is_moe:
+        return [LayoutProblem("ep" if ep > 1 else "dp", f"{arch.name} is a dense model: expert parallel and "
+                              "attention data parallel are for MoE models", ("1",))]
+    out: list[LayoutProblem] = []
+    if dp < 1:
+        out.append(LayoutProblem("dp", f"DP must be >= 1, got {dp}", ("1",)))
+    elif ep not in (1, group):
+        out.append(LayoutProblem("ep", f"EP {ep} must be 1 or TP x DP = {group}", eps))
+    elif dp > 1 and ep == 1:
+        out.append(LayoutProblem("ep", "attention data parallel is modelled with expert parallel only "
+                                 f"(EP = TP x DP = {group})", (str(group),)))
+    elif arch.num_experts % ep:
+        divisors = tuple(str(d) for d in range(1, arch.num_experts + 1) if arch.num_experts % d == 0)
+        out.append(LayoutProblem("ep", f"EP {ep} does not divide {arch.name}'s {arch.num_experts} routed experts",
+                                 divisors))
+    elif gpu is not None and group > gpu.interconnect.domain_size:
+        out.append(LayoutProblem(
+            "dp", f"TP x DP = {group} exceeds {gpu.name}'s {gpu.interconnect.kind} domain of "
+            f"{gpu.interconnect.domain_size} GPUs (the expert all-to-all stays inside it)",
+            tuple(str(d) for d in range(1, gpu.interconnect.domain_size // tp + 1))))
+    return out
+
+
+def moe_layouts(arch: ModelArch, footprint: int, gpu: GPU) -> list[tuple[int, int, int]]:
+    """``(tp, ep, dp)`` of the EP and DP-attention + EP layouts of a ``footprint``-GPU MoE replica
+    (``tp x dp = ep = footprint``, ``dp`` a power of two, PP 1) that pass :func:`layout_problems`
+    and :func:`moe_layout_problems`; none for dense models or ``footprint`` 1. The candidate
+    builder adds these beside every TP-only footprint it already sizes, so a MoE workload gets at
+    most ``log2(footprint) + 1`` more layouts per footprint and a dense one none."""
+    if not arch.is_moe or footprint < 2 or arch.num_experts % footprint:
+        return []
+    out = []
+    dp = 1
+    while dp <= footprint:
+        tp = footprint // dp
+        if (footprint % dp == 0 and not layout_problems(arch, gpu, tp=tp)
+                and not moe_layout_problems(arch, gpu, tp=tp, ep=footprint, dp=dp)):
+            out.append((tp, footprint, dp))
+        dp *= 2
+    return out
+
+
 def check_layout(arch: ModelArch, gpu: GPU | None, *, tp: int = 1, pp: int = 1,
                  precision: str | None = None, kv_dtype: str | None = None,
-                 options: Mapping[str, str] | None = None, file: str | None = None) -> None:
+                 options: Mapping[str, str] | None = None, file: str | None = None,
+                 ep: int = 1, dp: int = 1) -> None:
     """Raise :class:`UsageError` for the first of :func:`layout_problems`, naming the option (as
     ``options`` spells it, e.g. ``{"tp": "--tp"}``; default ``--tp`` etc.) and the allowed values."""
     problems = layout_problems(arch, gpu, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype)
+    problems += moe_layout_problems(arch, gpu, tp=tp, ep=ep, dp=dp)
     if not problems:
         return
     first = problems[0]
@@ -118,6 +179,8 @@ __all__ = [
     "check_layout",
     "kv_dtype_ok",
     "layout_problems",
+    "moe_layout_problems",
+    "moe_layouts",
     "tp_kv_ok",
     "tp_model_ok",
 ]

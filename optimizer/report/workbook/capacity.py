@@ -29,7 +29,7 @@ def write_replicas(ws: Worksheet, plan: Plan) -> tuple[int, int]:
     sh.header(hr, ["Workload", "Model", "GPU", "SKU", "TP", "PP", "Precision", "KV dtype", "Replicas",
                    "GPUs per replica", "Capacity per replica at SLO (req/s)", "Capacity at SLO (req/s)",
                    "Capacity after headroom (req/s)", "Planned load (req/s)", "TTFT (ms)", "TPOT (ms)",
-                   "Batch at SLO", "Limited by", "Perf source"])
+                   "Batch at SLO", "Limited by", "Perf source", "EP", "DP"])
     row = hr
     for d in plan.deployments:
         row += 1
@@ -52,6 +52,8 @@ def write_replicas(ws: Worksheet, plan: Plan) -> tuple[int, int]:
         sh.put(row, 17, d.batch, FMT_INT)
         sh.put(row, 18, d.limited_by)
         sh.put(row, 19, d.perf_source)
+        sh.put(row, 20, d.ep, FMT_INT)  # MoE layout: expert-parallel size, attention DP ranks
+        sh.put(row, 21, d.dp, FMT_INT)
     sh.finish(header_row=hr, footer=f"procure — {plan.scenario}", title_cols="A:A")
     return hr + 1, max(row, hr + 1)
 

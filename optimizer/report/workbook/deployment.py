@@ -42,7 +42,8 @@ def write_deployment(ws: Worksheet, plan: Plan) -> None:
         entries: list[tuple[str, str, Any, Any, str, int]] = []
         for r in p.replicas:
             used.update(r.gpus)
-            entries.append((r.workload, "inference replica", r.tp, r.pp, _slots(r.gpus), len(r.gpus)))
+            kind = "inference replica" + (f" (EP{r.ep} DP{r.dp})" if r.ep > 1 or r.dp > 1 else "")
+            entries.append((r.workload, kind, r.tp, r.pp, _slots(r.gpus), len(r.gpus)))
         ft_gpus = max(0, k - len(used) - p.free_gpus)
         for job in p.finetune:
             n = ft_gpus // max(1, len(p.finetune))

@@ -19,7 +19,7 @@ def write_sizing(ws: Worksheet, plan: Plan, rs: ResolvedScenario) -> None:
                    "Engine budget (GiB)", "Weights (GiB)", "Activations peak (GiB)", "Overhead, non-torch (GiB)",
                    "KV cache (GiB)", "Unallocated (GiB)", "CUDA graphs, outside budget (GiB)",
                    "KV cache (tokens per replica)", "Max context (tokens)", "Concurrent full-length sequences",
-                   "Fits"])
+                   "Fits", "EP", "DP"])
     row = hr
     for d in plan.deployments:
         mem = d.memory
@@ -44,6 +44,8 @@ def write_sizing(ws: Worksheet, plan: Plan, rs: ResolvedScenario) -> None:
         sh.put(row, 17, mem.max_model_len, FMT_INT)
         sh.put(row, 18, mem.max_concurrency, FMT_1)
         sh.put(row, 19, "yes")  # the checker re-sized every deployment of the plan
+        sh.put(row, 20, d.ep, FMT_INT)
+        sh.put(row, 21, d.dp, FMT_INT)
     if plan.finetunes:
         row += 2
         sh.put(row, 1, "Fine-tuning jobs", font=SECTION, width=False)
