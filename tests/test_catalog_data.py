@@ -241,6 +241,9 @@ def test_b200(gpus: dict[str, GPU]) -> None:
     # nvidia-smi on DGX B200 (public GitHub log): "1000W | 0MiB / 183359MiB".
     assert g.memory_gib == pytest.approx(183359 / 1024, abs=0.01)
     assert g.tdp_w == 1000
+    # DGX B200 datasheet: 144 PF FP4 Tensor Core with sparsity over 8 GPUs => 9 PF dense per GPU;
+    # FP4 weights must use it, not fall back to the BF16 rate.
+    assert g.compute_tflops("nvfp4") == g.compute_tflops("mxfp4") == 144_000 / 8 / 2
 
 
 def test_weight_only_int4_on_ampere_and_newer(gpus: dict[str, GPU]) -> None:
