@@ -19,24 +19,9 @@ if TYPE_CHECKING:
 
 #: Device memory from which a GPU is taken as an SXM / NVSwitch-class part (H100/H200/MI300).
 LARGE_GPU_GIB = 70
-#: Memory taken by distributed initialisation (NCCL communicators with their warm-up all-reduce,
-#: custom all-reduce IPC buffers) on one rank of an NVSwitch Hopper node, on top of the CUDA
-#: context: sgl-project/sglang#11716 (H200, TP=8) logs "Init torch distributed ends. mem
-#: usage=2.01 GB" on the most loaded rank (SGLang's ``GB`` is 2**30 bytes,
-#: ``get_available_gpu_memory``), measured from free memory after ``set_device``, so the CUDA
-#: context is excluded. Estimate: one log, of an Oct 2025 SGLang; a PCIe node logs 0.13 GB
-#: (4 GPUs, custom all-reduce off), so smaller GPUs keep ``memory.NCCL_BYTES_TP``.
-DIST_INIT_BYTES_NVSWITCH = int(2.01 * 2**30)
-
-
-def dist_init_bytes(tp: int, gpu_memory_gib: float) -> int:
-    """Distributed-init memory of one rank: none at TP 1, :data:`DIST_INIT_BYTES_NVSWITCH` on
-    GPUs of at least :data:`LARGE_GPU_GIB`, else ``memory.NCCL_BYTES_TP`` (the V0 log's 0.20 GiB)."""
-    from optimizer.sizing.memory import NCCL_BYTES_TP
-
-    if tp <= 1:
-        return 0
-    return DIST_INIT_BYTES_NVSWITCH if gpu_memory_gib >= LARGE_GPU_GIB else NCCL_BYTES_TP
+#: Distributed-init / communication memory of a rank is ``memory.comm_reserve_terms`` (NCCL
+#: communicators + each engine's all-reduce buffers, by TP size; docs/sizing.md "Communication
+#: reserve"); it replaced the flat ``DIST_INIT_BYTES_NVSWITCH`` / ``dist_init_bytes`` of this module.
 
 
 @dataclass(frozen=True)
@@ -100,11 +85,13 @@ def kv_account(arch: ModelArch, precision: str, *, engine_label: str, gpu_memory
                budget_bytes: int, fraction: float, reserved: tuple[MemoryLine, ...], profile_tokens: int,
                activation: int, non_torch: int, graphs: int, graphs_in_budget: bool,
                tokens_override: Callable[[int], int] | None = None, ep: int = 1,
-               dp: int = 1) -> ServingMemory:
+               dp: int = 1, comm_reserve: int = 0) -> ServingMemory:
     """The KV account shared by the V1 and SGLang rules: per stage ``budget - weights - reserved``
     (the worst stage binds), in blocks of ``settings.block_size_tokens``; ``tokens_override``
     turns the stage's free bytes into tokens when the engine does not round to blocks. ``ep``,
-    ``dp``: the MoE layout (weights with routed experts over ``ep``; the KV of one DP rank)."""
+    ``dp``: the MoE layout (weights with routed experts over ``ep``; the KV of one DP rank).
+    ``comm_reserve``: the communication reserve inside ``non_torch``, recorded on the account
+    (not subtracted again: the caller's ``reserved`` lines or budget already hold it)."""
     from optimizer.sizing.architecture import kv_tokens_held
     from optimizer.sizing.memory import (
         KV_BYTES,
@@ -159,4 +146,5 @@ def kv_account(arch: ModelArch, precision: str, *, engine_label: str, gpu_memory
         num_gpu_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=max_model_len,
         max_concurrency=kv_tokens / held if held else 0.0, profile_tokens=profile_tokens,
         fits=not reasons, reason="; ".join(reasons) or "fits", breakdown=breakdown, ep=ep, dp=dp,
+        comm_reserve_bytes=comm_reserve,
     )

@@ -12,9 +12,10 @@ Read from ``python/sglang/srt/model_executor/model_runner.py`` (0.4.x-0.5.x):
   ``cell_size = kv_heads_per_rank * head_dim * num_layers * 2 * element_size`` (no block
   rounding; the radix cache shares this one token pool). Since ``available = total - W``:
   ``KV = mem_fraction_static x (G - context - dist_init) - W``.
-* Start-up context: CUDA context (``memory.NON_TORCH_BYTES_TP1``) plus distributed init
-  (:func:`optimizer.engines.base.dist_init_bytes`: 2.01 GiB per rank on NVSwitch Hopper, from
-  the "Init torch distributed ends. mem usage" line of sgl-project/sglang#11716).
+* Start-up context: CUDA context (``memory.NON_TORCH_BYTES_TP1``) plus the communication
+  reserve (:func:`optimizer.sizing.memory.comm_reserve_terms`: NCCL + custom all-reduce, 2.01 GiB
+  per rank at TP 8 on NVSwitch Hopper, the "Init torch distributed ends. mem usage" line of
+  sgl-project/sglang#11716; x 342/392 for NCCL at TP 2).
   CUDA graphs, activations and the chunked-prefill workspace (``chunked_prefill_size``) live in
   the ``1 - mem_fraction_static`` share.
 
@@ -29,10 +30,10 @@ per GPU); procure 364,622 (16.34 GiB, -0.8 %), tests/engines/test_profiles.py.
 
 from __future__ import annotations
 
-from optimizer.engines.base import EngineDefaults, EngineProfile, dist_init_bytes, kv_account
+from optimizer.engines.base import EngineDefaults, EngineProfile, kv_account
 from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import ModelArch
-from optimizer.sizing.memory import NON_TORCH_BYTES_TP1, MemoryLine, ServingMemory
+from optimizer.sizing.memory import NON_TORCH_BYTES_TP1, MemoryLine, ServingMemory, comm_reserve_line
 from optimizer.units import GIB
 
 DEFAULTS = EngineDefaults("sglang", max_num_seqs=4096, kv_dtype="auto", kv_dtype_fp8_weights="auto",
@@ -60,18 +61,27 @@ def serving_memory_sglang(arch: ModelArch, precision: str, gpu_memory_gib: float
     ``tp x dp`` group (``server_args.py``: attention TP = ``tp_size // dp_size``), so the
     communicator memory and the ``mem_fraction_static`` default follow ``tp x dp``."""
     total = int(gpu_memory_gib * GIB)
-    nt = NON_TORCH_BYTES_TP1 + dist_init_bytes(tp * dp, gpu_memory_gib) if non_torch is None else non_torch
+    comm = comm_reserve_line("sglang", tp * dp, gpu_memory_gib=gpu_memory_gib,
+                             engine_version=settings.engine_version, pp=pp)
+    if non_torch is not None:  # an explicit start-up figure stands for the reserve too
+        comm = MemoryLine(comm.name, 0, "in the non-torch figure given")
+    nt = NON_TORCH_BYTES_TP1 + comm.bytes if non_torch is None else non_torch
     frac = settings.mem_fraction_static or default_mem_fraction_static(tp * dp)
     free_init = total - nt
     budget = int(free_init * frac)
+    # Both lines are taken before the budget (it is a fraction of what is left), so they hold 0
+    # bytes of it; the reserve's bytes and sources are in its note.
     reserved = (MemoryLine("context at start-up", 0,
-                           f"{nt / GIB:.2f} GiB (CUDA context + distributed init) used before the budget is taken"),)
+                           f"{nt / GIB:.2f} GiB (CUDA context + communication reserve) used before the budget "
+                           "is taken"),
+                MemoryLine(comm.name, 0, f"{comm.bytes / GIB:.2f} GiB before the budget; {comm.note}"))
     return kv_account(arch, precision, engine_label=f"sglang {settings.engine_version}",
                       gpu_memory_gib=gpu_memory_gib, tp=tp, pp=pp, settings=settings,
                       max_model_len=max_model_len, group_size=group_size, quant_format=quant_format,
                       budget_bytes=budget, fraction=frac, reserved=reserved,
                       profile_tokens=CHUNKED_PREFILL_SIZE, activation=0, non_torch=nt, graphs=0,
-                      graphs_in_budget=True, tokens_override=lambda n: n, ep=ep, dp=dp)
+                      graphs_in_budget=True, tokens_override=lambda n: n, ep=ep, dp=dp,
+                      comm_reserve=comm.bytes)
 
 
 PROFILE = EngineProfile(

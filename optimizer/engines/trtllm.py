@@ -17,11 +17,13 @@ from optimizer.engines.base import EngineDefaults, EngineProfile
 from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import ModelArch, kv_tokens_held
 from optimizer.sizing.memory import (
+    NON_TORCH_BYTES_TP1,
     MemoryLine,
     ServingMemory,
     activation_peak_bytes,
+    comm_reserve_bytes,
+    comm_reserve_line,
     kv_bytes_per_token_per_gpu,
-    non_torch_bytes,
     stage_weight_bytes,
 )
 from optimizer.units import GIB
@@ -43,7 +45,8 @@ def free_after_load(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: 
     weights = max(stage_weight_bytes(arch, precision, tp, pp, group_size=group_size, quant_format=quant_format,
                                      ep=ep))
     act = activation_peak_bytes(arch, TRTLLM_MAX_NUM_TOKENS, tp, ep)
-    nt = non_torch_bytes(tp * dp) if non_torch is None else non_torch
+    nt = (NON_TORCH_BYTES_TP1 + comm_reserve_bytes("trtllm", tp * dp, gpu_memory_gib=gpu_memory_gib, pp=pp)
+          if non_torch is None else non_torch)
     return gpu_memory_gib * GIB - weights - act - nt, weights, act, nt
 
 
@@ -52,7 +55,9 @@ def kv_cache_tokens(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: 
                     non_torch: int | None = None, ep: int = 1, dp: int = 1) -> int:
     """KV tokens TensorRT-LLM allocates: ``fraction x (G - W - A - N) / kv_bytes_per_token``
     per GPU (worst stage), with G the device memory, W the rank's weights, A the activation
-    workspace at ``max_num_tokens`` (8192) and N the CUDA context (``memory.non_torch_bytes``).
+    workspace at ``max_num_tokens`` (8192) and N the CUDA context (``memory.NON_TORCH_BYTES_TP1``)
+    plus, at TP > 1, the communication reserve (``memory.comm_reserve_terms``: NCCL and the
+    all-reduce workspace, both allocated before the KV cache is sized).
     TensorRT-LLM sizes the cache from free memory after loading and a warm-up forward
     (``KvCacheConfig.free_gpu_memory_fraction``, docs "Useful runtime options")."""
     free = free_after_load(arch, precision, gpu_memory_gib, tp, pp, group_size=group_size,
@@ -80,12 +85,16 @@ def serving_memory_trtllm(arch: ModelArch, precision: str, gpu_memory_gib: float
     reason = ("fits" if fits else f"KV cache holds {tokens:,} tokens, fewer than one {max_model_len:,}-token "
               f"sequence (TensorRT-LLM cannot schedule it)")
     budget = max(0, int(frac * max(0, free)))
+    comm = comm_reserve_line("trtllm", tp * dp, gpu_memory_gib=gpu_memory_gib, pp=pp)
+    if non_torch is not None:  # an explicit non-torch figure stands for the reserve too
+        comm = MemoryLine(comm.name, 0, "in the non-torch figure given")
     bs = settings.block_size_tokens
     breakdown = (
         MemoryLine("GPU memory", total, f"{gpu_memory_gib:g} GiB per GPU"),
         MemoryLine("weights", weights, f"{precision}, TP={tp}, PP={pp}, worst rank"),
         MemoryLine("activation workspace", act, f"max_num_tokens {TRTLLM_MAX_NUM_TOKENS:,}"),
-        MemoryLine("non-torch", nt, "CUDA context, cuBLAS" + (", NCCL" if tp > 1 else "")),
+        MemoryLine("non-torch", nt - comm.bytes, "CUDA context, cuBLAS"),
+        comm,
         MemoryLine("free after load", max(0, int(free)), "G - weights - activations - context"),
         MemoryLine("KV cache", kv_bytes, f"{tokens:,} tokens x {per_tok:,} B/token ({settings.kv_dtype}), "
                    f"free_gpu_memory_fraction {frac:g} of the free memory"),
@@ -97,6 +106,7 @@ def serving_memory_trtllm(arch: ModelArch, precision: str, gpu_memory_gib: float
         block_size_tokens=bs, block_bytes=bs * per_tok, num_gpu_blocks=tokens // bs, kv_cache_tokens=tokens,
         max_model_len=max_model_len, max_concurrency=tokens / held if held else 0.0,
         profile_tokens=TRTLLM_MAX_NUM_TOKENS, fits=fits, reason=reason, breakdown=breakdown, ep=ep, dp=dp,
+        comm_reserve_bytes=comm.bytes,
     )
 
 

@@ -26,9 +26,11 @@ Read from:
   non_kv_cache_memory``. In 0.9/0.10 ``init_device`` takes ``init_snapshot`` **before**
   ``init_worker_distributed_environment`` (later releases moved it after: "Initialize the
   distributed environment BEFORE taking memory snapshot"), so NCCL / custom all-reduce memory
-  counts as non-torch: :func:`optimizer.engines.base.dist_init_bytes` (2.01 GiB per rank on
-  NVSwitch Hopper, sgl-project/sglang#11716), plus :data:`memory.NON_TORCH_BYTES_TP1` for cuBLAS
-  and the rest (estimate; the CUDA context itself is in the snapshot).
+  counts as non-torch: :func:`optimizer.sizing.memory.comm_reserve_terms` (NCCL communicators,
+  custom all-reduce, from v0.11 the symmetric-memory buffer; its own line "communication
+  reserve"), plus :data:`memory.NON_TORCH_BYTES_TP1` for cuBLAS and the rest (estimate; the CUDA
+  context itself is in the snapshot). Releases that take the snapshot after distributed init
+  keep the reserve in the ``1 - gpu_memory_utilization`` headroom instead; not modelled yet.
 
 Known gap: vllm-project/vllm#21348 (Qwen3-235B-A22B-FP8, 4 x H100, TP=4, LMCache connector)
 reports 8.11 GiB of KV; these terms leave 10.4 GiB, so about 2.4 GiB per GPU of ``torch peak
@@ -38,7 +40,7 @@ profiles"). No V1 log with the DEBUG breakdown of a MoE run was found.
 
 from __future__ import annotations
 
-from optimizer.engines.base import LARGE_GPU_GIB, EngineDefaults, EngineProfile, dist_init_bytes, kv_account
+from optimizer.engines.base import LARGE_GPU_GIB, EngineDefaults, EngineProfile, kv_account
 from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import ModelArch
 from optimizer.sizing.memory import (
@@ -46,6 +48,7 @@ from optimizer.sizing.memory import (
     MemoryLine,
     ServingMemory,
     activation_peak_bytes,
+    comm_reserve_line,
     cuda_graph_bytes,
 )
 from optimizer.units import GIB
@@ -89,13 +92,18 @@ def serving_memory_v1(arch: ModelArch, precision: str, gpu_memory_gib: float, tp
     seqs = default_max_num_seqs(gpu_memory_gib)
     act = activation_peak_bytes(arch, tokens, tp, ep)
     samp = sampler_bytes(arch, min(seqs, tokens))
-    nt = NON_TORCH_BYTES_TP1 + dist_init_bytes(tp * dp, gpu_memory_gib) if non_torch is None else non_torch
+    comm = comm_reserve_line("vllm", tp * dp, gpu_memory_gib=gpu_memory_gib,
+                             engine_version=settings.engine_version, pp=pp)
+    if non_torch is not None:  # an explicit non-torch figure stands for the reserve too
+        comm = MemoryLine(comm.name, 0, "in the non-torch figure given")
+    nt = NON_TORCH_BYTES_TP1 + comm.bytes if non_torch is None else non_torch
     graphs = cuda_graph_bytes(arch, pp) if settings.cuda_graphs else 0
     in_budget = _version(settings.engine_version) >= GRAPHS_IN_BUDGET_FROM
     reserved = [
         MemoryLine("activation peak", act, f"profile pass over {tokens:,} tokens"),
         MemoryLine("sampler warm-up", samp, f"{min(seqs, tokens):,} rows x {arch.vocab_size:,} logits (estimate)"),
-        MemoryLine("non-torch", nt, "cuBLAS and other" + (", NCCL / custom all-reduce init" if tp > 1 else "")),
+        MemoryLine("non-torch", nt - comm.bytes, "cuBLAS and other"),
+        comm,
     ]
     if in_budget:
         reserved.append(MemoryLine("CUDA graphs", graphs, "estimate; profiled into the budget from v0.21"))
@@ -104,7 +112,7 @@ def serving_memory_v1(arch: ModelArch, precision: str, gpu_memory_gib: float, tp
                       max_model_len=max_model_len, group_size=group_size, quant_format=quant_format,
                       budget_bytes=budget, fraction=settings.gpu_memory_utilization,
                       reserved=tuple(reserved), profile_tokens=tokens, activation=act, non_torch=nt,
-                      graphs=graphs, graphs_in_budget=in_budget, ep=ep, dp=dp)
+                      graphs=graphs, graphs_in_budget=in_budget, ep=ep, dp=dp, comm_reserve=comm.bytes)
 
 
 PROFILE = EngineProfile(

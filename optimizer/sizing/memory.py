@@ -381,6 +381,8 @@ class ServingMemory:
     #: so the replica holds ``dp x kv_cache_tokens`` (:attr:`replica_kv_tokens`).
     ep: int = 1
     dp: int = 1
+    #: Communication reserve of one rank (:func:`comm_reserve_terms`), part of ``non_torch_bytes``.
+    comm_reserve_bytes: int = 0
 
     @property
     def replica_kv_tokens(self) -> int:
@@ -444,6 +446,132 @@ def cuda_graph_bytes(arch: ModelArch, pp: int = 1) -> int:
     """Estimated CUDA-graph pool per rank: :data:`CUDA_GRAPH_BYTES_PER_LAYER` x layers per stage."""
     layers = max(len(r) for r in pp_layer_ranges(arch.num_layers, pp))
     return CUDA_GRAPH_BYTES_PER_LAYER * layers
+
+
+# ------------------------------------------------------------------------------------------
+# Communication reserve (tensor parallel): NCCL communicators + the engine's all-reduce buffers
+# ------------------------------------------------------------------------------------------
+
+MIB = 1 << 20
+#: Device memory from which a GPU is taken as an NVLink / NVSwitch-class part, where the engines'
+#: IPC all-reduce buffers are allocated (same threshold as ``engines.base.LARGE_GPU_GIB``).
+NVLINK_GPU_GIB = 70
+#: One NCCL connection's protocol buffers (NVIDIA/nccl ``src/init.cc``: ``DEFAULT_LL_BUFFSIZE`` =
+#: 8 lines x 512 threads x 8 steps x 16 B, ``DEFAULT_LL128_BUFFSIZE`` = 120 x 640 x 8 x 8 B,
+#: ``DEFAULT_BUFFSIZE`` = ``NCCL_BUFFSIZE`` 4 MiB; constants of ``src/include/device.h`` at
+#: 0524aef7): 9.19 MiB. Documentation of the scale only: communicator memory is channels x
+#: connected peers x this, which NCCL decides at run time, so the figures below are measured.
+NCCL_CONNECTION_BYTES = 8 * 512 * 8 * 16 + 120 * 640 * 8 * 8 + 4 * MIB
+#: Measured NCCL memory of one rank, by TP group size: AIConfigurator 0.12
+#: ``systems/h100_sxm.yaml`` ``misc.nccl_mem`` (342 MiB at 2, 392 MiB at 4 and 8; NCCL 2.27.3,
+#: marked "nonofficial correction based on observations"; the same table for every system), the
+#: figure AIConfigurator adds to each TensorRT-LLM / vLLM / SGLang worker.
+AIC_NCCL_MEM_BYTES = {2: 358_612_992, 4: 411_041_792, 8: 411_041_792}
+#: Distributed initialisation of one rank on an NVSwitch Hopper node: sgl-project/sglang#11716
+#: (H200, TP 8) logs "Init torch distributed ends. mem usage=2.01 GB" (SGLang's GB = 2**30 B,
+#: measured from free memory after ``set_device``, so without the CUDA context). It holds the
+#: torch / PyNccl communicators of the world and TP groups and SGLang's custom all-reduce buffers.
+DIST_INIT_BYTES_NVSWITCH = int(2.01 * GIB)
+#: Custom all-reduce buffers of one rank in vLLM and SGLang: ``max_size`` 8 MiB (``8192 * 1024``),
+#: allocated as ``meta_ptrs`` (``meta_size() + max_size``; the few-KiB signal block is left out),
+#: ``buffer_ptrs`` (``max_size``) and ``rank_data`` (8 MiB; SGLang: ``max_size``).
+#: vllm-project/vllm ``vllm/distributed/device_communicators/custom_all_reduce.py`` at 00d618aa;
+#: sgl-project/sglang ``python/sglang/srt/distributed/device_communicators/custom_all_reduce.py``
+#: at 004e6561. Enabled for TP 2, 4, 6, 8 on NVLink, and for TP 2 over PCIe.
+CUSTOM_AR_MAX_BYTES = 8 * MIB
+CUSTOM_AR_RANK_DATA_BYTES = 8 * MIB
+CUSTOM_AR_WORLD_SIZES = (2, 4, 6, 8)
+#: NCCL share of :data:`DIST_INIT_BYTES_NVSWITCH`: the log less SGLang's custom all-reduce buffers.
+NCCL_NVSWITCH_TP8_BYTES = DIST_INIT_BYTES_NVSWITCH - (2 * CUSTOM_AR_MAX_BYTES + CUSTOM_AR_MAX_BYTES)
+#: vLLM torch symmetric-memory all-reduce (``VLLM_ALLREDUCE_USE_SYMM_MEM``; on by default for the TP
+#: group from vllm-project/vllm#25070, 2025-09-17, so from v0.11.0; #26925 turned it off again
+#: in Oct 2025 and main at 00d618aa reads "1"): one buffer of ``SYMM_MEM_ALL_REDUCE_MAX_SIZES["9.0"]``
+#: per rank and, with it, custom all-reduce capped at ``CUSTOM_ALL_REDUCE_MAX_SIZES["9.0"]``
+#: (``all_reduce_utils.py`` at 00d618aa, Hopper; needs NVSwitch multicast).
+VLLM_SYMM_MEM_FROM = (0, 11)
+VLLM_SYMM_MEM_BYTES = {2: 64 * MIB, 4: 32 * MIB, 6: 64 * MIB, 8: 64 * MIB}
+VLLM_CUSTOM_AR_CAP_WITH_SYMM = {2: 64 * MIB, 4: 32 * MIB, 6: MIB // 2, 8: MIB // 4}
+#: TensorRT-LLM (PyTorch flow) all-reduce workspace: ``_torch/distributed/ops.py``
+#: ``get_allreduce_workspace`` calls ``CustomAllReduceHelper.allocate_allreduce_fusion_workspace``
+#: (``tensorrt_llm/plugin/plugin.py``) with ``max_workspace_size_auto(tp)`` = 16,000,000 B at
+#: TP <= 2, else 8,000,000 B: IPC buffers ``size x tp``, Lamport buffers ``3 x size x tp`` and
+#: barriers ``256 x tp`` bytes per rank (ops.py at 9e776418).
+TRTLLM_AR_WORKSPACE_BYTES = {True: 16_000_000, False: 8_000_000}
+
+
+def _vllm_version(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split(".")[:2])
+
+
+def comm_reserve_terms(engine: str, tp: int, *, gpu_memory_gib: float, engine_version: str = "",
+                       pp: int = 1) -> tuple[MemoryLine, ...]:
+    """Memory one rank holds for tensor-parallel communication, term by term (empty at ``tp`` 1).
+
+    ``tp`` is the size of the all-reduce group (``tp x dp`` under attention data parallel).
+
+    * **NCCL communicators.** vLLM and SGLang on NVLink-class GPUs (>= :data:`NVLINK_GPU_GIB`):
+      :data:`NCCL_NVSWITCH_TP8_BYTES` (the sglang#11716 TP-8 log less custom all-reduce), scaled
+      to smaller groups by AIConfigurator's TP shape (x 342/392 at TP 2; estimate: the log is at
+      TP 8 only). Checked at TP 2 against vllm-project/vllm#10511 (H100, Llama-3-8B): non-torch
+      memory 1.79 GiB at TP 1, 3.58 GiB at TP 2, a 1.79 GiB rise; this rule gives 1.76 GiB
+      with the custom all-reduce buffers. On smaller (PCIe) GPUs :data:`NCCL_BYTES_TP` (0.20 GiB,
+      the 4 x 24 GiB V0 log of vllm#14447, custom all-reduce off there). TensorRT-LLM:
+      :data:`AIC_NCCL_MEM_BYTES`, AIConfigurator's figure for one communicator (TensorRT-LLM
+      keeps one NCCL communicator per group, without torch.distributed's world group).
+    * **Engine all-reduce buffers**: :data:`CUSTOM_AR_MAX_BYTES` etc. (vLLM, SGLang), vLLM's
+      symmetric-memory buffer from :data:`VLLM_SYMM_MEM_FROM` on NVLink GPUs,
+      :data:`TRTLLM_AR_WORKSPACE_BYTES` (TensorRT-LLM, NVLink GPUs: its IPC buffers need P2P).
+
+    ``pp``: pipeline send/recv buffers are not counted (NCCL connects P2P peers lazily and no
+    measured figure was found); the argument is kept so callers need not change when it is.
+    """
+    del pp
+    if tp <= 1:
+        return ()
+    nvlink = gpu_memory_gib >= NVLINK_GPU_GIB
+    shape = AIC_NCCL_MEM_BYTES[2 if tp <= 2 else 8] / AIC_NCCL_MEM_BYTES[8]
+    terms: list[MemoryLine] = []
+    if engine == "trtllm":
+        nccl = AIC_NCCL_MEM_BYTES[2 if tp <= 2 else 8]
+        terms.append(MemoryLine("NCCL", nccl, "AIConfigurator 0.12 systems/*.yaml misc.nccl_mem (NCCL 2.27, "
+                                "nonofficial)"))
+        if nvlink:
+            size = TRTLLM_AR_WORKSPACE_BYTES[tp <= 2]
+            terms.append(MemoryLine("all-reduce workspace", 4 * size * tp + 256 * tp,
+                                    f"TensorRT-LLM allocate_allreduce_fusion_workspace: 4 x {size:,} B x TP"))
+        return tuple(terms)
+    if nvlink:
+        nccl = int(NCCL_NVSWITCH_TP8_BYTES * shape)
+        terms.append(MemoryLine("NCCL", nccl, "sglang#11716 TP-8 dist-init log less custom all-reduce"
+                                + (", x 342/392 (AIConfigurator TP shape, estimate)" if tp <= 2 else "")))
+    else:
+        terms.append(MemoryLine("NCCL", NCCL_BYTES_TP, "vllm#14447 V0 log, 4 x 24 GiB PCIe (estimate)"))
+    if tp in CUSTOM_AR_WORLD_SIZES and (nvlink or tp == 2):
+        symm = (engine == "vllm" and nvlink and engine_version
+                and _vllm_version(engine_version) >= VLLM_SYMM_MEM_FROM)
+        cap = min(CUSTOM_AR_MAX_BYTES, VLLM_CUSTOM_AR_CAP_WITH_SYMM[tp]) if symm else CUSTOM_AR_MAX_BYTES
+        rank_data = CUSTOM_AR_RANK_DATA_BYTES if engine == "vllm" else CUSTOM_AR_MAX_BYTES
+        terms.append(MemoryLine("custom all-reduce", 2 * cap + rank_data,
+                                f"{engine} custom_all_reduce.py: 2 x {cap / MIB:g} MiB IPC + rank_data"))
+        if symm:
+            terms.append(MemoryLine("symmetric-memory all-reduce", VLLM_SYMM_MEM_BYTES[tp],
+                                    "vLLM SYMM_MEM_ALL_REDUCE_MAX_SIZES (Hopper), default from v0.11"))
+    return tuple(terms)
+
+
+def comm_reserve_bytes(engine: str, tp: int, *, gpu_memory_gib: float, engine_version: str = "",
+                       pp: int = 1) -> int:
+    """Total of :func:`comm_reserve_terms` (bytes per rank; 0 at TP 1)."""
+    return sum(t.bytes for t in comm_reserve_terms(engine, tp, gpu_memory_gib=gpu_memory_gib,
+                                                   engine_version=engine_version, pp=pp))
+
+
+def comm_reserve_line(engine: str, tp: int, *, gpu_memory_gib: float, engine_version: str = "",
+                      pp: int = 1) -> MemoryLine:
+    """The memory-account line of the reserve: its total, each term and source in the note."""
+    terms = comm_reserve_terms(engine, tp, gpu_memory_gib=gpu_memory_gib, engine_version=engine_version, pp=pp)
+    note = "; ".join(f"{t.name} {t.bytes / MIB:,.0f} MiB ({t.note})" for t in terms) or "none at TP 1"
+    return MemoryLine("communication reserve", sum(t.bytes for t in terms), f"TP={tp}: {note}")
 
 
 def serving_memory(arch: ModelArch, precision: str, *, gpu_memory_gib: float, tp: int = 1,
@@ -539,7 +667,11 @@ def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: floa
                                 quant_format=quant_format, ep=ep)
     tokens = default_profile_tokens(settings, max_model_len)
     act = activation_peak_bytes(arch, tokens, tp, ep)
-    nt = non_torch_bytes(tp * dp) if non_torch is None else non_torch
+    comm = comm_reserve_line("vllm", tp * dp, gpu_memory_gib=gpu_memory_gib,
+                             engine_version=settings.engine_version, pp=pp)
+    if non_torch is not None:  # an explicit non-torch figure stands for the reserve too
+        comm = replace(comm, bytes=0, note="in the non-torch figure given")
+    nt = NON_TORCH_BYTES_TP1 + comm.bytes if non_torch is None else non_torch
     graphs = cuda_graph_bytes(arch, pp) if settings.cuda_graphs else 0
     ranges = pp_layer_ranges(arch.num_layers, pp)
     per_layer_kv = _kv_elements_per_token_per_layer(arch, tp) * KV_BYTES[kv_dtype]
@@ -571,7 +703,8 @@ def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: floa
         MemoryLine("budget", budget, f"x gpu_memory_utilization {util:g}"),
         MemoryLine("weights", weights, f"{precision}, TP={tp}, PP={pp}" + layout_note(ep, dp) + ", worst rank"),
         MemoryLine("activation peak", act, f"profile pass over {tokens:,} tokens"),
-        MemoryLine("non-torch", nt, "CUDA context, cuBLAS" + (", NCCL" if tp > 1 else "")),
+        MemoryLine("non-torch", nt - comm.bytes, "CUDA context, cuBLAS"),
+        comm,
         MemoryLine("KV cache", kv_cache,
                    f"{blocks:,} blocks x {settings.block_size_tokens} tokens x "
                    f"{kvpt:,} B/token ({kv_dtype})"),
@@ -587,7 +720,7 @@ def _serving_memory_cached(arch: ModelArch, precision: str, gpu_memory_gib: floa
         block_size_tokens=settings.block_size_tokens, block_bytes=block_bytes,
         num_gpu_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=max_model_len,
         max_concurrency=concurrency, profile_tokens=tokens, fits=not reasons,
-        reason="; ".join(reasons) or "fits", breakdown=breakdown, ep=ep, dp=dp,
+        reason="; ".join(reasons) or "fits", breakdown=breakdown, ep=ep, dp=dp, comm_reserve_bytes=comm.bytes,
     )
 
 
@@ -625,6 +758,9 @@ __all__ = [
     "MemoryLine",
     "ServingMemory",
     "activation_peak_bytes",
+    "comm_reserve_bytes",
+    "comm_reserve_line",
+    "comm_reserve_terms",
     "cuda_graph_bytes",
     "default_profile_tokens",
     "expert_bytes_per_gpu",
