@@ -104,21 +104,21 @@ DATASETS: dict[str, LengthMix] = {
     # tokens: mlcommons/inference language/llama2-70b/README.md, processorca.py --seqlen_limit=1024).
     # Output: reference "Tokens per sample: 294.45" (same README, Accuracy Target); the submitters'
     # own logs give 273-301 generated tokens/sample. Input: no published mean or histogram was found
-    # in the sources read -> ESTIMATE 800 tokens (below the 1024 cap; the prompts carry GPT-4 system
-    # prompts and FLAN/T0/NIV task passages). One bin until the distribution is read from the public
-    # dataset (tok_input_length column of open_orca_gpt4_tokenized_llama.sampled_24576.pkl).
-    # KNOWN TOO HIGH: the same 24,576 samples as text (huggingface.co/datasets/ctuning/MLPerf-OpenOrca
-    # README.md @791c3b6, columns id/system_prompt/question/response) are 41,708,098 bytes in all,
-    # ~1,670 bytes per sample for prompt AND reference response together, i.e. at most ~400-500
-    # Llama-2 tokens of prompt (+ ~20 template tokens) even with an empty response. The mean is not
-    # replaced here: between ~100 and ~500 the choice moves the fitted B200/L40S/MI300X errors by tens
-    # of percent, so it must come from the tok_input_length column, not from the fit.
+    # in the sources read. The one published fact that bounds it: the same 24,576 samples as text
+    # (huggingface.co/datasets/ctuning/MLPerf-OpenOrca README.md @791c3b6, columns
+    # id/system_prompt/question/response) are 41,708,098 bytes in all, 1,697 bytes per sample for
+    # prompt AND reference response together. At ~4 bytes of English per Llama-2 token (estimate),
+    # the prompt is at most 1,697 / 4 = 424 tokens even with an empty response: ESTIMATE 424 (the upper
+    # bound; the response bytes are not subtracted because their share is not published). One bin
+    # until the distribution is read from the public dataset (tok_input_length column of
+    # open_orca_gpt4_tokenized_llama.sampled_24576.pkl); the fitted B200/L40S/MI300X errors move by
+    # tens of percent between ~150 and ~450 tokens, so this is the first number to replace.
     "mlperf-openorca": LengthMix(
         "MLPerf llama2-70b OpenOrca",
-        (LengthBin(800, 294),),
-        "output 294.45 tok/sample: mlcommons/inference language/llama2-70b/README.md; input 800: estimate "
-        "(no published statistic found; cap 1024; too high: the ctuning/MLPerf-OpenOrca text, 41.7 MB for "
-        "24,576 samples, bounds the prompt near 400-500 tokens)"),
+        (LengthBin(424, 294),),
+        "output 294.45 tok/sample: mlcommons/inference language/llama2-70b/README.md; input 424: estimate, "
+        "the upper bound from the ctuning/MLPerf-OpenOrca text (41,708,098 bytes / 24,576 samples / ~4 bytes "
+        "per token, reference responses not subtracted)"),
     # MLPerf llama3.1-8b (CNN/DailyMail v3.0.0 validation, 13,368 samples: mlcommons/inference
     # language/llama3.1-8b/README.md). Input: CNN/DailyMail articles average 781 tokens (See, Liu and
     # Manning, "Get To The Point", ACL 2017, Sec. 4; word-level tokens, Llama-3 BPE counts run higher:
