@@ -44,6 +44,10 @@ def check_context(arch: ModelArch, model: str, tokens: int, option: str) -> None
 @click.option("--gpu", required=True, help="Catalog GPU name or alias (see `procure catalog gpus`).")
 @click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True, help="Tensor parallel size.")
 @click.option("--pp", type=click.IntRange(min=1), default=1, show_default=True, help="Pipeline parallel size.")
+@click.option("--ep", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Expert parallel size (MoE only): 1 (experts TP-sharded) or TP x DP (routed experts whole).")
+@click.option("--dp", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Attention data-parallel ranks of TP GPUs each (MoE only, with --ep TP x DP); GPUs = TP x PP x DP.")
 @click.option("--precision", type=click.Choice(list(WEIGHT_BYTES)), default="bf16", show_default=True,
               help="Weight precision.")
 @click.option("--kv-dtype", type=click.Choice(list(KV_BYTES)),
@@ -71,7 +75,8 @@ def check_context(arch: ModelArch, model: str, tokens: int, option: str) -> None
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path),
               help="Calibration file from `procure calibrate` (its factors and measured points).")
 @FORMAT_OPTION
-def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtype: str | None, input_tokens: int,
+def perf_command(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, precision: str, kv_dtype: str | None,
+                 input_tokens: int,
                  output_tokens: int, ttft_ms: float | None, tpot_ms: float | None, utilization: float,
                  max_num_seqs: int | None, max_model_len: int | None, gpu_memory_utilization: float | None,
                  engine: str, engine_version: str | None, calibration: Path | None, fmt: str) -> None:
@@ -93,7 +98,8 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
     defaults = profile.defaults
     kv_dtype = kv_dtype or defaults.kv_dtype_for(precision)
     max_num_seqs = max_num_seqs or defaults.max_num_seqs
-    check_layout(arch, g, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype)
+    check_layout(arch, g, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype, ep=ep, dp=dp)
+    n_gpus = tp * pp * dp
     if max_model_len is not None:
         check_context(arch, resolved.name, max_model_len, "--max-model-len")
         if max_model_len < input_tokens + output_tokens:
@@ -110,12 +116,12 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
     else:  # vLLM gpu_memory_utilization / TensorRT-LLM free_gpu_memory_fraction
         kw["gpu_memory_utilization"] = gpu_memory_utilization or defaults.kv_memory_fraction
     mem = serving_memory(arch, precision, gpu_memory_gib=g.memory_gib, tp=tp, pp=pp,
-                         settings=EngineSettings(**kw), max_model_len=mml)
+                         settings=EngineSettings(**kw), max_model_len=mml, ep=ep, dp=dp)
     kv_tokens = mem.kv_cache_tokens
     reason = mem.reason
     fits = mem.fits
     if not fits:
-        raise UsageError(f"{resolved.name} at {precision} does not fit on {tp * pp} x {g.name}: {reason}",
+        raise UsageError(f"{resolved.name} at {precision} does not fit on {n_gpus} x {g.name}: {reason}",
                          field="--tp", hint="raise --tp/--pp, lower --precision or --max-model-len")
     eff = load_efficiency(g, engine=profile.efficiency_engine, calibration_path=calibration)
     def run(time_scale: float = 1.0) -> ReplicaPerf:
@@ -123,7 +129,7 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
                             input_tokens=input_tokens, output_tokens=output_tokens,
                             kv_cache_tokens=kv_tokens, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
                             max_num_seqs=max_num_seqs, utilization=utilization, efficiency=eff,
-                            time_scale=time_scale)
+                            time_scale=time_scale, ep=ep, dp=dp)
 
     perf = run()
     # The band: the same model on a GPU as slow (fast) as this family is with 10% probability;
@@ -136,13 +142,15 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
         "gpu": g.name,
         "tp": tp,
         "pp": pp,
-        "gpus": tp * pp,
+        "ep": ep,
+        "dp": dp,
+        "gpus": n_gpus,
         "precision": precision,
         "kv_dtype": kv_dtype,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "output_tokens_per_s": round(perf.output_tokens_per_s, 2),
-        "output_tokens_per_s_per_gpu": round(perf.output_tokens_per_s / (tp * pp), 2),
+        "output_tokens_per_s_per_gpu": round(perf.output_tokens_per_s / n_gpus, 2),
         "batch": perf.batch,
         "offline_tpot_ms": round(perf.offline_tpot_ms, 3),
         "prefill_ms": round(perf.prefill_ms, 3),
@@ -152,7 +160,7 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
         "slo_batch": perf.slo_batch,
         "limited_by": perf.limited_by,
         "utilization": utilization,
-        "kv_cache_tokens": kv_tokens,
+        "kv_cache_tokens": mem.replica_kv_tokens,  # the replica's: dp x one DP rank's
         "kv_batch_limit": perf.kv_batch_limit,
         "max_num_seqs": max_num_seqs,
         "engine": engine,
@@ -186,17 +194,18 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, precision: str, kv_dtyp
         print_json(out)
         return
 
-    t = Table(title=f"{resolved.name} on {tp * pp} x {g.name} (TP{tp} PP{pp}, {precision}, KV {kv_dtype}), "
+    layout = f"TP{tp} PP{pp}" + (f" EP{ep}" if ep > 1 else "") + (f" DP{dp}" if dp > 1 else "")
+    t = Table(title=f"{resolved.name} on {n_gpus} x {g.name} ({layout}, {precision}, KV {kv_dtype}), "
                     f"{input_tokens} in / {output_tokens} out")
     t.add_column("quantity")
     t.add_column("value", justify="right")
     t.add_column("note")
     t.add_row("offline output tokens/s", f"{perf.output_tokens_per_s:,.0f}",
               f"batch {perf.batch} ({'measured' if perf.source == 'measured' else 'model'}); "
-              f"{perf.output_tokens_per_s / (tp * pp):,.0f} per GPU")
+              f"{perf.output_tokens_per_s / n_gpus:,.0f} per GPU")
     t.add_row("TPOT at offline batch", f"{perf.offline_tpot_ms:,.1f} ms", "")
     t.add_row("prefill of one prompt", f"{perf.prefill_ms:,.1f} ms", "")
-    t.add_row("KV cache", f"{kv_tokens:,} tokens",
+    t.add_row("KV cache", f"{mem.replica_kv_tokens:,} tokens",
               f"batch limit {perf.kv_batch_limit:,} sequences (max_num_seqs {max_num_seqs})")
     t.add_row("capacity", f"{perf.requests_per_s:,.3f} req/s",
               f"limited by {perf.limited_by}; batch {perf.slo_batch}")

@@ -20,6 +20,7 @@ from optimizer.sizing.memory import (
     GIB,
     KV_BYTES,
     WEIGHT_BYTES,
+    expert_bytes_per_gpu,
     kv_bytes_per_token,
     kv_bytes_per_token_per_gpu,
     serving_memory,
@@ -57,6 +58,10 @@ def _gib(n: float) -> str:
               help="KV-cache dtype (auto = 16 bit).")
 @click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True, help="Tensor parallel size.")
 @click.option("--pp", type=click.IntRange(min=1), default=1, show_default=True, help="Pipeline parallel size.")
+@click.option("--ep", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Expert parallel size (MoE only): 1 (experts TP-sharded) or TP x DP (routed experts whole).")
+@click.option("--dp", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Attention data-parallel ranks of TP GPUs each (MoE only, with --ep TP x DP).")
 @click.option("--gpu", help="Catalog GPU name (see `procure catalog gpus`).")
 @click.option("--gpu-memory-gib", type=FiniteFloat(0, 10_000, min_open=True),
               help="GPU memory in GiB, instead of --gpu.")
@@ -85,7 +90,7 @@ def _gib(n: float) -> str:
 @click.option("--grad-checkpointing/--no-grad-checkpointing", default=False, show_default=True)
 @FORMAT_OPTION
 def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp: int, pp: int,
-                 gpu: str | None, gpu_memory_gib: float | None, gpu_memory_utilization: float | None,
+                 ep: int, dp: int, gpu: str | None, gpu_memory_gib: float | None, gpu_memory_utilization: float | None,
                  max_model_len: int | None, max_num_batched_tokens: int | None,
                  engine: str, engine_version: str | None, mem_fraction_static: float | None,
                  finetune: str | None, lora_rank: int, lora_targets: str, zero_stage: int,
@@ -105,7 +110,10 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
     gpu_name = None
     g = resolve_gpu(gpu, catalog) if gpu else None
     check_layout(arch, g, tp=tp, pp=pp, precision=precision if g and not is_gguf(precision) else None,
-                 kv_dtype=kv_dtype if g else None)
+                 kv_dtype=kv_dtype if g else None, ep=ep, dp=dp)
+    if (ep > 1 or dp > 1) and is_gguf(precision):
+        raise UsageError("expert parallel / attention data parallel are not modelled for GGUF weights",
+                         field="--ep", hint="use --ep 1 --dp 1 with GGUF precisions")
     if g is not None:
         gpu_name, gpu_memory_gib = g.name, g.memory_gib
     if max_model_len is not None:
@@ -128,12 +136,16 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
         "params_reference": resolved.source.params_reference if resolved.source else None,
         "precision": precision,
         "weight_bytes": weight_bytes(arch, precision, group_size=group_size),
-        "weight_bytes_per_gpu": weight_bytes_per_gpu(arch, precision, tp, pp, group_size=group_size),
+        "weight_bytes_per_gpu": weight_bytes_per_gpu(arch, precision, tp, pp, group_size=group_size, ep=ep),
+        "expert_bytes_per_gpu": expert_bytes_per_gpu(arch, precision, tp, pp, ep=ep, group_size=group_size),
         "kv_dtype": kv_dtype,
         "kv_bytes_per_token": kv_bytes_per_token(arch, kv_dtype, tp),
         "kv_bytes_per_token_per_gpu": kv_bytes_per_token_per_gpu(arch, kv_dtype, tp, pp),
         "tp": tp,
         "pp": pp,
+        "ep": ep,
+        "dp": dp,
+        "gpus": tp * pp * dp,
         "max_model_len": mml,
     }
     if is_gguf(precision):  # llama.cpp/Ollama: file size + KV for the context (not vLLM rules)
@@ -152,7 +164,7 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
         settings = _settings(kw)
         rules = profile_for(settings.engine, settings.engine_version)
         serving = serving_memory(arch, precision, gpu_memory_gib=gpu_memory_gib, tp=tp, pp=pp,
-                                 settings=settings, max_model_len=mml, group_size=group_size)
+                                 settings=settings, max_model_len=mml, group_size=group_size, ep=ep, dp=dp)
         out.update({
             "gpu": gpu_name,
             "gpu_memory_gib": gpu_memory_gib,
@@ -167,6 +179,7 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
             "kv_cache_bytes": serving.kv_cache_bytes,
             "num_gpu_blocks": serving.num_gpu_blocks,
             "kv_cache_tokens": serving.kv_cache_tokens,
+            "replica_kv_cache_tokens": serving.replica_kv_tokens,  # dp x one DP rank's
             "max_concurrency": round(serving.max_concurrency, 4),
             "profile_tokens": serving.profile_tokens,
             "fits": serving.fits,
@@ -206,9 +219,13 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
         if v:
             t.add_row(f"  {k}", f"{v:,}", "")
     t.add_row(f"weights ({precision})", f"{_gib(out['weight_bytes'])} GiB", f"{out['weight_bytes']:,} B")
-    if tp * pp > 1:
+    if tp * pp * dp > 1 or ep > 1:
         t.add_row("weights per GPU (worst rank)", f"{_gib(out['weight_bytes_per_gpu'])} GiB",
-                  f"TP={tp}, PP={pp}")
+                  f"TP={tp}, PP={pp}" + (f", EP={ep}" if ep > 1 else "") + (f", DP={dp}" if dp > 1 else ""))
+    if arch.is_moe and (tp * pp > 1 or ep > 1):
+        t.add_row("  routed experts per GPU", f"{_gib(out['expert_bytes_per_gpu'])} GiB",
+                  f"{arch.num_experts // ep} whole experts x layers" if ep > 1
+                  else f"1/{tp} of each of {arch.num_experts} experts x layers")
     t.add_row(f"KV per token ({kv_dtype})", f"{out['kv_bytes_per_token']:,} B",
               "MLA latent" if arch.is_mla else f"{arch.num_kv_heads} KV heads x {arch.head_dim}")
     if tp > 1 or pp > 1:

@@ -5,7 +5,8 @@ Units: seconds inside the model (``_s``), milliseconds at the API (``_ms``), byt
 The model (details and derivations in ``docs/perf.md``)
 =======================================================
 
-A replica is ``tp x pp`` GPUs serving one model with continuous ("in-flight") batching. Every
+A replica is ``tp x pp`` GPUs serving one model with continuous ("in-flight") batching (``tp x pp x
+dp`` for a MoE model with attention data parallel; expert parallel and DP: docs/perf.md "MoE layouts"). Every
 engine iteration runs ``b`` decode tokens (one per running sequence) and ``p`` prefill tokens of
 newly admitted prompts in one forward pass, as vLLM's chunked prefill and TensorRT-LLM's in-flight
 batching do (Agrawal et al., "Sarathi-Serve", OSDI 2024; TensorRT-LLM docs "In-flight batching").

@@ -43,8 +43,10 @@ def summary(plan: dict[str, Any]) -> dict[str, Any]:
         "status": plan["status"],
         "capex": round(plan["capex"], 2),
         "servers": {s["sku"]: s["count"] for s in plan["servers"]},
-        "deployments": sorted(f"{d['workload']} {d['gpu']} TP{d['tp']} PP{d['pp']} {d['precision']} x{d['replicas']}"
-                              for d in plan["deployments"]),
+        "deployments": sorted(f"{d['workload']} {d['gpu']} TP{d['tp']} PP{d['pp']}"
+                              + (f" EP{d['ep']}" if d.get("ep", 1) > 1 else "")
+                              + (f" DP{d['dp']}" if d.get("dp", 1) > 1 else "")
+                              + f" {d['precision']} x{d['replicas']}" for d in plan["deployments"]),
         "finetunes": sorted(f"{f['workload']} {f['gpu']} x{f['gpus']}" for f in plan["finetunes"]),
     }
 
