@@ -266,7 +266,8 @@ def efficiency_rows(plan: Plan, rs: ResolvedScenario) -> list[tuple[str, Any, st
     consts = [
         ("NON_TORCH_BYTES_TP1", "non-torch memory per GPU (CUDA context, cuBLAS), GiB",
          "0.35 GiB in the vLLM v0.6.4 profiling log of vllm-project/vllm#10517 (estimate: one log)"),
-        ("NCCL_BYTES_TP", "extra non-torch memory per GPU when TP > 1 (NCCL), GiB",
+        ("NCCL_BYTES_TP", "NCCL buffers per GPU when TP > 1 on PCIe GPUs (vLLM, SGLang), GiB; NVLink GPUs "
+         "and TensorRT-LLM take the communication reserve terms of docs/sizing.md",
          "0.20 GiB per TP worker in the V0 log quoted in vllm-project/vllm#14447 (estimate: one log)"),
         ("CUDA_GRAPH_BYTES_PER_LAYER", "CUDA-graph memory per layer, GiB",
          "0.21 GiB for 16 layers in vllm-project/vllm#11349, scaled by layers (estimate)"),
