@@ -552,10 +552,19 @@ def _shipped(engine: str) -> CalibrationFile | None:
     return load_calibration(path) if path.is_file() else None
 
 
-def _transfer_band(files: Iterable[CalibrationFile | None]) -> float:
+def _transfer_band(files: Iterable[CalibrationFile | None], way: str) -> float:
+    """The band of a transfer: the RMS log residual of the same kind of transfer in the fit
+    (``transfer.cross_engine_rms_log`` when the family is kept and the engine changes,
+    ``cross_family_rms_log`` otherwise), else the file's overall ``transfer_band_log_sd``."""
+    key = "cross_engine_rms_log" if way == "family" else "cross_family_rms_log"
     for f in files:
-        if f is not None and isinstance(f.data.get("transfer_band_log_sd"), int | float):
-            return float(f.data["transfer_band_log_sd"])
+        if f is None:
+            continue
+        kinds = f.data.get("transfer")
+        if isinstance(kinds, dict) and isinstance(kinds.get(key), int | float):
+            return min(float(kinds[key]), 3.0)
+        if isinstance(f.data.get("transfer_band_log_sd"), int | float):
+            return min(float(f.data["transfer_band_log_sd"]), 3.0)
     return 1.0
 
 
@@ -566,8 +575,9 @@ def efficiency_for(gpu: GPU, *, engine: str = "trtllm", calibration_path: Path |
     * the shipped file of ``engine`` (:data:`SHIPPED`) fits it: ``fitted``, with the family's
       leave-one-source-out ``band_log_sd``;
     * else ``transferred``: borrowed in :data:`TRANSFER_ORDER` (same engine's default family, then
-      the same family under another engine, then Hopper/trtllm), with the engine file's
-      ``transfer_band_log_sd`` (cross-family/cross-engine transfer residuals).
+      the same family under another engine, then Hopper/trtllm), with the band of that kind of
+      transfer in the engine file (``transfer.cross_engine_rms_log`` for the same family under
+      another engine, ``cross_family_rms_log`` for another family).
 
     Measured points of ``calibration_path`` are attached either way."""
     shipped = _shipped(engine)
@@ -583,6 +593,7 @@ def efficiency_for(gpu: GPU, *, engine: str = "trtllm", calibration_path: Path |
         eff = replace(shipped.families[fam], provenance="fitted", transferred_from="")
     else:
         base: Efficiency | None = None
+        way = "default"
         for way in TRANSFER_ORDER:
             if way == "engine" and shipped and shipped.families:
                 base = shipped.families.get(shipped.default_family) or next(iter(shipped.families.values()))
@@ -600,7 +611,8 @@ def efficiency_for(gpu: GPU, *, engine: str = "trtllm", calibration_path: Path |
                 raise CatalogError("no shipped calibration to transfer factors from",
                                    file=str(default_calibration_path("trtllm")))
             base = trt.families[trt.default_family]
-        band = _transfer_band((shipped, _shipped("trtllm")))
+            way = "family" if base.family == fam else "engine"
+        band = _transfer_band((shipped, _shipped("trtllm")), way)
         eff = replace(base, family=fam, engine=engine, provenance="transferred",
                       transferred_from=f"{base.family}/{base.engine}", band_log_sd=band,
                       citation=f"{base.citation}; transferred from {base.family}/{base.engine} "

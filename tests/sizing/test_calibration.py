@@ -61,13 +61,18 @@ def test_fitted_family_says_fitted_and_an_unfitted_one_transferred() -> None:
     eff = cal.efficiency_for(resolve_gpu("MI355X-288GB", CAT), engine="vllm")
     assert eff.family == "CDNA 4" and eff.provenance == "transferred" and eff.transferred_from
     doc = yaml.safe_load(cal.default_calibration_path("vllm").read_text())
-    assert eff.band_log_sd == pytest.approx(doc["transfer_band_log_sd"])
+    # another family: the band of cross-family transfers in the fit
+    assert eff.band_log_sd == pytest.approx(doc["transfer"]["cross_family_rms_log"])
     assert eff.band_log_sd > max(v["band_log_sd"] for k, v in doc["families"].items() if v["sources"][1:])
     # SGLang has no rows: its profile points at its own (empty) file and transfers.
     from optimizer.engines import sglang
     assert sglang.PROFILE.efficiency_engine == "sglang"
     eff = cal.efficiency_for(resolve_gpu("H20-96GB", CAT), engine="sglang")
     assert eff.provenance == "transferred" and eff.transferred_from == "Hopper/trtllm"
+    # the same family under another engine: the (narrower) band of cross-engine transfers
+    sg = yaml.safe_load(cal.default_calibration_path("sglang").read_text())
+    assert eff.band_log_sd == pytest.approx(sg["transfer"]["cross_engine_rms_log"])
+    assert eff.band_log_sd < sg["transfer"]["cross_family_rms_log"]
 
 
 def test_user_calibration_family_is_fitted(tmp_path: Path) -> None:
