@@ -20,7 +20,7 @@ BASE_SCENARIO: dict[str, Any] = {
     "site": {"power_kw": 100, "pue": 1.3, "racks": 4, "rack_power_kw": 20, "rack_units": 42},
     "constraints": {"budget": 5_000_000, "gpus": ["H20-96GB", "L20-48GB"]},
     "workloads": [
-        {"name": "chat", "model": "Qwen/Qwen2-7B-Instruct", "precisions": ["bf16"], "requests_per_s": 2,
+        {"name": "chat", "model": "Qwen/Qwen2-7B-Instruct", "precisions": ["bf16"], "requests_per_s": 1.5,
          "input_tokens": 1000, "output_tokens": 200, "max_context": 4096,
          "slo": {"ttft_ms": 2000, "tpot_ms": 60}},
     ],

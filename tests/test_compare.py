@@ -4,21 +4,23 @@ Hand-checked figures (catalog estimates: catalogs/servers.yaml, catalogs/gpus.ya
 catalogs/quote_items.yaml). Capex is the servers plus the quote lines (optimizer/quote.py); the
 budget bounds capex x (1 + contingency) x (1 + tax), a factor of 1 where finance: sets neither.
 
-* The small scenario (tests/conftest.py BASE_SCENARIO: Qwen2-7B chat at 2 req/s, H20 or L20) is
+* The small scenario (tests/conftest.py BASE_SCENARIO: Qwen2-7B chat at 1.5 req/s, H20 or L20) is
   served by one PCIe chassis holding one L20-48GB: 26,000 + 1 x 5,000 = 31,000 USD of servers (one
-  replica sustains 3.38 req/s, x 0.8 headroom = 2.70 >= 2). Quote lines (defaults on): storage, 1 TB
-  (Qwen2-7B's 7.6e9 parameters x 2 B = 0.02 TB, rounded up) x 95 = 95; support, 12.5% (the catalog's
-  fraction; the scenario sets no opex_per_year_fraction) x 31,000 a year x 3 years (horizon 3) =
-  11,625; no network (one server), no racks (provided). Capex 31,000 + 95 + 11,625 = 42,720 USD. A
-  budget under 42,720 buys nothing that serves it (served 0%, capex 0: a plan buying no server has no
-  storage and no support); a budget of 42,720 or more serves all of it for 42,720.
-* bank-rollout's cheapest plan serving all demand is 6 Atlas-800T-A2 systems with 8 Ascend-910B-64GB
-  (72,400 + 8 x 16,700 = 206,000 each) and 5 PCIe-8GPU-4U with 8 L20-48GB (26,000 + 8 x 5,000 =
-  66,000 each): servers 6 x 206,000 + 5 x 66,000 = 1,566,000 USD. Quote lines: the fine-tuning job
-  spans 3 Atlas systems (24 GPUs, one scale-out port each): 24 links x 1,320 = 31,680 and
-  ceil(24 / 32) = 1 leaf switch x 43,000; storage 1 TB x 95; support at the scenario's
-  opex_per_year_fraction 8% x 1,566,000 x 3 years = 375,840. Capex 1,566,000 + 31,680 + 43,000 + 95
-  + 375,840 = 2,016,615 USD (`procure solve scenarios/bank-rollout.yaml`).
+  replica sustains 2.02 req/s under the Ada/vLLM factors, x 0.8 headroom = 1.62 >= 1.5). Quote lines
+  (defaults on): storage, 1 TB (Qwen2-7B's 7.6e9 parameters x 2 B = 0.02 TB, rounded up) x 95 = 95;
+  support, 12.5% (the catalog's fraction; the scenario sets no opex_per_year_fraction) x 31,000 a
+  year x 3 years (horizon 3) = 11,625; no network (one server), no racks (provided). Capex 31,000 +
+  95 + 11,625 = 42,720 USD. A budget under 42,720 buys nothing that serves it (served 0%, capex 0: a
+  plan buying no server has no storage and no support); a budget of 42,720 or more serves all of it
+  for 42,720.
+* bank-rollout's cheapest plan serving all demand (vLLM 0.6.3 factors: Ada fitted, Hopper transferred
+  from TensorRT-LLM; the Ascend 910B under vLLM-Ascend is fitted slower than before) is 11
+  HGX-H20-8GPU with 8 H20-96GB (72,400 + 8 x 12,000 = 168,400 each) and 6 PCIe-8GPU-4U with 8
+  L20-48GB (26,000 + 8 x 5,000 = 66,000 each): servers 11 x 168,400 + 6 x 66,000 = 2,248,400 USD.
+  Quote lines: the fine-tuning job spans 3 L20 chassis (24 GPUs, one scale-out port each): 24 links
+  x 1,320 = 31,680 and ceil(24 / 32) = 1 leaf switch x 43,000; storage 1 TB x 95; support at the
+  scenario's opex_per_year_fraction 8% x 2,248,400 x 3 years = 539,616. Capex 2,248,400 + 31,680 +
+  43,000 + 95 + 539,616 = 2,862,791 USD (`procure solve scenarios/bank-rollout.yaml`).
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ from optimizer.loaders import load_scenario
 from tests.conftest import REPO
 
 BANK = REPO / "scenarios" / "bank-rollout.yaml"
-BANK_SERVERS = 6 * (72_400 + 8 * 16_700) + 5 * (26_000 + 8 * 5_000)  # 1,566,000 USD
-BANK_FULL_CAPEX = BANK_SERVERS + 24 * 1_320 + 43_000 + 95 + 3 * 0.08 * BANK_SERVERS  # 2,016,615 USD
+BANK_SERVERS = 11 * (72_400 + 8 * 12_000) + 6 * (26_000 + 8 * 5_000)  # 2,248,400 USD
+BANK_FULL_CAPEX = BANK_SERVERS + 24 * 1_320 + 43_000 + 95 + 3 * 0.08 * BANK_SERVERS  # 2,862,791 USD
 SMALL_CAPEX = 31_000 + 95 + 3 * 0.125 * 31_000  # one PCIe chassis with one L20-48GB + quote lines: 42,720
 
 
@@ -238,7 +240,7 @@ def test_non_budget_infeasibility_is_reported_per_variant(write_scenario: Callab
 def bank_sweep() -> Comparison:
     """A coarse sweep across the range where the budget binds, with a per-solve time limit."""
     rs = load_scenario(BANK)
-    vs = build_variants(rs, budgets=parse_budget_range("3e5:2.1e6:7"), use_whatif=False)
+    vs = build_variants(rs, budgets=parse_budget_range("5e5:2.9e6:7"), use_whatif=False)
     return run_comparison(rs, vs, time_limit_s=20, jobs=2)
 
 
@@ -255,7 +257,7 @@ def test_sweep_served_never_falls_and_capex_within_budget(bank_sweep: Comparison
 
 
 def test_sweep_switches_objective_at_the_full_demand_capex(bank_sweep: Comparison) -> None:
-    """Budgets 0.3M, 0.6M, ..., 2.1M: only 2.1M reaches the full-demand capex 2,016,615."""
+    """Budgets 0.5M, 0.9M, ..., 2.9M: only 2.9M reaches the full-demand capex 2,862,791."""
     for v in bank_sweep.variants:
         assert v.full_demand_capex == BANK_FULL_CAPEX
         assert v.budget is not None
@@ -266,10 +268,10 @@ def test_sweep_switches_objective_at_the_full_demand_capex(bank_sweep: Compariso
             assert v.objective == "capex" and not v.budget_binds
             assert v.capex == pytest.approx(BANK_FULL_CAPEX, abs=0.005) and v.served_fraction == 1.0
             assert v.hardware_capex == BANK_SERVERS
-            assert v.gpus_by_type == {"Ascend-910B-64GB": 48, "L20-48GB": 40}
-    assert [v.budget for v in bank_sweep.variants if not v.budget_binds] == [2.1e6]
+            assert v.gpus_by_type == {"H20-96GB": 88, "L20-48GB": 48}
+    assert [v.budget for v in bank_sweep.variants if not v.budget_binds] == [2.9e6]
     # the knee: the only variant within 1 point of full coverage is the full-coverage one
-    assert bank_sweep.recommended == "budget $2.10M"
+    assert bank_sweep.recommended == "budget $2.90M"
     cheapest = min(bank_sweep.variants, key=lambda v: v.budget or 0.0)
     assert cheapest.served_fraction is not None and 0.0 < cheapest.served_fraction < 0.5
 

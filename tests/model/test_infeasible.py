@@ -58,7 +58,7 @@ def test_budget_short_cli_exit_1() -> None:
     assert res.exit_code == 1, res.output
     assert "Traceback" not in res.output
     # bank-rollout's cheapest full plan is the golden capex, $1,566,000
-    assert "budget short by $1.02M: the cheapest plan meeting all demand costs $2.02M against a budget of $1.00M" \
+    assert "budget short by $1.86M: the cheapest plan meeting all demand costs $2.86M against a budget of $1.00M" \
         in res.output
 
 

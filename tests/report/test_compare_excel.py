@@ -5,9 +5,10 @@ what-if no plan meets (demand x 40 exceeds the site's power and racks), so the w
 plans, capex plans, price/GPU/demand overrides and an empty column side by side.
 
 Hand figures (tests/test_compare.py): bank-rollout's cheapest plan serving all demand costs
-1,566,000 USD of servers plus 450,615 of quote lines (24 scale-out links x 1,320, one 43,000 switch,
-1 TB of storage x 95, support 8% x 1,566,000 x 3 years) = 2,016,615. So $0.80M, the what-if
-"budget 1.2M" and $1.60M bind; $2.10M and $2.50M buy that plan.
+2,248,400 USD of servers plus 614,391 of quote lines (24 scale-out links x 1,320, one 43,000 switch,
+1 TB of storage x 95, support 8% x 2,248,400 x 3 years) = 2,862,791. So $0.80M, the what-if
+"budget 1.2M" and $1.60M bind; $2.90M and $3.30M buy that plan; "demand +50%" and "demand x40"
+have no plan (the site's power and racks run out).
 
 One workbook is recalculated per module, together with a copy whose L20-48GB price was raised by
 1,000 in the shared Prices sheet (one LibreOffice run for both).
@@ -41,7 +42,7 @@ from tests.conftest import REPO
 from tests.report.libreoffice import needs_libreoffice, recalculate
 
 ERRORS = ("#REF!", "#VALUE!", "#NAME?", "#DIV/0!", "#N/A", "#NUM!", "#NULL!", "Err:", "#ERR")
-FULL_CAPEX = 1_566_000 + 24 * 1_320 + 43_000 + 95 + 3 * 0.08 * 1_566_000  # 2,016,615 USD
+FULL_CAPEX = 2_248_400 + 24 * 1_320 + 43_000 + 95 + 3 * 0.08 * 2_248_400  # 2,862,791 USD
 L20_RAISE = 1_000.0
 SUPPORT = 3 * 0.08  # support lines: 8% of the servers' price a year, 3 years
 
@@ -53,7 +54,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Comparison, Resolved
     path = tmp_path_factory.mktemp("compare") / "bank-rollout.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     rs = load_scenario(path)
-    variants = build_variants(rs, budgets=[8e5, 1.6e6, 2.1e6, 2.5e6])
+    variants = build_variants(rs, budgets=[8e5, 1.6e6, 2.9e6, 3.3e6])
     return run_comparison(rs, variants, time_limit_s=30, jobs=2), rs
 
 
@@ -97,7 +98,8 @@ def recalculated(case: tuple[Comparison, ResolvedScenario], tmp_path_factory: py
 def test_sheet_titles_are_valid_and_distinct(case: tuple[Comparison, ResolvedScenario]) -> None:
     result, _ = case
     titles = bom_sheet_titles(result.variants)
-    assert len(titles) == sum(v.plan is not None for v in result.variants) == len(result.variants) - 1
+    # no plan for demand x40 and demand +50% (site power and racks run out)
+    assert len(titles) == sum(v.plan is not None for v in result.variants) == len(result.variants) - 2
     assert len(set(titles.values())) == len(titles)
     for t in titles.values():
         assert len(t) <= 31 and not set(t) & set("[]:*?/\\")
@@ -109,7 +111,7 @@ def test_sheet_titles_are_valid_and_distinct(case: tuple[Comparison, ResolvedSce
 def test_variants_are_sorted_by_budget(case: tuple[Comparison, ResolvedScenario]) -> None:
     result, _ = case
     assert [v.name for v in result.variants] == [
-        "budget $0.80M", "budget 1.2M", "budget $1.60M", "budget $2.10M", "budget $2.50M",
+        "budget $0.80M", "budget 1.2M", "budget $1.60M", "budget $2.90M", "budget $3.30M",
         "Ascend 910B price +20%", "no Ascend (NVIDIA only)", "demand +50%", "demand x40"]
     assert [v.budget_from for v in result.variants] == ["variant"] * 5 + ["scenario"] * 4
 
@@ -193,21 +195,21 @@ def test_recalculates_cleanly_in_libreoffice(case: tuple[Comparison, ResolvedSce
 @needs_libreoffice
 def test_recommendation_row_names_the_knee(case: tuple[Comparison, ResolvedScenario],
                                            recalculated: tuple[Path, Any, Any]) -> None:
-    """By hand: the sweep group is the five variants that differ only in budget. $2.10M and $2.50M
-    buy the full-demand plan for 2,016,615 (100%); the three cheaper ones bind and serve less than
+    """By hand: the sweep group is the five variants that differ only in budget. $2.90M and $3.30M
+    buy the full-demand plan for 2,862,791 (100%); the three cheaper ones bind and serve less than
     99% (asserted below from the solves), so they are more than 1 point short. The cheapest within
-    1 point is 2,016,615, a tie between $2.10M and $2.50M that goes to the lower budget: $2.10M.
+    1 point is 2,862,791, a tie between $2.90M and $3.30M that goes to the lower budget: $2.90M.
     The what-ifs are other groups (other prices, GPUs or demand) and are not candidates."""
     result, _ = case
     by = {v.name: v for v in result.variants}
     for name in ("budget $0.80M", "budget 1.2M", "budget $1.60M"):
         assert by[name].budget_binds and (by[name].served_fraction or 1.0) < 0.99
-    for name in ("budget $2.10M", "budget $2.50M"):
+    for name in ("budget $2.90M", "budget $3.30M"):
         assert by[name].served_fraction == 1.0 and by[name].capex == pytest.approx(FULL_CAPEX, abs=0.005)
-    assert result.recommended == "budget $2.10M"
+    assert result.recommended == "budget $2.90M"
     ws = recalculated[1][COMPARISON]
     rows = _rows(ws)
-    assert ws.cell(row=_row(rows, "Recommended variant"), column=3).value == "budget $2.10M"
+    assert ws.cell(row=_row(rows, "Recommended variant"), column=3).value == "budget $2.90M"
     marks = [ws.cell(row=rows["Recommended"], column=3 + i).value for i in range(len(result.variants))]
     assert [m for m in marks if m] == [RECOMMENDED_MARK] and marks[3] == RECOMMENDED_MARK
     assert "within 1 point of full coverage" in str(ws.cell(row=2, column=1).value)
@@ -234,11 +236,11 @@ def test_chart_is_a_scatter_on_a_budget_axis(case: tuple[Comparison, ResolvedSce
              ws.cell(row=r, column=4).value) for r in range(start, start + 10)]
     sweep = [v for v in result.variants if v.group == result.sweep_group and v.plan is not None]
     assert [d[0] for d in data if d[1] == CHART_SERIES[0]] == [v.name for v in sweep]
-    assert [d[2] for d in data if d[1] == CHART_SERIES[0]] == [8e5, 1.2e6, 1.6e6, 2.1e6, 2.5e6]
-    assert [d[0] for d in data if d[1] == CHART_SERIES[1]] == ["Ascend 910B price +20%", "no Ascend (NVIDIA only)",
-                                                               "demand +50%"]
-    assert [(d[0], d[3]) for d in data if d[1] == CHART_SERIES[2]] == [("budget $2.10M", 1.0)]
-    assert [d[0] for d in data if d[1] == CHART_SERIES[3]] == ["budget $2.10M"]
+    assert [d[2] for d in data if d[1] == CHART_SERIES[0]] == [8e5, 1.2e6, 1.6e6, 2.9e6, 3.3e6]
+    # "demand +50%" has no plan (the site's power and racks run out), so no point
+    assert [d[0] for d in data if d[1] == CHART_SERIES[1]] == ["Ascend 910B price +20%", "no Ascend (NVIDIA only)"]
+    assert [(d[0], d[3]) for d in data if d[1] == CHART_SERIES[2]] == [("budget $2.90M", 1.0)]
+    assert [d[0] for d in data if d[1] == CHART_SERIES[3]] == ["budget $2.90M"]
     # LibreOffice read it back as a scatter chart too
     lo = Path(path).parent / "lo" / Path(path).name
     with zipfile.ZipFile(lo) as z:
@@ -273,7 +275,7 @@ def test_a_price_edit_moves_every_variant(case: tuple[Comparison, ResolvedScenar
         assert edited[COMPARISON].cell(row=capex, column=col).value == pytest.approx(
             v.plan.capex + L20_RAISE * n * (1 + SUPPORT), abs=0.005)  # type: ignore[union-attr]
         moved += 1
-    assert moved == len(titles) == 8  # every variant with a plan buys L20 cards
+    assert moved == len(titles) == 7  # every variant with a plan buys L20 cards
 
 
 def test_a_budget_that_binds_is_labelled(case: tuple[Comparison, ResolvedScenario]) -> None:
