@@ -75,7 +75,7 @@ def test_shipped_wide_band_family_costs_more_at_090(tmp_path: Path) -> None:
         "site": {"power_kw": 500, "pue": 1.0, "racks": 4, "rack_power_kw": 60, "rack_units": 42},
         "constraints": {"gpus": ["L40S-48GB"]},
         "serving": {"engine": "vllm", "engine_version": "0.6.3"},
-        "workloads": [{"name": "chat", "model": "Llama-3.1-8B", "precisions": ["fp8"], "requests_per_s": 20,
+        "workloads": [{"name": "chat", "model": "Llama-3.1-8B", "precisions": ["fp8"], "requests_per_s": 40,
                        "input_tokens": 1000, "output_tokens": 300, "max_context": 4096,
                        "slo": {"ttft_ms": 3000, "tpot_ms": 100}}],
     }
