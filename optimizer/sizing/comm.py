@@ -206,6 +206,13 @@ def ring_allreduce_s(alpha_s: float, bus_bw: float, message_bytes: float, ranks:
     return alpha_s + 2.0 * (ranks - 1) / ranks * message_bytes / bus_bw
 
 
+def alltoall_form_s(alpha_s: float, bus_bw: float, bytes_per_rank: float, ranks: int) -> float:
+    """``alpha + (n-1)/n x S / busBW`` (0 for one rank): the all-to-all form on looked-up coefficients."""
+    if ranks <= 1:
+        return 0.0
+    return alpha_s + (ranks - 1) / ranks * bytes_per_rank / bus_bw
+
+
 def send_s(alpha_s: float, bw: float, message_bytes: float) -> float:
     """``alpha + S / BW``: the point-to-point form on looked-up coefficients."""
     return alpha_s + message_bytes / bw
@@ -228,7 +235,7 @@ def alltoall_s(profile: CommProfile, bytes_per_rank: float, ranks: int) -> float
     if ranks == 1:
         return 0.0
     alpha, bus = coefficients(profile.alltoall, ranks)
-    return alpha + (ranks - 1) / ranks * bytes_per_rank / bus
+    return alltoall_form_s(alpha, bus, bytes_per_rank, ranks)
 
 
 def p2p_s(profile: CommProfile, message_bytes: float) -> float:
@@ -242,6 +249,7 @@ __all__ = [
     "CommFile",
     "CommProfile",
     "allreduce_s",
+    "alltoall_form_s",
     "alltoall_s",
     "coefficients",
     "comm_file",

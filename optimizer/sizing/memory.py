@@ -436,11 +436,6 @@ def activation_peak_bytes(arch: ModelArch, tokens: int, tp: int = 1, ep: int = 1
     return tokens * max(dense, moe, attn) * ACT_BYTES
 
 
-def non_torch_bytes(tp: int) -> int:
-    """CUDA context + cuBLAS (all ranks) plus NCCL / custom all-reduce buffers when ``tp > 1``;
-    see :data:`NON_TORCH_BYTES_TP1` and :data:`NCCL_BYTES_TP` for the logs they come from."""
-    return NON_TORCH_BYTES_TP1 + (NCCL_BYTES_TP if tp > 1 else 0)
-
 
 def cuda_graph_bytes(arch: ModelArch, pp: int = 1) -> int:
     """Estimated CUDA-graph pool per rank: :data:`CUDA_GRAPH_BYTES_PER_LAYER` x layers per stage."""
@@ -770,7 +765,6 @@ __all__ = [
     "kv_heads_per_gpu",
     "layout_note",
     "linear_bytes",
-    "non_torch_bytes",
     "pp_layer_ranges",
     "serving_memory",
     "stage_weight_bytes",

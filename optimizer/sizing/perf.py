@@ -329,15 +329,12 @@ def _step_table(arch: ModelArch) -> dict[StepKey, StepModel]:
 
 def _cached_step_model(table: dict[StepKey, StepModel], arch: ModelArch, gpu: GPU, tp: int, pp: int,
                        precision: str, kv_dtype: str, ep: int = 1, dp: int = 1) -> StepModel:
-    a2a_alpha, a2a_bus = 0.0, 1.0
-    if ep > 1:
-        from optimizer.sizing.comm import coefficients, comm_profile
-
-        a2a_alpha, a2a_bus = coefficients(comm_profile(gpu).alltoall, ep)
-    # measured all-reduce over tp ranks and p2p of the GPU's interconnect (sizing.comm); the
-    # coefficients are in the key, so two GPUs of one profile share entries
+    # measured all-reduce over tp ranks, all-to-all over ep ranks and p2p of the GPU's
+    # interconnect (sizing.comm); the coefficients are in the key, so two GPUs of one profile
+    # share entries
     prof = _comm.comm_profile(gpu)
     ar_alpha, ar_bus = _comm.coefficients(prof.allreduce, tp) if tp > 1 else (0.0, 1.0)
+    a2a_alpha, a2a_bus = _comm.coefficients(prof.alltoall, ep) if ep > 1 else (0.0, 1.0)
     key = (tp, pp, precision, kv_dtype, gpu.compute_tflops(precision), gpu.compute_tflops("bf16"),
            gpu.memory_bandwidth_gb_s, gpu.interconnect.bandwidth_gb_s, ep, dp, a2a_alpha, a2a_bus,
            ar_alpha, ar_bus, prof.p2p.latency_s, prof.p2p.bus_bw)
@@ -417,8 +414,7 @@ def moe_comm_s(sm: StepModel, tokens_per_rank: float) -> float:
     if sm.ep == 1 or not sm.a2a_layers:
         return 0.0
     nbytes = moe_alltoall_bytes(tokens_per_rank / sm.tp, sm.experts_per_token, sm.hidden)
-    one = sm.a2a_latency_s + (sm.ep - 1) / sm.ep * nbytes / sm.a2a_bus_bw
-    return 2.0 * sm.a2a_layers * one
+    return 2.0 * sm.a2a_layers * _comm.alltoall_form_s(sm.a2a_latency_s, sm.a2a_bus_bw, nbytes, sm.ep)
 
 
 def moe_alltoall_bytes(tokens: float, experts_per_token: int, hidden: int) -> float:
@@ -435,12 +431,11 @@ def _allreduce_share(sm: StepModel) -> float:
     return (2 * sm.layers - sm.a2a_layers) / (2 * sm.layers)
 
 
-def allreduce_s(sm: StepModel, tokens: float, eff: Efficiency) -> float:
+def allreduce_s(sm: StepModel, tokens: float) -> float:
     """TP communication of one stage for one iteration of ``tokens`` tokens:
     ``2 x layers x (alpha_t + 2 (t-1)/t x tokens x h x 2 B / busBW_t)``, 0 when t = 1
     (Megatron-LM: two all-reduces per layer), timed by :func:`optimizer.sizing.comm.ring_allreduce_s`
-    on the GPU's measured all-reduce over ``t`` ranks (``eff`` is not used: communication is
-    measured, not an efficiency; the argument stays for the callers' uniform signature)."""
+    on the GPU's measured all-reduce over ``t`` ranks (measured, so no efficiency factor)."""
     if sm.tp == 1:
         return 0.0
     one = _comm.ring_allreduce_s(sm.ar_latency_s, sm.ar_bus_bw, tokens * sm.hidden * ACT_BYTES, sm.tp)
@@ -468,11 +463,11 @@ def stage_time_s(sm: StepModel, eff: Efficiency, *, decode: float, prefill: floa
     pairs = decode * context
     t_attn = max((pairs + prefill) * sm.kv_bytes_per_token / bw, pairs * sm.attn_flops_per_pair / c_16)
     t_attn += prefill * (prompt / 2.0) * sm.attn_flops_per_pair / c_16
-    comm = allreduce_s(sm, m_rank, eff) * _allreduce_share(sm) + moe_comm_s(sm, m_rank)
+    comm = allreduce_s(sm, m_rank) * _allreduce_share(sm) + moe_comm_s(sm, m_rank)
     return t_linear + t_attn + comm + sm.layers * eff.layer_overhead_us * 1e-6
 
 
-def p2p_s(sm: StepModel, tokens: float, eff: Efficiency) -> float:
+def p2p_s(sm: StepModel, tokens: float) -> float:
     """Send of ``tokens x h x 2 B`` activations between pipeline stages: the GPU's measured
     point-to-point ``alpha + S / BW`` (:func:`optimizer.sizing.comm.send_s`)."""
     if sm.pp == 1:
@@ -491,7 +486,7 @@ def decode_step_s(sm: StepModel, eff: Efficiency, batch: float, input_tokens: in
     context = input_tokens + output_tokens / 2.0
     t = sm.pp * stage_time_s(sm, eff, decode=mb_decode, prefill=mb_prefill, context=context,
                              prompt=input_tokens)
-    t += (sm.pp - 1) * p2p_s(sm, mb_decode + mb_prefill, eff)
+    t += (sm.pp - 1) * p2p_s(sm, mb_decode + mb_prefill)
     return t + eff.step_overhead_ms * 1e-3
 
 
@@ -502,7 +497,7 @@ def prefill_s(sm: StepModel, eff: Efficiency, input_tokens: int) -> float:
     chunk = input_tokens / n
     one = sm.pp * stage_time_s(sm, eff, decode=0.0, prefill=chunk, context=0.0, prompt=input_tokens,
                                spread=1.0)
-    one += (sm.pp - 1) * p2p_s(sm, chunk, eff) + eff.step_overhead_ms * 1e-3
+    one += (sm.pp - 1) * p2p_s(sm, chunk) + eff.step_overhead_ms * 1e-3
     return n * one
 
 
@@ -518,7 +513,7 @@ def prefill_work_s(sm: StepModel, eff: Efficiency, input_tokens: int) -> float:
     tokens = input_tokens / sm.dp
     flops = (sm.flops_per_token * tokens + sm.expert_flops_per_token * input_tokens) / c_w
     attn = tokens * (input_tokens / 2.0) * sm.attn_flops_per_pair / c_16
-    return flops + attn + allreduce_s(sm, tokens, eff) * _allreduce_share(sm) + moe_comm_s(sm, tokens)
+    return flops + attn + allreduce_s(sm, tokens) * _allreduce_share(sm) + moe_comm_s(sm, tokens)
 
 
 def md1_wait_s(rate: float, service_s: float, busy_s: float | None = None) -> float:

@@ -99,11 +99,10 @@ def test_perf_uses_the_measured_allreduce() -> None:
     m = resolve_model("Llama-3.3-70B", CAT)
     a = parse_config(m.config, m.name)
     sm = step_model(a, L40S, tp=4, precision="fp8")
-    eff = load_efficiency(L40S)
     prof = comm.comm_profile(L40S)
-    assert allreduce_s(sm, 100, eff) == pytest.approx(2 * 80 * comm.allreduce_s(prof, 100 * 8192 * 2, 4), rel=1e-12)
+    assert allreduce_s(sm, 100) == pytest.approx(2 * 80 * comm.allreduce_s(prof, 100 * 8192 * 2, 4), rel=1e-12)
     sm_pp = step_model(a, L40S, tp=2, pp=2, precision="fp8")
-    assert p2p_s(sm_pp, 100, eff) == pytest.approx(comm.p2p_s(prof, 100 * 8192 * 2), rel=1e-12)
+    assert p2p_s(sm_pp, 100) == pytest.approx(comm.p2p_s(prof, 100 * 8192 * 2), rel=1e-12)
 
 
 REFERENCE = yaml.safe_load((catalog_root() / "calibration" / "aiconfigurator-reference.yaml").read_text())

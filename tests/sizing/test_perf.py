@@ -68,8 +68,8 @@ def test_allreduce_ring_volume_on_nvlink() -> None:
     # = 2.75 us + 2 x 1/2 x 1,638,400 / 274.97e9 = 2.75 + 5.9585 = 8.7085 us; x 2 per layer x 80.
     sm = step_model(arch("Llama-3.3-70B"), H100, tp=2, precision="fp8")
     assert sm.layers == 80 and sm.hidden == 8192
-    assert allreduce_s(sm, 100, EFF) == pytest.approx(160 * (2.75e-6 + 1_638_400 / 274.97e9), rel=1e-9)
-    assert allreduce_s(step_model(arch("Llama-3.3-70B"), H200, tp=1, precision="fp8"), 100, EFF) == 0.0
+    assert allreduce_s(sm, 100) == pytest.approx(160 * (2.75e-6 + 1_638_400 / 274.97e9), rel=1e-9)
+    assert allreduce_s(step_model(arch("Llama-3.3-70B"), H200, tp=1, precision="fp8"), 100) == 0.0
 
 
 def test_experts_touched_by_a_batch() -> None:
@@ -218,7 +218,7 @@ def test_tp_over_pcie_gains_less_than_over_nvlink() -> None:
     sm_nv = step_model(a, H100, tp=2, precision="bf16")
     sm_pc = step_model(a, pcie, tp=2, precision="bf16")
     big = 4096  # bandwidth-dominated all-reduce: 450 / 64 = 7x slower over PCIe
-    assert allreduce_s(sm_pc, big, eff) > 5 * allreduce_s(sm_nv, big, eff)
+    assert allreduce_s(sm_pc, big) > 5 * allreduce_s(sm_nv, big)
 
 
 def test_fp8_kv_raises_the_batch_limit() -> None:
