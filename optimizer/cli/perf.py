@@ -15,7 +15,7 @@ from optimizer.errors import UsageError
 from optimizer.loaders import load_catalog, resolve_gpu, resolve_model
 from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import ModelArch, parse_config
-from optimizer.sizing.layout import check_layout
+from optimizer.sizing.layout import check_layout, layout_label
 from optimizer.sizing.memory import KV_BYTES, WEIGHT_BYTES, serving_memory
 from optimizer.sizing.perf import ReplicaPerf, load_efficiency, replica_perf
 from optimizer.sizing.uncertainty import BAND_QUANTILES, quantile_factor
@@ -194,7 +194,7 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, preci
         print_json(out)
         return
 
-    layout = f"TP{tp} PP{pp}" + (f" EP{ep}" if ep > 1 else "") + (f" DP{dp}" if dp > 1 else "")
+    layout = f"TP{tp} PP{pp}" + layout_label(ep, dp)
     t = Table(title=f"{resolved.name} on {n_gpus} x {g.name} ({layout}, {precision}, KV {kv_dtype}), "
                     f"{input_tokens} in / {output_tokens} out")
     t.add_column("quantity")

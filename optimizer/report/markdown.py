@@ -14,6 +14,7 @@ from optimizer import __version__
 from optimizer.loaders import ResolvedScenario
 from optimizer.report.safe_write import safe_write
 from optimizer.schema.plan import Plan
+from optimizer.sizing.layout import layout_label
 
 
 def _cell(value: object) -> str:
@@ -64,8 +65,8 @@ def render_markdown(plan: Plan, rs: ResolvedScenario) -> str:
     if plan.deployments or plan.finetunes:
         lines += ["## Deployments", ""]
         rows: list[Sequence[object]] = [
-            (d.workload, d.model, d.gpu, f"TP{d.tp} PP{d.pp}" + (f" EP{d.ep}" if d.ep > 1 else "")
-             + (f" DP{d.dp}" if d.dp > 1 else ""), d.precision, d.replicas, f"{d.capacity_rps:.2f}",
+            (d.workload, d.model, d.gpu, f"TP{d.tp} PP{d.pp}" + layout_label(d.ep, d.dp), d.precision,
+             d.replicas, f"{d.capacity_rps:.2f}",
              f"{d.ttft_ms:,.0f}", f"{d.tpot_ms:.1f}") for d in plan.deployments]
         rows += [(f.workload, f.model, f.gpu, f"{f.gpus} GPUs", f"{f.method} fine-tune", "-", "-",
                   f"{f.hours:.1f} h of {f.deadline_hours:g} h", "-") for f in plan.finetunes]

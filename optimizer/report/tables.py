@@ -6,6 +6,7 @@ from rich.console import Group
 from rich.table import Table
 
 from optimizer.schema.plan import Plan
+from optimizer.sizing.layout import layout_label
 from optimizer.units import money_short as money
 
 
@@ -63,8 +64,7 @@ def plan_tables(plan: Plan) -> Group:
     for col in ("server", "rack", "SKU", "replicas", "free GPUs"):
         place.add_column(col)
     for p in plan.placement:
-        reps = "; ".join(f"{r.workload} TP{r.tp}" + (f"xPP{r.pp}" if r.pp > 1 else "")
-                         + (f" EP{r.ep}" if r.ep > 1 else "") + (f" DP{r.dp}" if r.dp > 1 else "")
+        reps = "; ".join(f"{r.workload} TP{r.tp}" + (f"xPP{r.pp}" if r.pp > 1 else "") + layout_label(r.ep, r.dp)
                          for r in p.replicas)
         reps = "; ".join(x for x in [reps, *(f"finetune {j}" for j in p.finetune)] if x)
         place.add_row(str(p.index), str(p.rack), p.sku, reps, str(p.free_gpus))

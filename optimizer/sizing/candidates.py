@@ -21,7 +21,7 @@ from optimizer.schema.engine import EngineSettings
 from optimizer.schema.scenario import FinetuneWorkload, InferenceWorkload
 from optimizer.sizing.architecture import ModelArch, param_counts, parse_config
 from optimizer.sizing.finetune import finetune_memory
-from optimizer.sizing.layout import moe_layouts
+from optimizer.sizing.layout import layout_label, moe_layouts
 from optimizer.sizing.memory import ServingMemory, serving_memory
 from optimizer.sizing.perf import Efficiency, PerfQuery, ReplicaPerf, load_efficiency, replica_perf_many
 from optimizer.sizing.uncertainty import planning_time_scale
@@ -287,10 +287,6 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
                 workload=w.name, sku=sku.key, tp=tp, pp=pp, precision=prec,
                 kv_dtype=kv_dtype, servers_per_replica=n_srv, memory=mem, perf=perf, ep=ep, dp=dp))
 
-
-def layout_label(ep: int, dp: int) -> str:
-    """``" EP8 DP2"`` for a MoE layout (empty for the TP/PP layout)."""
-    return (f" EP{ep}" if ep > 1 else "") + (f" DP{dp}" if dp > 1 else "")
 
 
 def _memory_fit(arch: ModelArch, gpu: GPU, tp: int, pp: int, precision: str,

@@ -172,15 +172,23 @@ def check_layout(arch: ModelArch, gpu: GPU | None, *, tp: int = 1, pp: int = 1,
                      hint=f"allowed {name} values here: {', '.join(first.allowed) or 'none'}")
 
 
+def layout_label(ep: int, dp: int) -> str:
+    """``" EP8 DP2"`` for a MoE layout (empty for the TP/PP layout): the suffix every report
+    puts after ``TP.. PP..``."""
+    return (f" EP{ep}" if ep > 1 else "") + (f" DP{dp}" if dp > 1 else "")
+
+
 __all__ = [
     "LayoutProblem",
     "allowed_precisions",
     "allowed_tp",
     "check_layout",
     "kv_dtype_ok",
+    "layout_label",
     "layout_problems",
     "moe_layout_problems",
     "moe_layouts",
     "tp_kv_ok",
     "tp_model_ok",
 ]
+
