@@ -233,13 +233,17 @@ def build_profiles(m: dict[str, dict[str, Any]]) -> dict[str, Any]:
                                  scaled(nv4["alltoall"], 1.0, {2, 4}) + scaled(g5["alltoall"], 1.0, {8}),
                                  nv4["p2p"]),
         "pcie-gen4": entry("pcie", 32, ["L40S-48GB", "L20-48GB", "L4-24GB", "A10-24GB"], "measured", g4["source"],
-                           "measured on 8x L40S (PCIe Gen4 x16, traffic through the host's root complex); L20, L4 "
-                           "and A10 sit on the same PCIe Gen4 x16 host path and borrow it",
+                           "measured on AIConfigurator's 8x L40S node (PCIe Gen4 x16); its systems/l40s.yaml and "
+                           "collection_meta do not state the PCIe topology. TP4/TP8 busBW (5.1/1.9 GB/s of a 32 GB/s "
+                           "link) is what traffic routed through the host gives (inference, not stated by the "
+                           "source); a PCIe-switch chassis with peer-to-peer would need its own measured profile (none "
+                           "found). L20, L4 and A10 "
+                           "(PCIe Gen4 x16) borrow it",
                            g4["allreduce"], g4["alltoall"], g4["p2p"]),
         "pcie-gen4-nop2p": entry("pcie", 32, ["RTX-4090-24GB"], "estimate", g4["source"],
                                  "estimate: GeForce drivers disable P2P, so NCCL stages every transfer in host memory "
-                                 "(SHM transport); the L40S figures are already host-bound (busBW 4-20 GB/s of a "
-                                 "32 GB/s link), used unchanged",
+                                 "(SHM transport); the L40S figures (busBW 2-19 GB/s of a 32 GB/s link, host-routed by "
+                                 "inference) are used unchanged",
                                  g4["allreduce"], g4["alltoall"], g4["p2p"]),
         "pcie-gen5": entry("pcie", 64, ["RTX-PRO-6000-BSE-96GB", "H100-PCIe-80GB"], "measured", g5["source"],
                            "measured on 8x RTX PRO 6000 Blackwell Server (PCIe Gen5 x16); H100 PCIe (no NVLink "
