@@ -127,17 +127,20 @@ def trtllm_kv_cache_tokens(arch: ModelArch, gpu: GPU, *, tp: int, pp: int, preci
 
 
 def kv_cache_tokens(arch: ModelArch, gpu: GPU, *, engine: str, tp: int, pp: int, precision: str,
-                    kv_dtype: str, max_model_len: int, memory_fraction: float | None = None) -> int:
-    """KV-cache tokens of one replica under ``engine``'s memory rule (module docstring);
-    ``memory_fraction`` overrides the engine's ``kv_memory_fraction``."""
+                    kv_dtype: str, max_model_len: int, memory_fraction: float | None = None,
+                    ep: int = 1, dp: int = 1) -> int:
+    """KV-cache tokens under ``engine``'s memory rule (module docstring); ``memory_fraction``
+    overrides the engine's ``kv_memory_fraction``. With a MoE layout (``ep``/``dp``, docs/perf.md
+    "MoE layouts") the figure is ONE attention-DP rank's cache (``ServingMemory.kv_cache_tokens``;
+    the replica holds ``dp x`` it, ``ServingMemory.replica_kv_tokens``), as ``replica_perf`` takes it."""
     if engine == "trtllm":
-        return trtllm_kv_cache_tokens(arch, gpu, tp=tp, pp=pp, precision=precision, kv_dtype=kv_dtype,
-                                      fraction=memory_fraction or TRTLLM_KV_FRACTION)
+        return trtllm_engine.kv_cache_tokens(arch, precision, gpu.memory_gib, tp, pp, kv_dtype=kv_dtype,
+                                             fraction=memory_fraction or TRTLLM_KV_FRACTION, ep=ep, dp=dp)
     kw: dict[str, Any] = {"kv_dtype": kv_dtype}
     if memory_fraction is not None:
         kw["gpu_memory_utilization"] = memory_fraction
     mem = serving_memory(arch, precision, gpu_memory_gib=gpu.memory_gib, tp=tp, pp=pp,
-                         settings=EngineSettings(**kw), max_model_len=max_model_len)
+                         settings=EngineSettings(**kw), max_model_len=max_model_len, ep=ep, dp=dp)
     return mem.kv_cache_tokens
 
 
@@ -763,6 +766,11 @@ class MappedRow:
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     family: str = ""
+    #: MoE layout (docs/perf.md "MoE layouts"): expert-parallel size (1 or ``tp x dp``) and
+    #: attention data-parallel ranks; the replica is ``tp x pp x dp`` GPUs and ``batch`` caps
+    #: each DP rank.
+    ep: int = 1
+    dp: int = 1
 
     @property
     def higher_is_better(self) -> bool:
@@ -777,23 +785,34 @@ def _mix(spec: Any) -> _lengths.LengthMix:
 
 
 def mapped_row(rid: str, spec: dict[str, Any], value: float, catalog: Catalog) -> MappedRow:
-    """A :class:`MappedRow` from one mapping entry and the shared row's published ``value``."""
-    from optimizer.loaders import resolve_gpu
+    """A :class:`MappedRow` from one mapping entry and the shared row's published ``value``.
+    Optional ``ep``/``dp`` (default 1) give a MoE layout, checked by ``layout.moe_layout_problems``;
+    a per-GPU figure is multiplied by the replica's ``tp x pp x dp`` GPUs."""
+    from optimizer.loaders import resolve_gpu, resolve_model
+    from optimizer.sizing.architecture import parse_config
+    from optimizer.sizing.layout import moe_layout_problems
 
+    ep, dp = int(spec.get("ep", 1)), int(spec.get("dp", 1))
     measured = float(value)
     if spec["metric"] == "output_tokens_per_s":
         if spec.get("scope") == "per_gpu":
-            measured *= spec["tp"] * spec.get("pp", 1)
+            measured *= spec["tp"] * spec.get("pp", 1) * dp
         else:
             measured /= spec.get("replicas", 1)
     slo = spec.get("slo") or {}
     gpu = resolve_gpu(spec["gpu"], catalog)
+    if (ep, dp) != (1, 1):
+        m = resolve_model(spec["model"], catalog)
+        problems = moe_layout_problems(parse_config(m.config, m.name), gpu, tp=int(spec["tp"]), ep=ep, dp=dp)
+        if problems:
+            raise CatalogError(f"row {rid!r}: {problems[0].message}", file=PUBLISHED_ROWS, field=problems[0].option,
+                               hint=f"allowed: {', '.join(problems[0].allowed)}")
     return MappedRow(id=rid, source=spec["source"], model=spec["model"], gpu=gpu.name, engine=spec["engine"],
                      tp=int(spec["tp"]), pp=int(spec.get("pp", 1)), precision=spec["precision"],
                      kv_dtype=spec["kv_dtype"], mode=spec["mode"], mix=_mix(spec["lengths"]),
                      metric=spec["metric"], measured=measured, batch=spec.get("batch"),
                      kv_fraction=spec.get("kv_fraction"), ttft_ms=slo.get("ttft_ms"),
-                     tpot_ms=slo.get("tpot_ms"), family=gpu.architecture)
+                     tpot_ms=slo.get("tpot_ms"), family=gpu.architecture, ep=ep, dp=dp)
 
 
 def mapping_path() -> Path:
@@ -860,7 +879,7 @@ def predict_mapped(row: MappedRow, eff: Efficiency) -> float:
     cap = row.batch or FIT_MAX_BATCH.get(row.engine, 256)
     kv = kv_cache_tokens(arch, gpu, engine=mem_engine, tp=row.tp, pp=row.pp, precision=row.precision,
                          kv_dtype=row.kv_dtype, max_model_len=row.mix.max_tokens,
-                         memory_fraction=row.kv_fraction)
+                         memory_fraction=row.kv_fraction, ep=row.ep, dp=row.dp)
     thr, rps, tpot = [], [], []
     for b in row.mix.bins:
         slo = row.mode.startswith("mlperf_")
@@ -868,7 +887,7 @@ def predict_mapped(row: MappedRow, eff: Efficiency) -> float:
                             input_tokens=b.input_tokens, output_tokens=max(b.output_tokens, 2),
                             kv_cache_tokens=kv, max_num_seqs=cap, efficiency=eff, measured=(),
                             ttft_ms=row.ttft_ms if slo else None, tpot_ms=row.tpot_ms if slo else None,
-                            utilization=1.0)
+                            utilization=1.0, ep=row.ep, dp=row.dp)
         thr.append(perf.output_tokens_per_s)
         rps.append(perf.requests_per_s)
         tpot.append(perf.offline_tpot_ms)

@@ -97,3 +97,78 @@ def test_loso_on_a_hand_made_set(monkeypatch: pytest.MonkeyPatch) -> None:
     assert band == pytest.approx(math.sqrt((2 * a * a + b * b + c * c) / 4))
     # One source: nothing to leave out.
     assert cal.loso_residuals(rows[:2], cal.PRIOR, fit=fit) == {}  # type: ignore[arg-type]
+
+
+DEP4 = "trtllm12-b200-deepseek-r1-dep4-fp4-1024-1024"
+
+
+def test_dep4_row_is_mapped_with_its_moe_layout() -> None:
+    # TensorRT-LLM "DEP4" (tp_size 4, enable_attention_dp, EP4) = procure's attention TP1 x DP4, EP4;
+    # the published figure is per GPU (6,430 tok/s), the replica is tp x pp x dp = 4 GPUs.
+    from optimizer.loaders import load_catalog
+
+    spec = MAPPING[DEP4]
+    assert "excluded" not in spec and (spec["tp"], spec["pp"], spec["dp"], spec["ep"]) == (1, 1, 4, 4)
+    row = cal.mapped_row(DEP4, spec, 6430, load_catalog())
+    assert (row.tp, row.pp, row.ep, row.dp, row.family) == (1, 1, 4, 4, "Blackwell")
+    assert row.measured == 6430 * 4
+    # A TP-only row keeps the defaults.
+    plain = cal.mapped_row("x", MAPPING["trtllm12-b200-llama33-70b-tp1-fp4-1024-1024"], 6842, load_catalog())
+    assert (plain.ep, plain.dp, plain.measured) == (1, 1, 6842)
+
+
+def test_mapped_row_rejects_a_moe_layout_procure_cannot_run() -> None:
+    from optimizer.errors import CatalogError
+    from optimizer.loaders import load_catalog
+
+    bad = {**MAPPING[DEP4], "ep": 3}                 # EP must be 1 or TP x DP = 4
+    with pytest.raises(CatalogError, match="EP 3"):
+        cal.mapped_row(DEP4, bad, 6430, load_catalog())
+    wide = {**MAPPING[DEP4], "dp": 16, "ep": 16}     # 16 GPUs: beyond B200's 8-GPU NVLink domain
+    with pytest.raises(CatalogError, match="domain"):
+        cal.mapped_row(DEP4, wide, 6430, load_catalog())
+
+
+def test_an_ep_row_is_predicted_with_its_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from optimizer.engines import trtllm
+    from optimizer.loaders import load_catalog
+    from optimizer.schema.engine import EngineSettings
+    from optimizer.sizing.perf import load_efficiency
+
+    row = cal.mapped_row(DEP4, MAPPING[DEP4], 6430, load_catalog())
+    arch, gpu = cal._arch_gpu(row.model, row.gpu)
+    eff = load_efficiency(gpu, "trtllm")
+    seen: list[dict] = []
+    real = cal.replica_perf
+
+    def spy(*args: object, **kw: object) -> object:
+        seen.append(kw)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cal, "replica_perf", spy)
+    pred = cal.predict_mapped(row, eff)
+    kw = seen[-1]
+    assert (kw["tp"], kw["pp"], kw["ep"], kw["dp"]) == (1, 1, 4, 4)
+    # One DP rank's KV by hand (TensorRT-LLM rule, optimizer/engines/trtllm.py): G = 179.06 GiB =
+    # 192,264,211,005.44 B; weights of one GPU (attention/dense/shared at TP1 + 64 of 256 routed experts,
+    # nvfp4) 104,403,385,152 B; activation workspace 1,560,281,088 B; CUDA context + communicator of the
+    # 4-GPU group 914,852,454 B -> free 85,385,692,311.44 B. MLA fp8 KV per token: (512 + 64) x 61 x 1 B
+    # = 35,136 B, held once per rank. 0.95 x 85,385,692,311.44 / 35,136 = 2,308,640.9 -> 2,308,640.
+    free = 179.06 * 2**30 - 104_403_385_152 - 1_560_281_088 - 914_852_454
+    hand = int(0.95 * free // ((512 + 64) * 61 * 1))
+    assert kw["kv_cache_tokens"] == hand == 2_308_640
+    # The replica holds dp x one rank's cache: what ServingMemory.replica_kv_tokens of the trtllm rule says.
+    mem = trtllm.serving_memory_trtllm(arch, "nvfp4", gpu.memory_gib, 1, 1,
+                                       EngineSettings(kv_dtype="fp8", gpu_memory_utilization=0.95), 2048,
+                                       128, "gptq", None, ep=4, dp=4)
+    assert (mem.weight_bytes, mem.activation_peak_bytes, mem.non_torch_bytes, mem.kv_bytes_per_token_per_gpu) \
+        == (104_403_385_152, 1_560_281_088, 914_852_454, 35_136)
+    assert mem.kv_cache_tokens == hand
+    assert mem.replica_kv_tokens == 4 * 2_308_640 == 9_234_560
+    # The layout matters: the same row at ep = dp = 1 (671B on one B200) does not fit, and TP4 on the
+    # same four GPUs predicts another figure.
+    assert cal.predict_mapped(replace(row, ep=1, dp=1), eff) < 1e-6
+    tp4 = cal.predict_mapped(replace(row, tp=4, ep=1, dp=1), eff)
+    assert tp4 > 1.0 and abs(pred / tp4 - 1.0) > 0.05
