@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from optimizer.errors import CatalogError
@@ -118,6 +118,10 @@ class ModelArch:
     moe_layer_indices: tuple[int, ...] = field(default=(), repr=False)
     #: Longest context the engine accepts (vLLM's rule, :func:`rope_context_limit`); 0 = positions.
     context_limit: int = 0
+    #: Modules the checkpoint's ``quantization_config`` keeps in 16 bit, as ``(key, pattern)``
+    #: pairs (:func:`quant_exclusions`); empty without a quantization_config. Applied by
+    #: ``memory.py`` through ``quant.is_excluded``.
+    quant_exclusions: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def max_context(self) -> int:
@@ -232,13 +236,39 @@ def parse_config(config: Mapping[str, Any], name: str = "model", file: str | Non
     return arch if arch.name == name else _renamed(arch, name)
 
 
+#: ``quantization_config`` keys that list modules kept unquantised: ``modules_to_not_convert``
+#: (transformers ``FineGrainedFP8Config``, Qwen3-*-FP8, gpt-oss ``Mxfp4Config``), ``ignored_layers``
+#: (vLLM ``Fp8Config``), ``ignore`` (compressed-tensors), ``exclude_modules`` (NVIDIA ModelOpt).
+QUANT_EXCLUSION_KEYS = ("modules_to_not_convert", "ignored_layers", "ignore", "exclude_modules")
+
+
+def quant_exclusions(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """``(key, pattern)`` for every entry of the exclusion lists of ``config["quantization_config"]``
+    (:data:`QUANT_EXCLUSION_KEYS`; ``null`` lists are skipped). Empty when there is no
+    quantization_config. How each key's patterns match a module is ``quant.is_excluded``."""
+    qc = config.get("quantization_config")
+    if not isinstance(qc, Mapping):
+        return ()
+    out: list[tuple[str, str]] = []
+    for key in QUANT_EXCLUSION_KEYS:
+        value = qc.get(key)
+        if isinstance(value, list):
+            out += [(key, str(v)) for v in value]
+    return tuple(out)
+
+
 def _renamed(arch: ModelArch, name: str) -> ModelArch:
     return ModelArch(**{**arch.__dict__, "name": name})
 
 
 def _parse(config: Mapping[str, Any], name: str) -> ModelArch:
     _check_finite(config, name, "")
-    config = _text_config(config)
+    exclusions = quant_exclusions(config)  # top level, also for multimodal wrappers
+    arch = _parse_text(_text_config(config), name)
+    return replace(arch, quant_exclusions=exclusions) if exclusions else arch
+
+
+def _parse_text(config: Mapping[str, Any], name: str) -> ModelArch:
     model_type = str(config.get("model_type") or "").lower()
     if not model_type:
         raise CatalogError("config.json has no 'model_type'", file=name, field="model_type",
@@ -660,6 +690,7 @@ def ceil_div(a: int, b: int) -> int:
 
 
 __all__ = [
+    "QUANT_EXCLUSION_KEYS",
     "SUPPORTED_FAMILIES",
     "LinearShape",
     "ModelArch",
@@ -672,6 +703,7 @@ __all__ = [
     "norm_params",
     "param_counts",
     "parse_config",
+    "quant_exclusions",
     "rope_context_limit",
     "sliding_layers_fraction",
 ]

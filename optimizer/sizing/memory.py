@@ -162,9 +162,63 @@ def _layer_shapes(arch: ModelArch, moe_layer: bool) -> list[LinearShape]:
     return shapes
 
 
+def _applies_exclusions(arch: ModelArch, precision: str) -> bool:
+    """A config's ``quantization_config`` exclusions change the bytes only for a quantised
+    safetensors precision (16/32-bit has nothing to keep back; GGUF types are llama.cpp's)."""
+    return bool(arch.quant_exclusions) and precision not in ("fp32", "bf16", "fp16") \
+        and not quant.is_gguf(precision)
+
+
+def _layer_module_names(arch: ModelArch, moe_layer: bool, i: int) -> list[list[str]]:
+    """Hugging Face module names of the matrices of decoder layer ``i``, one list per
+    :func:`_layer_shapes` entry (same order, ``len == count``): ``model.layers.{i}.self_attn.q_proj``
+    ... (``LlamaAttention``; MLA ``q_a_proj``/``q_b_proj``/``kv_a_proj_with_mqa``/``kv_b_proj``),
+    ``mlp.{gate,up,down}_proj``, routed experts ``mlp.experts.{e}.*`` (Mixtral
+    ``block_sparse_moe.experts.{e}.w1/w3/w2``), shared experts ``mlp.shared_expert.*`` (Qwen2-MoE)
+    / ``mlp.shared_experts.*`` (DeepSeek), routers ``mlp.gate`` and ``mlp.shared_expert_gate``."""
+    p = f"model.layers.{i}."
+    if arch.is_mla:
+        attn = (["q_a_proj", "q_b_proj"] if arch.q_lora_rank else ["q_proj"]) + \
+            ["kv_a_proj_with_mqa", "kv_b_proj", "o_proj"]
+    else:
+        attn = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    out = [[f"{p}self_attn.{n}"] for n in attn]
+    fused = arch.family in ("glm", "glm4")  # one gate_up_proj
+
+    def gated(base: str, names: tuple[str, str, str], experts: int | None) -> None:
+        ids = [f".{e}." for e in range(experts)] if experts is not None else ["."]
+        g, u, d = names
+        out.append([f"{base}{x}{g}" for x in ids] + [f"{base}{x}{u}" for x in ids])
+        out.append([f"{base}{x}{d}" for x in ids])
+
+    if moe_layer:
+        mixtral = arch.family == "mixtral"
+        mlp = f"{p}block_sparse_moe" if mixtral else f"{p}mlp"
+        gated(f"{mlp}.experts", ("w1", "w3", "w2") if mixtral else ("gate_proj", "up_proj", "down_proj"),
+              arch.num_experts)
+        if arch.shared_expert_intermediate_size:
+            shared = "shared_experts" if arch.family.startswith("deepseek") else "shared_expert"
+            out += [[f"{mlp}.{shared}.gate_proj", f"{mlp}.{shared}.up_proj"], [f"{mlp}.{shared}.down_proj"]]
+        out.append([f"{mlp}.gate"])
+        if arch.shared_expert_gate:
+            out.append([f"{mlp}.shared_expert_gate"])
+    elif fused:
+        out += [[f"{p}mlp.gate_up_proj"] * 2, [f"{p}mlp.down_proj"]]
+    else:
+        gated(f"{p}mlp", ("gate_proj", "up_proj", "down_proj"), None)
+    return out
+
+
+def _excluded_count(arch: ModelArch, moe_layer: bool, i: int) -> list[int]:
+    """How many matrices of each :func:`_layer_shapes` entry of layer ``i`` the config's
+    ``quantization_config`` keeps in 16 bit (``quant.is_excluded``)."""
+    return [sum(quant.is_excluded(n, arch.quant_exclusions) for n in names)
+            for names in _layer_module_names(arch, moe_layer, i)]
+
+
 @lru_cache(maxsize=1 << 14)
 def _layer_bytes(arch: ModelArch, moe_layer: bool, precision: str, tp: int, group_size: int,
-                 quant_format: str, ep: int = 1) -> int:
+                 quant_format: str, ep: int = 1, layer: int = -1) -> int:
     """Bytes of one decoder layer on one TP rank: linears (sharded) + norms (replicated, 16 bit
     or fp32) + the router's score-correction bias (DeepSeek-V3).
 
@@ -175,14 +229,27 @@ def _layer_bytes(arch: ModelArch, moe_layer: bool, precision: str, tp: int, grou
     attention, dense MLPs, shared experts and routers stay as TP shards of the ``tp`` ranks.
 
     Cached: a pure function of hashable arguments (``ModelArch`` is frozen) returning an int;
-    every PP split and every GPU of a (model, precision, TP) reuses it."""
+    every PP split and every GPU of a (model, precision, TP) reuses it.
+
+    ``layer >= 0`` with a config whose ``quantization_config`` lists modules not converted
+    (:func:`_applies_exclusions`): the matrices of layer ``layer`` it names are sized at 16 bit
+    (``bf16`` bytes; fp32 scales dropped), the rest at ``precision``. Under EP an excluded share
+    of the routed experts is spread evenly, ``ceil(excluded / ep)`` per GPU (an estimate: which
+    experts a rank holds is not modelled)."""
+    shapes = _layer_shapes(arch, moe_layer)
+    excluded = _excluded_count(arch, moe_layer, layer) \
+        if layer >= 0 and _applies_exclusions(arch, precision) else [0] * len(shapes)
     total = 0
-    for s in _layer_shapes(arch, moe_layer):
+    for s, x in zip(shapes, excluded, strict=True):
         if ep > 1 and s.component == "experts_routed":
-            total += _shape_bytes(replace(s, count=s.count // ep), precision, group_size, quant_format)
+            s, x = replace(s, count=s.count // ep), min(s.count // ep, ceil_div(x, ep))
+            kw: dict[str, int] = {}
         else:
-            total += _shape_bytes(s, precision, group_size, quant_format, tp, arch.num_kv_heads,
-                                  arch.head_dim)
+            kw = {"tp": tp, "kv_heads": arch.num_kv_heads, "head_dim": arch.head_dim}
+        if x:
+            total += _shape_bytes(replace(s, count=x), "bf16", group_size, quant_format, **kw)
+        if s.count - x:
+            total += _shape_bytes(replace(s, count=s.count - x), precision, group_size, quant_format, **kw)
     norm_b = 4 if precision == "fp32" else 2
     per_layer_norms = (norm_params(arch) - arch.hidden_size) // max(1, arch.num_layers)
     total += per_layer_norms * norm_b
@@ -257,16 +324,21 @@ def _stage_weight_bytes_cached(arch: ModelArch, precision: str, tp: int, pp: int
     if quant.is_gguf(precision):  # per-tensor types vary by layer (llama.cpp rules)
         return quant.gguf_stage_bytes(arch, precision, tp, pp_layer_ranges(arch.num_layers, pp))
     moe_set = set(arch.moe_layer_indices)
-    dense_b = _layer_bytes(arch, False, precision, tp, group_size, quant_format) \
-        if arch.num_dense_layers else 0
-    moe_b = _layer_bytes(arch, True, precision, tp, group_size, quant_format, ep) \
-        if arch.num_moe_layers else 0
+    if _applies_exclusions(arch, precision):  # the config names modules per layer: size each one
+        per_layer = [_layer_bytes(arch, i in moe_set, precision, tp, group_size, quant_format,
+                                  ep if i in moe_set else 1, i) for i in range(arch.num_layers)]
+    else:
+        dense_b = _layer_bytes(arch, False, precision, tp, group_size, quant_format) \
+            if arch.num_dense_layers else 0
+        moe_b = _layer_bytes(arch, True, precision, tp, group_size, quant_format, ep) \
+            if arch.num_moe_layers else 0
+        per_layer = [moe_b if i in moe_set else dense_b for i in range(arch.num_layers)]
     embed, head = _embed_bytes(arch, precision, tp)
     norm_b = (4 if precision == "fp32" else 2) * arch.hidden_size
     ranges = pp_layer_ranges(arch.num_layers, pp)
     out = []
     for s, layers in enumerate(ranges):
-        total = sum(moe_b if i in moe_set else dense_b for i in layers)
+        total = sum(per_layer[i] for i in layers)
         if s == 0:
             total += embed
         if s == len(ranges) - 1:

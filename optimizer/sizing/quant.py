@@ -25,16 +25,19 @@ Units: bytes (``int``). ``n = in_features x out_features`` elements of one linea
   ggml-org/llama.cpp commit 059325d9b4bf046fc38278c4157d8791333129b1); see :func:`gguf_tensor_type`.
 
 What stays in 16 bit is decided in ``memory.py`` (embeddings, norms, routers; lm_head for
-every safetensors format here); GGUF decides per tensor (:func:`gguf_tensor_type`).
+every safetensors format here), plus the decoder linears a config's ``quantization_config``
+lists as not converted (:func:`is_excluded`); GGUF decides per tensor (:func:`gguf_tensor_type`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from optimizer.errors import UsageError
-from optimizer.sizing.architecture import ModelArch, ceil_div, norm_params
+from optimizer.sizing.architecture import ModelArch, ceil_div, norm_params, quant_exclusions
 
 #: Nominal bytes per weight of the bulk linears (what ``memory.WEIGHT_BYTES`` lists for the new
 #: formats; exact per-tensor bytes come from the functions below).
@@ -337,18 +340,42 @@ def fp8_scales_from_config(config: Mapping[str, Any]) -> str | None:
 
 
 def modules_not_converted(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """Module names a checkpoint keeps unquantised, from ``quantization_config``:
-    ``modules_to_not_convert`` (transformers / Qwen FP8), ``ignored_layers`` (vLLM fp8),
-    ``ignore`` (compressed-tensors), ``exclude_modules`` (ModelOpt)."""
-    qc = config.get("quantization_config")
-    if not isinstance(qc, Mapping):
-        return ()
-    out: list[str] = []
-    for key in ("modules_to_not_convert", "ignored_layers", "ignore", "exclude_modules"):
-        v = qc.get(key)
-        if isinstance(v, list):
-            out += [str(x) for x in v]
-    return tuple(out)
+    """Module names/patterns a checkpoint keeps unquantised, from ``quantization_config``:
+    ``modules_to_not_convert`` (transformers / Qwen FP8 / gpt-oss), ``ignored_layers`` (vLLM fp8),
+    ``ignore`` (compressed-tensors), ``exclude_modules`` (ModelOpt); see :func:`is_excluded`."""
+    return tuple(pattern for _, pattern in quant_exclusions(config))
+
+
+def _excluded_by(key: str, pattern: str, module: str) -> bool:
+    r"""One exclusion entry against one module name (``model.layers.3.self_attn.q_proj``):
+
+    * ``modules_to_not_convert``: transformers' rule, ``integrations/finegrained_fp8.py``
+      ``_replace_with_fp8_linear`` (huggingface/transformers @ 0095b97653938e60bedf484ded6499f486611582):
+      ``key in re.sub(r"\d+", "*", parameter_name)``, a substring test on the parameter name with
+      every digit run written ``*`` (so gpt-oss's ``model.layers.*.self_attn`` hits every layer's
+      attention, and ``lm_head`` hits ``lm_head.weight``).
+    * ``ignore`` (compressed-tensors) and ``ignored_layers`` (vLLM fp8): ``re:`` entries are
+      ``re.match(pattern, name)``, anything else must equal the module name
+      (neuralmagic/compressed-tensors ``src/compressed_tensors/utils/match.py`` ``_match_name``
+      @ 01e75b27bb2132b0f57766b3959fb0c3c538293a). Class-name targets (``Linear``) are not modelled.
+    * ``exclude_modules`` (ModelOpt ``hf_quant_config.json``): shell-style wildcards
+      (``model.layers.0.*``, ``*mlp.gate``), matched with ``fnmatch`` on the module name (the
+      wildcard form ModelOpt writes; an exact name matches itself)."""
+    if key == "modules_to_not_convert":
+        return pattern in re.sub(r"\d+", "*", module + ".weight")
+    if key == "exclude_modules":
+        return fnmatch.fnmatchcase(module, pattern)
+    if pattern.startswith("re:"):
+        return re.match(pattern[3:], module) is not None
+    return pattern == module
+
+
+def is_excluded(module: str, exclusions: Iterable[tuple[str, str]]) -> bool:
+    """Whether the checkpoint keeps ``module`` (its Hugging Face dotted name) in 16 bit, under
+    the ``(key, pattern)`` exclusions of its ``quantization_config``
+    (``architecture.quant_exclusions``); the rule per key is :func:`_excluded_by`. A pure
+    function of its arguments."""
+    return any(_excluded_by(key, pattern, module) for key, pattern in exclusions)
 
 
 __all__ = [
@@ -364,6 +391,7 @@ __all__ = [
     "gguf_layer_bytes",
     "gguf_stage_bytes",
     "gguf_tensor_type",
+    "is_excluded",
     "is_gguf",
     "linear_bytes",
     "llama_cpp_memory",

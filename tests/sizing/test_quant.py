@@ -285,3 +285,104 @@ def test_gguf_in_a_scenario_is_refused(tmp_path) -> None:
     path.write_text(text)
     with pytest.raises(ScenarioError, match=r"llama\.cpp is not one of the modelled"):
         load_scenario(path)
+
+
+# --- quantization_config exclusions (modules kept in 16 bit) -------------------------------------
+
+def _with_qc(name: str, qc: dict):
+    import copy
+    cfg = copy.deepcopy(resolve_model(name, CATALOG).config)
+    cfg["quantization_config"] = qc
+    return parse_config(cfg, name)
+
+
+def _layer_linears(a, i: int):
+    """(in, out) of every matrix of dense layer ``i`` of a Llama/Qwen3 dense model, from shapes."""
+    h, d = a.hidden_size, a.head_dim
+    q, kv = a.num_attention_heads * d, a.num_kv_heads * d
+    inter = a.intermediate_size
+    return [(h, q), (h, kv), (h, kv), (q, h), (h, inter), (h, inter), (inter, h)]
+
+
+def test_exclusion_rules_per_key() -> None:
+    ex = quant.is_excluded
+    # transformers modules_to_not_convert: substring of the parameter name with digits -> '*'
+    assert ex("model.layers.7.self_attn.q_proj", [("modules_to_not_convert", "model.layers.*.self_attn")])
+    assert ex("lm_head", [("modules_to_not_convert", "lm_head")])
+    assert not ex("model.layers.7.mlp.down_proj", [("modules_to_not_convert", "model.layers.*.self_attn")])
+    # compressed-tensors ignore: exact name or re: + re.match
+    assert ex("model.layers.3.mlp.gate", [("ignore", "re:.*mlp.gate$")])
+    assert not ex("model.layers.3.mlp.gate_proj", [("ignore", "re:.*mlp.gate$")])
+    assert not ex("model.layers.3.mlp.gate", [("ignore", "mlp.gate")])
+    # ModelOpt exclude_modules: wildcards
+    assert ex("model.layers.0.self_attn.o_proj", [("exclude_modules", "model.layers.0.*")])
+    assert not ex("model.layers.10.self_attn.o_proj", [("exclude_modules", "model.layers.1.*")])
+    a = _with_qc("Qwen3-8B", {"quant_method": "compressed-tensors", "ignore": ["lm_head"],
+                              "modules_to_not_convert": None})
+    assert a.quant_exclusions == (("ignore", "lm_head"),)
+    assert _arch("Qwen3-8B").quant_exclusions == () and _arch("DeepSeek-V3").quant_exclusions == ()
+
+
+def test_excluding_only_16_bit_modules_changes_nothing() -> None:
+    """lm_head, embeddings and routers are 16 bit already, so the usual lists
+    (["lm_head", "re:.*mlp.gate$"], Qwen FP8's ["lm_head", "model.embed_tokens"]) keep today's bytes;
+    a 16-bit config sized with an explicit precision is unchanged too."""
+    for name, qc in (("Qwen3-30B-A3B", {"quant_method": "compressed-tensors",
+                                        "ignore": ["lm_head", "re:.*mlp.gate$"]}),
+                     ("Qwen3-8B", {"quant_method": "fp8", "weight_block_size": [128, 128],
+                                   "modules_to_not_convert": ["lm_head", "model.embed_tokens"]})):
+        a, plain = _with_qc(name, qc), _arch(name)
+        for p, fmt in (("fp8", "block"), ("nvfp4", "gptq"), ("int4", "gptq")):
+            assert weight_bytes(a, p, quant_format=fmt) == weight_bytes(plain, p, quant_format=fmt)
+        assert weight_bytes(a, "bf16") == weight_bytes(plain, "bf16")
+
+
+def test_fp8_block_first_and_last_layer_kept_in_16_bit() -> None:
+    """compressed-tensors ignore of the first and last decoder layers (the layers real FP8
+    checkpoints often leave in 16 bit): those 2 x 7 matrices at 2 B per weight, no scales; the
+    rest at fp8 + fp32 128x128 block scales. Expected bytes from the shapes."""
+    a = _with_qc("Qwen3-8B", {"quant_method": "compressed-tensors",
+                              "ignore": ["lm_head", r"re:model\.layers\.(0|35)\."]})
+    plain = _arch("Qwen3-8B")
+    swapped = sum(2 * i * o - quant.fp8_linear_bytes(i, o, "block")
+                  for layer in (0, 35) for i, o in _layer_linears(a, layer))
+    assert weight_bytes(a, "fp8", quant_format="block") == \
+        weight_bytes(plain, "fp8", quant_format="block") + swapped
+    # pipeline stages still sum to the whole model; stage 0 holds layer 0
+    stages = stage_weight_bytes(a, "fp8", 1, 2, quant_format="block")
+    assert sum(stages) == weight_bytes(a, "fp8", quant_format="block")
+
+
+def test_gpt_oss_style_attention_exclusion_on_moe() -> None:
+    """gpt-oss's quantization_config keeps 'model.layers.*.self_attn', routers, embeddings and
+    lm_head in bf16 and stores only the experts in MXFP4 (openai/gpt-oss-120b config.json, quoted
+    in search-index file 10134691353). Same rule on a catalog MoE (Qwen3-30B-A3B): attention at
+    2 B per weight, experts at mxfp4 bytes. Under EP=8 the per-GPU figure still runs."""
+    a = _with_qc("Qwen3-30B-A3B", {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]})
+    plain = _arch("Qwen3-30B-A3B")
+    h, d = a.hidden_size, a.head_dim
+    q, kv = a.num_attention_heads * d, a.num_kv_heads * d
+    attn = [(h, q), (h, kv), (h, kv), (q, h)]
+    swapped = a.num_layers * sum(2 * i * o - quant.mxfp4_linear_bytes(i, o) for i, o in attn)
+    assert weight_bytes(a, "mxfp4") == weight_bytes(plain, "mxfp4") + swapped
+    assert weight_bytes_per_gpu(a, "mxfp4", 1, 1, ep=8) > weight_bytes_per_gpu(plain, "mxfp4", 1, 1, ep=8)
+
+
+def test_nvfp4_llama31_8b_vs_published_checkpoint() -> None:
+    """nvidia/Llama-3.1-8B-Instruct-FP4 (ModelOpt NVFP4: hf_quant_config.json ``quant_algo NVFP4,
+    group_size 16, exclude_modules ["lm_head"], kv_cache_quant_algo FP8``) is 6,027,861,376 B of
+    safetensors files (measured file sizes recorded in a public test file, search-index file id
+    69457224706; revision not recorded there). The catalog's Llama-3.1-8B config (same shapes as
+    -Instruct) with that quantization_config: every decoder linear NVFP4 (E2M1 + E4M3 per 16 +
+    2 fp32 scalars), embeddings and lm_head bf16.
+
+    Tolerance 0.01 %: the files also hold each shard's JSON header (~1,000 tensor entries) and the
+    fp32 k_scale/v_scale scalars of the FP8 KV cache, which procure does not count (it must be
+    below the files, by well under 1 MB)."""
+    a = _with_qc("Llama-3.1-8B", {"quant_method": "modelopt", "quant_algo": "NVFP4",
+                                  "group_size": 16, "kv_cache_quant_algo": "FP8",
+                                  "exclude_modules": ["lm_head"]})
+    got = weight_bytes(a, "nvfp4")
+    assert got == pytest.approx(6_027_861_376, rel=1e-4)
+    assert 0 < 6_027_861_376 - got < 1_000_000
