@@ -32,10 +32,30 @@ Read from:
   context itself is in the snapshot). Releases that take the snapshot after distributed init
   keep the reserve in the ``1 - gpu_memory_utilization`` headroom instead; not modelled yet.
 
-Known gap: vllm-project/vllm#21348 (Qwen3-235B-A22B-FP8, 4 x H100, TP=4, LMCache connector)
-reports 8.11 GiB of KV; these terms leave 10.4 GiB, so about 2.4 GiB per GPU of ``torch peak
-memory increase`` (or LMCache's worker buffers) is still unexplained (docs/sizing.md, "Engine
-profiles"). No V1 log with the DEBUG breakdown of a MoE run was found.
+Sampler peak (read in this session; closes the former ~2.4 GiB/GPU gap of vllm-project/vllm#21348,
+Qwen3-235B-A22B-FP8, 4 x H100, TP 4: 178,880 tokens logged, 233,360 before, 183,520 now, +2.6 %):
+
+* ``profile_run`` (a 0.9-era V1 ``gpu_model_runner.py``, fake0fan/vllm fork, find_string id
+  8221455114): ``hidden_states, last_hidden_states = self._dummy_run(self.max_num_tokens,
+  is_profile=True)``, then ``self._dummy_sampler_run(last_hidden_states)``, then ``del
+  hidden_states, output`` -- the forward's activations are freed before the sampler, the hidden
+  states are not, so the torch peak is a max of the two phases, not a sum.
+* ``_dummy_sampler_run`` passes top-k = vocab - 1 and top-p 0.9 (``all_greedy=False``), so
+  ``apply_top_k_top_p`` (``vllm/v1/sample/ops/topk_topp_sampler.py``, 0.8-0.10) runs
+  ``logits.sort(dim=-1)`` over the whole vocabulary on the PyTorch-native path.
+* PyTorch ``aten/src/ATen/native/cuda/Sort.cpp`` ``sort_cuda_kernel`` -> ``SortStable.cu``
+  ``launch_stable_sort_kernel``: > 2048 columns and >= 128 rows take ``segmented_sort_pairs``,
+  which allocates ``numel x 8`` B of ``reverse_indices`` and calls cub
+  ``DeviceSegmentedRadixSort::SortPairs``, whose temporary storage holds a third keys and a third
+  values buffer (``DispatchSegmentedRadixSort::InvokePasses``, ``is_overwrite_okay`` false; cub
+  as vendored in Tencent/TNN). Hence :data:`SAMPLER_BYTES_PER_LOGIT` = 38, not the 18 assumed
+  before (which left out the sort's own temporaries).
+
+Not settled: whether a given install used FlashInfer's sampler instead (0.9/0.10 use it when
+``flashinfer`` is importable and ``VLLM_USE_FLASHINFER_SAMPLER`` is not 0; it does not sort, so its
+peak is far lower). The #21348 log fits only the native path: with a FlashInfer-sized sampler the
+account would leave ~12 GiB of KV against the 8.02 GiB logged. Later releases (Triton top-k/top-p
+sampler) are not re-read; the rule applies the native figure to every V1 version.
 """
 
 from __future__ import annotations
@@ -53,9 +73,18 @@ from optimizer.sizing.memory import (
 )
 from optimizer.units import GIB
 
-#: Bytes per sampled logit in the dummy sampler run (estimate): bf16 logits (2) + fp32 copy (4) +
-#: sorted values (4) and int64 indices (8) of the top-k/top-p path.
-SAMPLER_BYTES_PER_LOGIT = 18
+#: Bytes per logit live at the peak of the dummy sampler run, PyTorch-native top-k/top-p path
+#: (``apply_top_k_top_p`` sorts the whole vocabulary, the dummy request sets top-k and top-p):
+#: the caller's bf16 logits (2) + ``Sampler.forward``'s fp32 copy (4) + ``logits.sort`` outputs,
+#: fp32 values (4) and int64 indices (8) + inside the sort, ATen's int64 ``reverse_indices`` (8,
+#: ``SortStable.cu`` ``segmented_sort_pairs``, taken for >= 128 rows) + cub's
+#: ``DeviceSegmentedRadixSort::SortPairs`` temporary storage, a third key buffer (4) and a third
+#: value buffer (8) (``is_overwrite_okay`` false). All through the caching allocator, so all in
+#: ``torch_peak_increase``. Sources in the module docstring.
+SAMPLER_BYTES_PER_LOGIT = 2 + 4 + 4 + 8 + 8 + 4 + 8
+#: Bytes per element of the hidden states the profile run keeps alive while the sampler runs
+#: (``profile_run`` deletes ``hidden_states`` only after ``_dummy_sampler_run``; 16-bit model).
+HIDDEN_BYTES = 2
 #: First release that subtracts the CUDA-graph estimate from the KV budget.
 GRAPHS_IN_BUDGET_FROM = (0, 21)
 
@@ -77,8 +106,17 @@ def default_max_num_seqs(gpu_memory_gib: float) -> int:
 
 
 def sampler_bytes(arch: ModelArch, rows: int) -> int:
-    """Dummy sampler run: ``rows x vocab x`` :data:`SAMPLER_BYTES_PER_LOGIT` (estimate)."""
+    """Peak of the dummy sampler run: ``rows x vocab x`` :data:`SAMPLER_BYTES_PER_LOGIT`."""
     return rows * arch.vocab_size * SAMPLER_BYTES_PER_LOGIT
+
+
+def sampler_above_forward(arch: ModelArch, tokens: int, rows: int, forward_peak: int) -> int:
+    """What the sampler adds to ``torch_peak_increase`` over the forward pass: the profile's torch
+    peak is ``max(forward peak, sampler peak + hidden states still held)``, not their sum (the
+    forward's activations are freed before ``_dummy_sampler_run``; ``hidden_states`` of all
+    ``tokens`` and the ``rows`` gathered for the logits are not)."""
+    held = (tokens + rows) * arch.hidden_size * HIDDEN_BYTES
+    return max(0, sampler_bytes(arch, rows) + held - forward_peak)
 
 
 def serving_memory_v1(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int,
@@ -91,7 +129,8 @@ def serving_memory_v1(arch: ModelArch, precision: str, gpu_memory_gib: float, tp
     tokens = settings.max_num_batched_tokens or default_batched_tokens(gpu_memory_gib)
     seqs = default_max_num_seqs(gpu_memory_gib)
     act = activation_peak_bytes(arch, tokens, tp, ep)
-    samp = sampler_bytes(arch, min(seqs, tokens))
+    rows = min(seqs, tokens)
+    samp = sampler_above_forward(arch, tokens, rows, act)
     comm = comm_reserve_line("vllm", tp * dp, gpu_memory_gib=gpu_memory_gib,
                              engine_version=settings.engine_version, pp=pp)
     if non_torch is not None:  # an explicit non-torch figure stands for the reserve too
@@ -101,7 +140,9 @@ def serving_memory_v1(arch: ModelArch, precision: str, gpu_memory_gib: float, tp
     in_budget = _version(settings.engine_version) >= GRAPHS_IN_BUDGET_FROM
     reserved = [
         MemoryLine("activation peak", act, f"profile pass over {tokens:,} tokens"),
-        MemoryLine("sampler warm-up", samp, f"{min(seqs, tokens):,} rows x {arch.vocab_size:,} logits (estimate)"),
+        MemoryLine("sampler warm-up", samp,
+                   f"{rows:,} rows x {arch.vocab_size:,} logits x {SAMPLER_BYTES_PER_LOGIT} B at the sort "
+                   f"({sampler_bytes(arch, rows) / GIB:.2f} GiB), less the forward peak it follows"),
         MemoryLine("non-torch", nt - comm.bytes, "cuBLAS and other"),
         comm,
     ]
