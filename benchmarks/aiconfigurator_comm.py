@@ -249,6 +249,12 @@ def build_profiles(m: dict[str, dict[str, Any]]) -> dict[str, Any]:
                            "measured on 8x RTX PRO 6000 Blackwell Server (PCIe Gen5 x16); H100 PCIe (no NVLink "
                            "bridge) borrows it (AIConfigurator 0.12 ships no h100_pcie comm data)",
                            g5["allreduce"], g5["alltoall"], g5["p2p"]),
+        "mlu-link": entry("mlu-link", 100, ["MLU370-X8-48GB"], "estimate", f"{MLU_LINK_SOURCE}; {g4['source']}",
+                          "estimate: no published CNCL all-reduce curve found; inside the 4-card MLU-Link bridge "
+                          "group busBW = 100 x 0.75 GB/s (xGMI's usable share), alpha = NVLink 4's measured alpha; "
+                          "TP8 spans two bridge groups over PCIe Gen4, so pcie-gen4 figures",
+                          _flat(MLU_LINK_USABLE_GB_S, _NV4_ALPHA_US, (2, 4), "CNCL (estimate)")
+                          + scaled(g4["allreduce"], 1.0, {8})),
         **EXTERNAL,
     }
 
@@ -270,9 +276,25 @@ XGMI_USABLE_GB_S = 48.0
 #: server, 392 GB/s aggregate). No published hccl_test all-reduce curve found: xGMI's 75% usable
 #: share is assumed.
 HCCS_USABLE_GB_S = 56.0 * 0.75
+#: Ascend 910C (Atlas 800T A3 / CloudMatrix384): "over 392 GB/s of unidirectional bandwidth" per 910C
+#: into the UB/HCCS switches (CloudMatrix384 paper as summarised at besthub.dev, catalog entry). A
+#: switched fabric: a ring of n ranks runs over each rank's one link to the switch, so busBW = the
+#: usable link rate for every n; xGMI's 75% usable share is assumed (no hccl_test curve for A3 found).
+HCCS_A3_USABLE_GB_S = 392.0 * 0.75
+#: Cambricon MLU370-X8: MLU-Link bridge, 200 GB/s bidirectional per card in 4-card groups (catalog entry).
+MLU_LINK_USABLE_GB_S = 100.0 * 0.75
+MLU_LINK_SOURCE = ("catalogs/gpus.yaml MLU370-X8-48GB (MLU-Link 200 GB/s bidirectional per card, 4-card bridge); "
+                   "usable share from the AMD xGMI blog; latency: AIConfigurator h100_sxm NCCL alphas")
 #: Small-message latency: no public rccl-tests / hccl_test latency curve found; the measured NVLink 4
 #: alphas (AIConfigurator h100_sxm) stand in for an in-node switchless fabric (estimate).
 _NV4_ALPHA_US = {2: 2.8, 4: 3.6, 8: 4.5}
+
+def _flat(link_usable_gb_s: float, latency_us: dict[int, float], ranks: tuple[int, ...],
+          impl: str) -> list[dict[str, Any]]:
+    """Switched-fabric estimate: every rank has one link into the switch, so busBW = usable link rate."""
+    return [{"ranks": n, "latency_us": latency_us[n], "bus_bw_gb_s": round(link_usable_gb_s, 1),
+             "implementation": impl} for n in ranks]
+
 
 #: Profiles AIConfigurator does not cover (estimates from the cited figures; see each note).
 EXTERNAL: dict[str, Any] = {
@@ -291,6 +313,14 @@ EXTERNAL: dict[str, Any] = {
         "estimate: no published hccl_test all-reduce curve found; busBW = (n-1) x 56 x 0.75 GB/s on the 8-NPU "
         "full mesh, alpha = NVLink 4's measured alpha",
         _mesh(HCCS_USABLE_GB_S, _NV4_ALPHA_US, "HCCL (estimate)")),
+    "hccs-a3": entry(
+        "hccs", 392, ["Ascend-910C-128GB"], "estimate",
+        "catalogs/gpus.yaml Ascend-910C (392 GB/s unidirectional per 910C, CloudMatrix384 paper as summarised at "
+        "besthub.dev); usable share from the AMD xGMI blog; latency: AIConfigurator h100_sxm NCCL alphas",
+        "estimate: no published hccl_test curve for Atlas A3 found; switched HCCS/UB, busBW = 392 x 0.75 GB/s at "
+        "every rank count (one link per rank into the switch), alpha = NVLink 4's measured alpha; ranks count "
+        "910C packages (two NPU dies each, joined on-package by SIO)",
+        _flat(HCCS_A3_USABLE_GB_S, _NV4_ALPHA_US, (2, 4, 8), "HCCL (estimate)")),
 }
 
 

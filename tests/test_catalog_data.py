@@ -25,6 +25,8 @@ EXPECTED_GPUS = {
     # issue #12
     "B300-SXM-288GB", "GB200-NVL72-186GB", "GB300-NVL72-288GB", "H200-NVL-141GB", "RTX-PRO-6000-BSE-96GB",
     "MI355X-288GB",
+    # issue #12, export-controlled markets (tests/test_catalog_export.py)
+    "Ascend-910C-128GB", "MLU370-X8-48GB",
 }
 
 

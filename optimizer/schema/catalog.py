@@ -46,7 +46,7 @@ class PriceEstimate(Sourced):
 
 
 class Interconnect(Strict):
-    kind: Literal["nvlink", "pcie", "infinity-fabric", "hccs"]
+    kind: Literal["nvlink", "pcie", "infinity-fabric", "hccs", "mlu-link"]
     bandwidth_gb_s: float = Field(
         gt=0, description="Per-GPU unidirectional GPU-to-GPU bandwidth inside the domain, GB/s")
     domain_size: int = Field(
@@ -58,7 +58,7 @@ class Interconnect(Strict):
 class GPU(Sourced):
     name: str = Field(description="Canonical catalog name, e.g. H100-SXM-80GB")
     aliases: list[str] = Field(default_factory=list)
-    vendor: Literal["NVIDIA", "AMD", "Huawei"]
+    vendor: Literal["NVIDIA", "AMD", "Huawei", "Cambricon"]
     architecture: str
     form_factor: FormFactor
     memory_marketed: str = Field(description="Capacity as the vendor markets it, e.g. '80 GB'")

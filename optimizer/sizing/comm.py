@@ -65,7 +65,7 @@ class RankFit(Strict):
 
 
 class ProfileEntry(Strict):
-    kind: Literal["nvlink", "pcie", "infinity-fabric", "hccs"]
+    kind: Literal["nvlink", "pcie", "infinity-fabric", "hccs", "mlu-link"]
     link_gb_s: float = Field(gt=0, description="the catalog link rate the figures belong to")
     gpus: list[str]
     basis: Literal["measured", "estimate"]
