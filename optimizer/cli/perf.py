@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
-from optimizer.engines import DEFAULT_VERSION, KNOWN, PROFILES, profile_for
+from optimizer.engines import DEFAULT_VERSION, KNOWN, PROFILES, check_engine_gpu, profile_for
 from optimizer.errors import UsageError
 from optimizer.loaders import load_catalog, resolve_gpu, resolve_model
 from optimizer.schema.engine import EngineSettings
@@ -95,6 +95,7 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, preci
     resolved = resolve_model(model, catalog)
     arch = parse_config(resolved.config, resolved.name, file=str(resolved.path))
     g = resolve_gpu(gpu, catalog)
+    check_engine_gpu(engine, g)  # vllm-ascend / mindie on a non-Ascend GPU: exit 2
     defaults = profile.defaults
     kv_dtype = kv_dtype or defaults.kv_dtype_for(precision)
     max_num_seqs = max_num_seqs or defaults.max_num_seqs

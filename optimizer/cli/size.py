@@ -9,7 +9,7 @@ from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
 from optimizer.cli.perf import check_context
-from optimizer.engines import profile_for
+from optimizer.engines import KNOWN, check_engine_gpu, profile_for
 from optimizer.errors import UsageError
 from optimizer.loaders import load_catalog, resolve_gpu, resolve_model
 from optimizer.schema.engine import EngineSettings
@@ -71,9 +71,10 @@ def _gib(n: float) -> str:
               help="Context length per request [default: the model's max_position_embeddings].")
 @click.option("--max-num-batched-tokens", type=click.IntRange(min=16),
               help="Tokens in vLLM's profiling pass [default: vLLM v0.6 rule].")
-@click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm"]), default="vllm", show_default=True,
-              help="Serving engine whose memory rules size the KV cache.")
-@click.option("--engine-version", help="Engine release [default: vllm 0.6.3, sglang 0.4.9, trtllm 1.0].")
+@click.option("--engine", type=click.Choice(list(KNOWN)), default="vllm", show_default=True,
+              help="Serving engine whose memory rules size the KV cache (vllm-ascend, mindie: Ascend GPUs only).")
+@click.option("--engine-version", help="Engine release [default: vllm 0.6.3, sglang 0.4.9, trtllm 1.0, "
+              "vllm-ascend 0.11.0, mindie 2.0.RC1].")
 @click.option("--mem-fraction-static", type=FiniteFloat(0, 1, min_open=True),
               help="SGLang mem_fraction_static [default: SGLang's by TP].")
 @click.option("--finetune", type=click.Choice(["full", "lora", "qlora"]),
@@ -114,6 +115,7 @@ def size_command(model: str, precision: str, group_size: int, kv_dtype: str, tp:
     if (ep > 1 or dp > 1) and is_gguf(precision):
         raise UsageError("expert parallel / attention data parallel are not modelled for GGUF weights",
                          field="--ep", hint="use --ep 1 --dp 1 with GGUF precisions")
+    check_engine_gpu(engine, g)  # vllm-ascend / mindie on a non-Ascend GPU: exit 2
     if g is not None:
         gpu_name, gpu_memory_gib = g.name, g.memory_gib
     if max_model_len is not None:

@@ -1,15 +1,15 @@
 """Serving-engine profiles: one module per engine and version family (see docs/sizing.md,
-"Engine profiles"). :func:`profile_for` picks the profile of an (engine, version) pair.
-
-vLLM-Ascend and MindIE are not modelled yet.
+"Engine profiles"). :func:`profile_for` picks the profile of an (engine, version) pair;
+:func:`check_engine_gpu` refuses an NPU-only engine (vLLM-Ascend, MindIE) on a non-Ascend GPU.
 """
 
 from __future__ import annotations
 
-from optimizer.engines import sglang, trtllm, vllm_v0, vllm_v1
+from optimizer.engines import mindie, sglang, trtllm, vllm_ascend, vllm_v0, vllm_v1
 from optimizer.engines.base import EngineDefaults, EngineProfile, kv_account
 
-PROFILES: tuple[EngineProfile, ...] = (vllm_v0.PROFILE, vllm_v1.PROFILE, sglang.PROFILE, trtllm.PROFILE)
+PROFILES: tuple[EngineProfile, ...] = (vllm_v0.PROFILE, vllm_v1.PROFILE, sglang.PROFILE, trtllm.PROFILE,
+                                      vllm_ascend.PROFILE, mindie.PROFILE)
 #: Default release per engine (the first profile of that engine, its first version).
 DEFAULT_VERSION = {p.engine: p.default_version for p in reversed(PROFILES)}
 def _release_key(version: str) -> tuple[int, ...]:
@@ -23,6 +23,27 @@ KNOWN = {p.engine: tuple(sorted((v for q in PROFILES if q.engine == p.engine for
 
 def known_combinations() -> str:
     return "; ".join(f"{e}: {', '.join(vs)}" for e, vs in KNOWN.items())
+
+
+#: Engines that run on Ascend NPUs only (their memory rules read the NPU runtime's figures).
+ASCEND_ONLY = ("vllm-ascend", "mindie")
+
+
+def is_ascend(gpu: object) -> bool:
+    """An Ascend NPU of the catalog (``architecture`` "Da Vinci ...", or vendor Huawei)."""
+    arch = str(getattr(gpu, "architecture", "") or "")
+    return arch.startswith("Da Vinci") or str(getattr(gpu, "vendor", "") or "").lower() == "huawei"
+
+
+def check_engine_gpu(engine: str, gpu: object | None, *, field: str = "--engine") -> None:
+    """UsageError (exit 2) when ``engine`` runs on Ascend NPUs only and ``gpu`` is not one
+    (``None``: memory given as a number, nothing to check)."""
+    from optimizer.errors import UsageError
+
+    if gpu is None or engine not in ASCEND_ONLY or is_ascend(gpu):
+        return
+    raise UsageError(f"{engine} runs on Ascend NPUs only, not on {getattr(gpu, 'name', gpu)}", field=field,
+                     hint="pick an Ascend GPU (e.g. Ascend-910B-64GB) or --engine vllm, sglang or trtllm")
 
 
 def profile_for(engine: str, version: str | None = None) -> EngineProfile:
@@ -41,5 +62,5 @@ def profile_for(engine: str, version: str | None = None) -> EngineProfile:
                      hint=f"known engine versions: {known_combinations()}")
 
 
-__all__ = ["DEFAULT_VERSION", "KNOWN", "PROFILES", "EngineDefaults", "EngineProfile", "known_combinations",
-           "kv_account", "profile_for"]
+__all__ = ["ASCEND_ONLY", "DEFAULT_VERSION", "KNOWN", "PROFILES", "EngineDefaults", "EngineProfile",
+           "check_engine_gpu", "is_ascend", "known_combinations", "kv_account", "profile_for"]

@@ -56,7 +56,7 @@ from optimizer.sizing.perf import Efficiency, MeasuredPoint, replica_perf
 
 #: Shipped calibration per engine (file name under ``catalogs/calibration/``).
 SHIPPED = {"trtllm": "trtllm-v1.0.yaml", "vllm": "vllm-published.yaml", "sglang": "sglang-published.yaml",
-           "mindie": "mindie-published.yaml"}
+           "mindie": "mindie-published.yaml", "vllm-ascend": "vllm-published.yaml"}  # vLLM-Ascend rows: vllm file
 #: trtllm-bench's KV fraction in the perf overview ("--kv_cache_free_gpu_mem_fraction 0.95").
 TRTLLM_KV_FRACTION = trtllm_engine.TRTLLM_KV_FRACTION
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from optimizer.engines import PROFILES
+from optimizer.engines import ASCEND_ONLY, PROFILES
 from optimizer.engines.trtllm import TRTLLM_KV_FRACTION
 from optimizer.loaders import load_catalog, resolve_gpu, resolve_model
 from optimizer.sizing.architecture import parse_config
@@ -40,7 +40,9 @@ def _trtllm_tokens(kv_dtype: str, fraction: float) -> int:
 # ---------------------------------------------------------------- perf
 
 
-@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: f"{p.engine}-{p.family}")
+# Ascend-only engines run on an Ascend GPU in tests/engines/test_ascend_profiles.py
+@pytest.mark.parametrize("profile", [p for p in PROFILES if p.engine not in ASCEND_ONLY],
+                         ids=lambda p: f"{p.engine}-{p.family}")
 def test_perf_runs_every_profile_with_its_own_defaults(profile: Any) -> None:
     for version in profile.versions:
         d = _json(*PERF, "--engine", profile.engine, "--engine-version", version)
