@@ -10,7 +10,7 @@ from rich.console import Console
 from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
 from optimizer.engines import KNOWN, known_combinations
 from optimizer.errors import InfeasibleError, UsageError
-from optimizer.loaders import ResolvedScenario, load_scenario
+from optimizer.loaders import load_scenario
 from optimizer.model.pipeline import settings_of, solve_scenario, with_overrides
 from optimizer.report.payload import infeasible_payload, plan_payload
 from optimizer.report.tables import plan_tables
@@ -59,7 +59,6 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
     if any(v is not None for v in (budget, objective, confidence, engine, engine_version)):
         rs = with_overrides(rs, budget=budget, objective=objective, confidence=confidence, engine=engine,
                             engine_version=engine_version)
-    _check_ascend_engine(rs)
     settings = settings_of(rs, time_limit_s=time_limit, gap=gap, threads=threads, seed=seed, node_limit=node_limit)
     err = Console(stderr=True)
     try:
@@ -87,20 +86,6 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
     con.print(f"[green]checked[/]: {len(result.checks)} constraints re-verified without the solver")
     for path in written:
         con.print(f"wrote {path}")
-
-
-def _check_ascend_engine(rs: ResolvedScenario) -> None:
-    """An NPU-only engine (vllm-ascend, mindie) plans on Ascend GPUs only: exit 2 while the scenario
-    allows another GPU (its memory rule reads the NPU runtime's figures)."""
-    from optimizer.engines import ASCEND_ONLY, is_ascend
-
-    engine = rs.scenario.serving.engine
-    others = sorted(name for name, g in rs.gpus.items() if not is_ascend(g))
-    if engine in ASCEND_ONLY and others:
-        raise UsageError(f"{engine} runs on Ascend NPUs only; the scenario also allows {', '.join(others[:3])}"
-                         + (f" and {len(others) - 3} more" if len(others) > 3 else ""), field="--engine",
-                         hint="set constraints.gpus to Ascend GPUs (e.g. [Ascend-910B-64GB]) or use --engine "
-                              "vllm, sglang or trtllm")
 
 
 def _output_targets(scenario: Path, *, output: Path | None, no_workbook: bool, markdown: Path | None,

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from optimizer.engines import mindie, sglang, trtllm, vllm_ascend, vllm_v0, vllm_v1
 from optimizer.engines.base import EngineDefaults, EngineProfile, kv_account
 
@@ -46,6 +48,21 @@ def check_engine_gpu(engine: str, gpu: object | None, *, field: str = "--engine"
                      hint="pick an Ascend GPU (e.g. Ascend-910B-64GB) or --engine vllm, sglang or trtllm")
 
 
+def check_engine_gpus(engine: str, gpus: Iterable[object], *, field: str = "serving.engine") -> None:
+    """UsageError (exit 2) when ``engine`` runs on Ascend NPUs only and a scenario allows another
+    GPU: the plan would size that GPU with the NPU runtime's figures."""
+    from optimizer.errors import UsageError
+
+    if engine not in ASCEND_ONLY:
+        return
+    others = sorted(str(getattr(g, "name", g)) for g in gpus if not is_ascend(g))
+    if others:
+        raise UsageError(f"{engine} runs on Ascend NPUs only; the scenario also allows {', '.join(others[:3])}"
+                         + (f" and {len(others) - 3} more" if len(others) > 3 else ""), field=field,
+                         hint="set constraints.gpus to Ascend GPUs (e.g. [Ascend-910B-64GB]) or use --engine "
+                              "vllm, sglang or trtllm")
+
+
 def profile_for(engine: str, version: str | None = None) -> EngineProfile:
     """The profile of ``engine`` at ``version`` (its default release when None); UsageError
     naming the known combinations otherwise."""
@@ -63,4 +80,4 @@ def profile_for(engine: str, version: str | None = None) -> EngineProfile:
 
 
 __all__ = ["ASCEND_ONLY", "DEFAULT_VERSION", "KNOWN", "PROFILES", "EngineDefaults", "EngineProfile",
-           "check_engine_gpu", "is_ascend", "known_combinations", "kv_account", "profile_for"]
+           "check_engine_gpu", "check_engine_gpus", "is_ascend", "known_combinations", "kv_account", "profile_for"]

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from optimizer.engines import check_engine_gpus
 from optimizer.loaders import ResolvedScenario
 from optimizer.schema.catalog import GPU, Server
 from optimizer.schema.engine import EngineSettings
@@ -460,6 +461,7 @@ def drop_unrackable(out: CandidateSet, rack_power_kw: float, rack_units: int) ->
 
 def build_candidates(rs: ResolvedScenario) -> CandidateSet:
     """All candidates of a resolved scenario, with rejections kept for diagnosis."""
+    check_engine_gpus(rs.scenario.serving.engine, rs.gpus.values())  # NPU-only engines: Ascend GPUs only
     skus = server_skus(rs)
     out = CandidateSet(skus=skus)
     calibration = rs.calibration_path

@@ -143,3 +143,12 @@ def test_solve_with_an_ascend_engine_needs_ascend_gpus(write_scenario: Callable[
     path = str(write_scenario(base_scenario))
     assert_user_error(["solve", path, "--engine", "vllm-ascend", "--format", "json", "--no-workbook"],
                       "Ascend NPUs only", "constraints.gpus")
+
+
+def test_compare_with_an_ascend_engine_needs_ascend_gpus(write_scenario: Callable[[Any], Path],
+                                                         base_scenario: dict[str, Any]) -> None:
+    """The check sits in candidate building, so what-ifs meet it as solve does."""
+    base_scenario["serving"] = {"engine": "mindie"}
+    path = str(write_scenario(base_scenario))
+    assert_user_error(["compare", path, "--budget", "100000", "--format", "json", "--no-workbook"],
+                      "Ascend NPUs only", "constraints.gpus")
