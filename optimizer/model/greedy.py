@@ -2,7 +2,8 @@
 before it finds any plan (a short --time-limit on a large platform exited 3 before).
 
 It is not given to the MIP as a hint: on the 20-workload benchmark a hint doubled HiGHS's time to
-the optimum. How it is built:
+the optimum. Its GPU types (step 1, :func:`greedy_types`) are also what the solver's warm start
+restricts the MIP to (``solve.warm_start``). How it is built:
 
 1. GPU types: with ``max_gpu_types = k``, types are added one at a time, each the one that lowers
    Σ_w (cheapest cost of serving w on the chosen types) the most; otherwise every type is open.
@@ -26,6 +27,36 @@ from optimizer.model.build import MipModel, replica_upper_bound
 def greedy_counts(mm: MipModel) -> tuple[dict[int, int], dict[int, int]] | None:
     """Replica count per inference candidate and 0/1 per fine-tuning candidate, or None when some
     workload has no candidate on the chosen GPU types. Under coverage there is no greedy plan."""
+    picked = _greedy_choice(mm)
+    if picked is None:
+        return None
+    best, chosen = picked
+    inference = mm.rs.scenario.inference_workloads()
+    cands, rho = mm.cands, mm.rs.scenario.headroom
+    r: dict[int, int] = {}
+    x: dict[int, int] = {}
+    for key, per in best.items():
+        options = [per[g] for g in chosen if g in per]
+        if not options:
+            return None
+        _, i = min(options)
+        if key.startswith("finetune:"):
+            x[i] = 1
+        else:
+            c = cands.inference[i]
+            r[i] = replica_upper_bound(inference[c.workload], c, rho)
+    return r, x
+
+
+def greedy_types(mm: MipModel) -> list[str] | None:
+    """The GPU types step 1 opens (sorted), or None under coverage."""
+    picked = _greedy_choice(mm)
+    return None if picked is None else sorted(picked[1])
+
+
+def _greedy_choice(mm: MipModel) -> tuple[dict[str, dict[str, tuple[float, int]]], list[str]] | None:
+    """Steps 1-2's data: each workload's cheapest (cost, candidate) per GPU type, and the GPU types
+    opened. None under coverage."""
     if mm.limits.coverage:
         return None
     cands, sc = mm.cands, mm.rs.scenario
@@ -54,21 +85,8 @@ def greedy_counts(mm: MipModel) -> tuple[dict[int, int], dict[int, int]] | None:
             if g not in per_type or (cost, j) < per_type[g]:
                 per_type[g] = (cost, j)
         best["finetune:" + j_name] = per_type
-    types = sorted({g for per in best.values() for g in per})
-    chosen = _choose_types(best, types, mm.limits.max_gpu_types)
-    r: dict[int, int] = {}
-    x: dict[int, int] = {}
-    for key, per in best.items():
-        options = [per[g] for g in chosen if g in per]
-        if not options:
-            return None
-        _, i = min(options)
-        if key.startswith("finetune:"):
-            x[i] = 1
-        else:
-            c = cands.inference[i]
-            r[i] = replica_upper_bound(inference[c.workload], c, rho)
-    return r, x
+    chosen = _choose_types(best, sorted({g for per in best.values() for g in per}), mm.limits.max_gpu_types)
+    return best, chosen
 
 
 def _choose_types(best: dict[str, dict[str, tuple[float, int]]], types: list[str], k: int | None) -> list[str]:
@@ -96,6 +114,17 @@ def fix_counts(mm: MipModel, r: dict[int, int], x: dict[int, int]) -> list[tuple
     for j, var in mm.x.items():
         saved.append((var, var.lower_bound, var.upper_bound))
         var.lower_bound = var.upper_bound = float(x.get(j, 0))
+    return saved
+
+
+def fix_types(mm: MipModel, types: list[str]) -> list[tuple[mathopt.Variable, float, float]]:
+    """Close every GPU type not in ``types`` (z[g] = 0, so none of its servers can be bought);
+    returns the old bounds for :func:`restore`."""
+    saved = []
+    for g, var in mm.z.items():
+        if g not in types:
+            saved.append((var, var.lower_bound, var.upper_bound))
+            var.lower_bound = var.upper_bound = 0.0
     return saved
 
 

@@ -61,3 +61,54 @@ def test_a_short_limit_still_returns_a_checked_plan(write_scenario: Writer) -> N
     assert plan["solver"]["stopped_by"] in ("time_limit", "node_limit")
     assert plan["gap"] > 0
     assert plan["solver"]["bound"] is None or plan["capex"] >= plan["solver"]["bound"]
+
+
+def test_warm_start_solves_on_the_greedy_types_only() -> None:
+    # max_gpu_types 1: the greedy plan opens H20 (it alone serves a), so the warm start is the MIP
+    # with L20 closed: 10 H20 replicas on 2 servers (360k). The closed type is open again after.
+    from optimizer.model.greedy import greedy_types
+    from optimizer.model.solve import warm_start
+
+    cands = [candidate("a", H20, 1.0), candidate("b", H20, 1.0), candidate("b", L20_8, 0.5)]
+    one = scenario([workload("a", 8), workload("b", 2)], prices=PRICES, constraints={**BOTH, "max_gpu_types": 1})
+    mm = build_model(one, CandidateSet(skus=server_skus(one), inference=cands))
+    assert greedy_types(mm) == ["H20-96GB"]
+    warm = warm_start(mm, SETTINGS)
+    assert warm is not None
+    values, cost = warm
+    assert round(values[mm.n[H20]]) == 2 and round(values[mm.n[L20_8]]) == 0
+    assert abs(cost - 360_000) < 1.0
+    assert mm.z["L20-48GB"].upper_bound == 1.0 and mm.z["L20-48GB"].lower_bound == 0.0
+
+
+def test_no_warm_start_when_every_type_is_open() -> None:
+    # without a binding max_gpu_types the greedy plan opens every type: nothing smaller to solve
+    from optimizer.model.solve import warm_start
+
+    cands = [candidate("a", H20, 1.0), candidate("b", H20, 1.0), candidate("b", L20_8, 0.5)]
+    free = scenario([workload("a", 8), workload("b", 2)], prices=PRICES, constraints=BOTH)
+    mm = build_model(free, CandidateSet(skus=server_skus(free), inference=cands))
+    assert warm_start(mm, SETTINGS) is None
+
+
+def test_a_limited_search_never_returns_worse_than_the_warm_start() -> None:
+    # The 200-workload regression: with max_gpu_types binding, HiGHS's own first plans at the time
+    # limit were 35 % above the bound (12.78M) while the warm start had 9.85M. A limit-ended stage 1
+    # keeps the better of the two, and the plan's bound stays below it.
+    from benchmarks.large_instance import generate
+    from optimizer.loaders import load_catalog, resolve_scenario
+    from optimizer.model.objective import TIE_BREAK_BUDGET
+    from optimizer.model.pipeline import settings_of
+    from optimizer.model.solve import solve_model, warm_start
+    from optimizer.schema.scenario import Scenario
+    from optimizer.sizing.candidates import build_candidates
+
+    rs = resolve_scenario(Scenario.model_validate(generate(12, 0)), Path("generated.yaml"), load_catalog())
+    cands = build_candidates(rs)
+    settings = settings_of(rs, time_limit_s=60, gap=1e-3, node_limit=1)
+    mm = build_model(rs, cands, objective="capex")
+    warm = warm_start(mm, settings)
+    assert warm is not None
+    out = solve_model(build_model(rs, cands, objective="capex"), settings, "capex")
+    assert out.objective <= warm[1] + TIE_BREAK_BUDGET + 1e-6
+    assert out.bound <= out.objective + 1e-6
