@@ -13,7 +13,7 @@ Formulation (names as in the code)::
             v[w,s] ∈ {0,1} workload w has replicas on SKU s (only for min_replicas ≥ 2)
             y[w] ∈ [0,1]   served fraction (coverage objective; else fixed 1), u[w] ∈ {0,1} served at all
     add_demand          Σ_{c of w} ρ·μ_c·r[c] ≥ λ_w·y[w]                         (headroom ρ)
-    add_demand_bounds   Σ_{c of w} r[c] ≥ ⌈λ_w/(ρ·max μ_c)⌉;  Σ_{c of w} t_c·p_c·r[c] ≥ ⌈λ_w/(ρ·max μ_c/(t_c·p_c))⌉
+    add_demand_bounds   Σ_{c of w} r[c] ≥ ⌈λ_w/(ρ·max μ_c)⌉;  Σ_{c of w} g_c·r[c] ≥ ⌈λ_w/(ρ·max μ_c/g_c)⌉
                         (valid inequalities, all demand served; not under coverage)
     add_min_replicas    Σ_{c of w} r[c] ≥ m_w·u[w]
     add_spread          r[c] ≤ R_c·v[w,s_c];  v[w,s] ≤ Σ_{c of w on s} r[c];      (≥ 2 servers)
@@ -23,7 +23,7 @@ Formulation (names as in the code)::
                         SKUs in exact_spread: named servers j hold q_j[c], N_j[g] within G_s·σ_j,
                         Σ_j b[w,j] ≥ 2·need[w,s], rest ≤ G_s·(n[s] − Σ_j σ_j)     (exact)
     add_finetune        Σ_{f of j} x[f] = u[j];  y[j] ≤ u[j]
-    add_gpu_packing     Σ_{c on s} t_c·p_c·r[c] + Σ_{f on s} gpus_f·x[f] ≤ G_s·n[s]
+    add_gpu_packing     Σ_{c on s} g_c·r[c] + Σ_{f on s} gpus_f·x[f] ≤ G_s·n[s]
     add_budget          capex = Σ_s price_s·n[s] + Q;  (1 + contingency)·(1 + tax)·capex ≤ budget
                         Q = quote lines (optimizer/quote.py, add_quote_costs): Σ_s q_s·n[s] (support,
                         fractions of hardware, per server) + Σ_{c multi-server} l_s·servers_c·r[c]
@@ -49,8 +49,9 @@ Formulation (names as in the code)::
 All sizes, capacities μ_c and prices come from ``optimizer.sizing.candidates``; nothing is sized here
 (μ_c is the replica's SLO capacity at the scenario's ``confidence``: the ``1 − confidence`` quantile of
 its GPU family's error band, ``optimizer.sizing.uncertainty``).
-Replica footprints t·p are powers of two dividing G_s (or whole servers for cross-server PP), so the
-aggregate packing row is exact. Spread (min_replicas ≥ 2) is first modelled by a necessary row;
+Replica footprints g_c = t·p·d (TP x PP x attention-DP ranks; see sizing.layout) are powers of two
+dividing G_s (or whole servers for cross-server PP), so the aggregate packing row is exact.
+Spread (min_replicas ≥ 2) is first modelled by a necessary row;
 ``optimizer.model.placement`` then places exactly (greedy, else CP-SAT), and on a SKU where no
 placement exists the pipeline re-solves with that SKU's exact named-server block, so a plan is
 never lost between the MIP and placement.
