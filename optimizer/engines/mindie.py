@@ -34,9 +34,7 @@ from __future__ import annotations
 
 from optimizer.engines.base import EngineDefaults, EngineProfile, kv_account
 from optimizer.engines.vllm_ascend import (
-    NPU_NON_TORCH_TP1_BYTES,
-    NPU_RESERVED_BYTES,
-    hccl_line,
+    npu_runtime_lines,
     npu_total_bytes,
 )
 from optimizer.schema.engine import EngineSettings
@@ -64,17 +62,12 @@ def serving_memory_mindie(arch: ModelArch, precision: str, gpu_memory_gib: float
     budget = int(total * frac)
     tokens = settings.max_num_batched_tokens or MAX_PREFILL_TOKENS
     act = activation_peak_bytes(arch, tokens, tp, ep)
-    comm = hccl_line(tp * dp)
-    if non_torch is not None:
-        comm = MemoryLine(comm.name, 0, "in the non-torch figure given")
-    nt = NPU_NON_TORCH_TP1_BYTES + comm.bytes if non_torch is None else non_torch
-    reserved = (
-        MemoryLine("NPU runtime reserve", 0, f"{NPU_RESERVED_BYTES / GIB:.2f} GiB of {gpu_memory_gib:g} GiB "
-                   "not reported by acl.rt.get_mem_info (assumed as for vLLM-Ascend)"),
-        MemoryLine("warm-up activation peak", act, f"warm-up prefill of maxPrefillTokens {tokens:,} (estimate)"),
-        MemoryLine("non-torch", nt - comm.bytes, "CANN runtime and other (vLLM-Ascend estimate)"),
-        comm,
-    )
+    nt, reserve, other, comm = npu_runtime_lines(
+        gpu_memory_gib, tp * dp, non_torch,
+        reserve_note="not reported by acl.rt.get_mem_info (assumed as for vLLM-Ascend)",
+        non_torch_note="CANN runtime and other (vLLM-Ascend estimate)")
+    reserved = (reserve, MemoryLine("warm-up activation peak", act,
+                                    f"warm-up prefill of maxPrefillTokens {tokens:,} (estimate)"), other, comm)
     return kv_account(arch, precision, engine_label=f"mindie {settings.engine_version}",
                       gpu_memory_gib=total / GIB, tp=tp, pp=pp, settings=settings,
                       max_model_len=max_model_len, group_size=group_size, quant_format=quant_format,

@@ -82,6 +82,20 @@ def hccl_line(group: int) -> MemoryLine:
                       "(CANN default; communicator count an estimate)")
 
 
+def npu_runtime_lines(gpu_memory_gib: float, group: int, non_torch: int | None, *, reserve_note: str,
+                      non_torch_note: str) -> tuple[int, MemoryLine, MemoryLine, MemoryLine]:
+    """The CANN-runtime part of an Ascend memory account, shared by vLLM-Ascend and MindIE:
+    the non-torch bytes (runtime + HCCL buffers of a ``group``-rank communicator; an explicit
+    ``non_torch`` stands for both) and the account lines (runtime reserve, non-torch, HCCL)."""
+    comm = hccl_line(group)
+    if non_torch is not None:  # an explicit non-torch figure stands for the HCCL buffers too
+        comm = MemoryLine(comm.name, 0, "in the non-torch figure given")
+    nt = NPU_NON_TORCH_TP1_BYTES + comm.bytes if non_torch is None else non_torch
+    reserve = MemoryLine("NPU runtime reserve", 0,
+                         f"{NPU_RESERVED_BYTES / GIB:.2f} GiB of {gpu_memory_gib:g} GiB {reserve_note}")
+    return nt, reserve, MemoryLine("non-torch", nt - comm.bytes, non_torch_note), comm
+
+
 def serving_memory_vllm_ascend(arch: ModelArch, precision: str, gpu_memory_gib: float, tp: int, pp: int,
                                settings: EngineSettings, max_model_len: int, group_size: int,
                                quant_format: str, non_torch: int | None, ep: int = 1,
@@ -91,18 +105,11 @@ def serving_memory_vllm_ascend(arch: ModelArch, precision: str, gpu_memory_gib: 
     budget = int(total * settings.gpu_memory_utilization)
     tokens = settings.max_num_batched_tokens or DEFAULT_BATCHED_TOKENS
     act = activation_peak_bytes(arch, tokens, tp, ep)
-    comm = hccl_line(tp * dp)
-    if non_torch is not None:  # an explicit non-torch figure stands for the HCCL buffers too
-        comm = MemoryLine(comm.name, 0, "in the non-torch figure given")
-    nt = NPU_NON_TORCH_TP1_BYTES + comm.bytes if non_torch is None else non_torch
+    nt, reserve, other, comm = npu_runtime_lines(
+        gpu_memory_gib, tp * dp, non_torch, reserve_note="not reported by mem_get_info (before the budget)",
+        non_torch_note="CANN runtime and other (estimate, vllm-ascend#4037)")
     graphs = cuda_graph_bytes(arch, pp) if settings.cuda_graphs else 0
-    reserved = (
-        MemoryLine("NPU runtime reserve", 0, f"{NPU_RESERVED_BYTES / GIB:.2f} GiB of {gpu_memory_gib:g} GiB "
-                   "not reported by mem_get_info (before the budget)"),
-        MemoryLine("activation peak", act, f"profile pass over {tokens:,} tokens"),
-        MemoryLine("non-torch", nt - comm.bytes, "CANN runtime and other (estimate, vllm-ascend#4037)"),
-        comm,
-    )
+    reserved = (reserve, MemoryLine("activation peak", act, f"profile pass over {tokens:,} tokens"), other, comm)
     mem = kv_account(arch, precision, engine_label=f"vllm-ascend {settings.engine_version}",
                      gpu_memory_gib=total / GIB, tp=tp, pp=pp, settings=settings,
                      max_model_len=max_model_len, group_size=group_size, quant_format=quant_format,
