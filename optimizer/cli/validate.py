@@ -8,7 +8,18 @@ import click
 from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
+from optimizer.cli.notes import demand_lines, measured_warnings
 from optimizer.loaders import ResolvedScenario, load_scenario
+from optimizer.schema.scenario import InferenceWorkload
+
+
+def _measured_warnings(rs: ResolvedScenario) -> list[str]:
+    """Unmatched measured: entries; sizing the candidates only when there are entries to match."""
+    if not rs.measured:
+        return []
+    from optimizer.sizing.candidates import build_candidates
+
+    return measured_warnings(rs, build_candidates(rs))
 
 
 def summary(rs: ResolvedScenario) -> dict[str, object]:
@@ -23,9 +34,12 @@ def summary(rs: ResolvedScenario) -> dict[str, object]:
         "servers": sorted(rs.servers),
         "workloads": [
             {"name": w.name, "kind": w.kind, "model": rs.models[w.name].name,
-             "config": str(rs.models[w.name].path)}
+             "config": str(rs.models[w.name].path),
+             **({"requests_per_s": w.requests_per_s, "demand": w.demand.explain()}
+                if isinstance(w, InferenceWorkload) and w.demand is not None else {})}
             for w in sc.workloads
         ],
+        "measured": len(rs.measured),
     }
 
 
@@ -33,10 +47,14 @@ def summary(rs: ResolvedScenario) -> dict[str, object]:
 @click.argument("scenario", type=click.Path(path_type=Path))
 @FORMAT_OPTION
 def validate_command(scenario: Path, fmt: str) -> None:
-    """Check SCENARIO against the schema and catalog; exit 2 with the field and a fix if not."""
+    """Check SCENARIO against the schema and catalog; exit 2 with the field and a fix if not.
+
+    Prints the peak rate derived from each workload's demand: and, when the scenario has measured:
+    entries, sizes the candidates to warn about entries that match no candidate deployment."""
     rs = load_scenario(scenario)
+    warnings = _measured_warnings(rs)
     if fmt == "json":
-        print_json({"valid": True, **summary(rs)})
+        print_json({"valid": True, **summary(rs), "warnings": warnings})
         return
     sc = rs.scenario
     con = stdout()
@@ -59,3 +77,10 @@ def validate_command(scenario: Path, fmt: str) -> None:
             slo = f"{w.deadline_hours:g} h"
         t.add_row(w.name, w.kind, rs.models[w.name].name, load, slo)
     con.print(t)
+    for line in demand_lines(rs):
+        con.print(f"peak rate {line}", markup=False, highlight=False)
+    if rs.measured:
+        con.print(f"{len(rs.measured)} measured capacit{'y' if len(rs.measured) == 1 else 'ies'} "
+                  f"({len(rs.measured) - len(warnings)} matching a candidate deployment)")
+    for line in warnings:
+        con.print(f"warning: {line}", markup=False, highlight=False)

@@ -19,6 +19,7 @@ from optimizer.schema.plan import Plan
 from optimizer.sizing.architecture import parse_config
 from optimizer.sizing.candidates import FINETUNE_MEMORY_FRACTION, finetune_fit, plan_efficiency, price_of
 from optimizer.sizing.layout import moe_layout_problems
+from optimizer.sizing.measured import measured_match, slo_targets, with_measured
 from optimizer.sizing.memory import serving_memory
 from optimizer.sizing.perf import replica_perf
 from optimizer.sizing.uncertainty import planning_time_scale
@@ -169,6 +170,11 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
                             max_num_seqs=sc.serving.max_num_seqs, utilization=sc.headroom,
                             efficiency=(eff := plan_efficiency(gpu, sc.serving, calib)),
                             time_scale=planning_time_scale(eff.band_log_sd, sc.confidence), ep=d.ep, dp=d.dp)
+        hit = None if d.ep > 1 or d.dp > 1 else measured_match(
+            rs.measured, model=rs.models[w.name].name, gpu=gpu.name, tp=d.tp, pp=d.pp, precision=d.precision,
+            input_tokens=w.input_tokens, output_tokens=w.output_tokens, slo=slo_targets(w.slo))
+        if hit is not None:  # the scenario's own benchmark, as the candidate table used it
+            perf = with_measured(perf, rs.measured[hit], slo_targets(w.slo))
         require(_close(perf.requests_per_s, d.capacity_rps, 1e-6), f"{d.workload} capacity recomputed",
                 f"{d.capacity_rps} != {perf.requests_per_s}")
         require(perf.ttft_ms <= w.slo.ttft_ms * (1 + REL) and perf.tpot_ms <= w.slo.tpot_ms * (1 + REL),
