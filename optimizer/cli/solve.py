@@ -68,7 +68,7 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
     # derived rates and warnings go beside the plan: stderr when stdout carries the JSON
     say = err if fmt == "json" else stdout()
     for line in demand_lines(rs):
-        say.print(f"peak rate {line}", markup=False, highlight=False)
+        say.print(f"peak rate {line}", markup=False, highlight=False, soft_wrap=True)
     try:
         with err.status("planning…") as status:
             result = solve_scenario(rs, settings, progress=lambda m: status.update(m))
@@ -78,7 +78,7 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
         raise
     plan = result.plan
     for line in measured_warnings(rs, result.candidates):
-        say.print(f"warning: {line}", markup=False, highlight=False)
+        say.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
     written = []
     if workbook is not None:
         from optimizer.report.workbook import write_workbook

@@ -78,9 +78,9 @@ def validate_command(scenario: Path, fmt: str) -> None:
         t.add_row(w.name, w.kind, rs.models[w.name].name, load, slo)
     con.print(t)
     for line in demand_lines(rs):
-        con.print(f"peak rate {line}", markup=False, highlight=False)
+        con.print(f"peak rate {line}", markup=False, highlight=False, soft_wrap=True)
     if rs.measured:
         con.print(f"{len(rs.measured)} measured capacit{'y' if len(rs.measured) == 1 else 'ies'} "
                   f"({len(rs.measured) - len(warnings)} matching a candidate deployment)")
     for line in warnings:
-        con.print(f"warning: {line}", markup=False, highlight=False)
+        con.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
