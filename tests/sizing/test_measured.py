@@ -13,7 +13,7 @@ from optimizer.loaders import load_scenario
 from optimizer.schema.measured import MeasuredEntry
 from optimizer.sizing.candidates import build_candidates
 from optimizer.sizing.measured import duplicates, measured_capacity, slo_covers
-from tests.conftest import assert_user_error
+from tests.conftest import assert_user_error, run_cli
 
 ENTRY: dict[str, Any] = {"model": "Llama-3.1-8B", "gpu": "L20-48GB", "tp": 1, "precision": "bf16",
                          "input_tokens": 1000, "output_tokens": 200, "requests_per_s": 6.0,
@@ -117,3 +117,20 @@ def test_bad_entries_exit_2(tmp_path: Path, write_scenario: Callable[[Any], Path
     (tmp_path / "m.yaml").write_text(yaml.safe_dump({"measured": [ENTRY]}))
     path = write_scenario(_scenario([ENTRY], measured_file="m.yaml"))
     assert_user_error(["validate", str(path)], "m.yaml: measured[0]", "duplicates measured[0] of")
+
+
+def test_owner_vouched_entry_opens_a_layout_the_estimate_rejects(write_scenario: Callable[[Any], Path]) -> None:
+    # TPOT 15 ms is beyond the estimate for an 8B model on one L20 (~864 GB/s streams 16 GB of bf16
+    # weights in ~19 ms a step), so the estimate gives no TP1 candidate; the owner's measurement
+    # without slo: vouches 2 req/s at any SLO, so TP1 becomes a candidate at 2 req/s and the plan passes its check.
+    data = _scenario([{**ENTRY, "requests_per_s": 2.0, "slo": None}])
+    data["workloads"][0]["slo"] = {"ttft_ms": 2000, "tpot_ms": 15}
+    data["workloads"][0]["requests_per_s"] = 3.0
+    path = write_scenario(data)
+    before = build_candidates(load_scenario(write_scenario({**data, "measured": []}, "plain.yaml")))
+    assert not [c for c in before.inference if (c.tp, c.pp) == (1, 1)]
+    cands = build_candidates(load_scenario(path))
+    (tp1,) = {(c.capacity_rps, c.perf.tpot_ms) for c in cands.inference if (c.tp, c.pp) == (1, 1)}
+    assert tp1 == (2.0, 15.0)
+    res = run_cli("solve", str(path), "--no-workbook", "--format", "json")
+    assert res.exit_code == 0, res.output
