@@ -35,13 +35,22 @@ distribution; Kleinrock vol. 1, 1975), capped by the engine's batch limit.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special
 
 from optimizer.errors import UsageError
 
 Array = NDArray[np.float64]
+
+def _special() -> Any:
+    """``scipy.special``, imported on first use (a quarter second that the CLI's start-up and
+    plans without tail targets need not pay)."""
+    from scipy import special  # type: ignore[import-untyped]
+
+    return special
+
 
 #: Bisection steps of :func:`sojourn_quantile`: the bracket shrinks by 2^-80, past float64.
 _BISECT_STEPS = 80
@@ -88,7 +97,7 @@ def wait_survival(t: ArrayLike, rho: ArrayLike, m1: ArrayLike, m2: ArrayLike, m3
     r = np.asarray(rho, dtype=np.float64)
     tt = np.asarray(t, dtype=np.float64)
     k, theta = _gamma_fit(r, m1, m2, m3)
-    s = r * special.gammaincc(k, np.maximum(tt, 0.0) / theta)
+    s = r * _special().gammaincc(k, np.maximum(tt, 0.0) / theta)
     s = np.where(r <= 0.0, 0.0, s)
     return np.where((tt < 0.0) | (r >= 1.0), 1.0, s)
 
@@ -101,7 +110,7 @@ def wait_quantile(p: float, rho: ArrayLike, m1: ArrayLike, m2: ArrayLike, m3: Ar
     k, theta = _gamma_fit(r, m1, m2, m3)
     with np.errstate(divide="ignore", invalid="ignore"):
         tail = np.minimum((1.0 - p) / np.maximum(r, 1e-300), 1.0)
-    q = theta * special.gammainccinv(k, tail)
+    q = theta * _special().gammainccinv(k, tail)
     q = np.where(r <= 1.0 - p, 0.0, q)
     return np.where(r >= 1.0, np.inf, q)
 
@@ -138,11 +147,11 @@ def poisson_quantile(p: float, mean: ArrayLike) -> Array:
     """Smallest integer ``k`` with ``P(N <= k) >= p`` for ``N ~ Poisson(mean)`` (0 at mean 0)."""
     _check_p(p)
     m = np.asarray(mean, dtype=np.float64)
-    k = special.pdtrik(p, np.maximum(m, 1e-300))  # continuous inverse; its ceiling, then nudge
+    k = _special().pdtrik(p, np.maximum(m, 1e-300))  # continuous inverse; its ceiling, then nudge
     k = np.maximum(np.ceil(np.nan_to_num(k, nan=0.0)), 0.0)
     # pdtrik is an interpolating inverse: step to the exact smallest k both ways
-    k = np.where((k > 0) & (special.pdtr(k - 1, m) >= p), k - 1, k)
-    k = np.where(special.pdtr(k, m) < p, k + 1, k)
+    k = np.where((k > 0) & (_special().pdtr(k - 1, m) >= p), k - 1, k)
+    k = np.where(_special().pdtr(k, m) < p, k + 1, k)
     return np.where(m <= 0.0, 0.0, k)
 
 
@@ -150,7 +159,7 @@ def poisson_mean_for_quantile(p: float, k: ArrayLike) -> Array:
     """Largest Poisson mean whose ``p``-quantile is at most ``k``: the ``m`` with
     ``P(N <= k) = p`` (``pdtri``; the CDF falls as the mean grows)."""
     _check_p(p)
-    return np.asarray(special.pdtri(np.asarray(k, dtype=np.float64), p), dtype=np.float64)
+    return np.asarray(_special().pdtri(np.asarray(k, dtype=np.float64), p), dtype=np.float64)
 
 
 def _check_p(p: float) -> None:
