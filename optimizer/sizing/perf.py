@@ -891,7 +891,7 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
 
         b_lam = _fixed_batch(sub, sc, lam, bs, isl, osl, prefix=pw)
         ttft_l, tp_l = ttft_at(lam, b_lam)
-        b_now = _replay_fixed_point_bisection(b_lam, bs)  # the batch at the operating point
+        b_now = b_lam.copy()  # the batch at the operating point (the exact root, for the tails)
         if ttft_ms is not None:
             over = ttft_l * 1e3 > ttft_ms
             floor_ttft = sp + t_one[live]
@@ -920,8 +920,8 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
                     return ttft_k * 1e3 <= ttft_ms
 
                 lam_j = _replay_rate_bisection(r_star, lam[j], window, meets_at)
-                b_j = _replay_fixed_point_bisection(_fixed_batch(sub_j, sc_j, lam_j, bs[j], isl, osl,
-                                                                 prefix=pw), bs[j])
+                b_exact = _fixed_batch(sub_j, sc_j, lam_j, bs[j], isl, osl, prefix=pw)
+                b_j = _replay_fixed_point_bisection(b_exact, bs[j])
                 tp_j = tpot_s(sub_j, np.maximum(b_j, 1.0), sc_j)
                 ttft_l[j] = _md1_wait_array(lam_j, sp[j], sb[j]) + sp[j] + tp_j
                 tp_l[j] = tp_j
@@ -929,7 +929,7 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
                 mu_l[j] = mu_j
                 b_slo[live[j]] = np.maximum(1, np.minimum(bs[j], np.ceil(mu_j * steps * t_bslo[j])))
                 limited[live[j]] = "ttft"
-                b_now[j] = b_j
+                b_now[j] = b_exact
         sp3 = (sp, sp * sp, sp * sp * sp)  # deterministic service: the moments of S
         for p, target in tails.ttft():
             rate = utilization * mu_l
@@ -947,11 +947,13 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
                 limited[live[j]] = "ttft"
         ttft[live], tp_now[live], mu[live] = ttft_l, tp_l, mu_l
         # the tails at the operating point (docs/perf.md "Tail latency")
-        rho_now = utilization * mu_l * sb
+        ok = np.flatnonzero(status[live] == 0)  # a tail target may have failed some rows
+        rho_now = utilization * mu_l[ok] * sb[ok]
+        sub_ok = sub.take(ok)
         for p, tt_q, tp_q in ((0.9, ttft_p90, tpot_p90), (0.99, ttft_p99, tpot_p99)):
-            tt_q[live] = sp + _queueing.wait_quantile(p, rho_now, *sp3) + tp_l
-            k_q = np.minimum(np.maximum(_queueing.poisson_quantile(p, b_now), 1.0), bs_cap[live])
-            tp_q[live] = tpot_s(sub, k_q, sc)
+            tt_q[live[ok]] = sp[ok] + _queueing.wait_quantile(p, rho_now, *(m[ok] for m in sp3)) + tp_l[ok]
+            k_q = np.minimum(np.maximum(_queueing.poisson_quantile(p, b_now[ok]), 1.0), bs_cap[live[ok]])
+            tp_q[live[ok]] = tpot_s(sub_ok, k_q, sc[ok])
 
     out: list[ReplicaPerf] = []
     rows = zip(status.tolist(), offline.tolist(), b_max.tolist(), ttft.tolist(), tp_now.tolist(),
