@@ -953,7 +953,7 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
         for p, tt_q, tp_q in ((0.9, ttft_p90, tpot_p90), (0.99, ttft_p99, tpot_p99)):
             tt_q[live[ok]] = sp[ok] + _queueing.wait_quantile(p, rho_now, *(m[ok] for m in sp3)) + tp_l[ok]
             k_q = np.minimum(np.maximum(_queueing.poisson_quantile(p, b_now[ok]), 1.0), bs_cap[live[ok]])
-            tp_q[live[ok]] = tpot_s(sub_ok, k_q, sc[ok])
+            tp_q[live[ok]] = tpot_s(sub_ok, k_q, sc[ok], exact=False)  # MoE power: numpy's
 
     out: list[ReplicaPerf] = []
     rows = zip(status.tolist(), offline.tolist(), b_max.tolist(), ttft.tolist(), tp_now.tolist(),

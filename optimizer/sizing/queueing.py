@@ -144,15 +144,23 @@ def sojourn_quantile(p: float, rho: ArrayLike, values: ArrayLike, probs: ArrayLi
 
 
 def poisson_quantile(p: float, mean: ArrayLike) -> Array:
-    """Smallest integer ``k`` with ``P(N <= k) >= p`` for ``N ~ Poisson(mean)`` (0 at mean 0)."""
+    """Smallest integer ``k`` with ``P(N <= k) >= p`` for ``N ~ Poisson(mean)`` (0 at mean 0):
+    from the Cornish-Fisher guess ``m + z sqrt(m) + (z^2 - 1)/6`` (``z`` the normal p-quantile),
+    stepped to the exact answer with the Poisson CDF (``pdtr``; a step or two)."""
     _check_p(p)
-    m = np.asarray(mean, dtype=np.float64)
-    k = _special().pdtrik(p, np.maximum(m, 1e-300))  # continuous inverse; its ceiling, then nudge
-    k = np.maximum(np.ceil(np.nan_to_num(k, nan=0.0)), 0.0)
-    # pdtrik is an interpolating inverse: step to the exact smallest k both ways
-    k = np.where((k > 0) & (_special().pdtr(k - 1, m) >= p), k - 1, k)
-    k = np.where(_special().pdtr(k, m) < p, k + 1, k)
-    return np.where(m <= 0.0, 0.0, k)
+    sp = _special()
+    m = np.maximum(np.asarray(mean, dtype=np.float64), 0.0)
+    z = float(sp.ndtri(p))
+    k = np.maximum(np.floor(m + z * np.sqrt(m) + (z * z - 1.0) / 6.0), 0.0)
+    up = sp.pdtr(k, m) < p
+    while up.any():
+        k = np.where(up, k + 1.0, k)
+        up = sp.pdtr(k, m) < p
+    down = (k > 0) & (sp.pdtr(k - 1.0, m) >= p)
+    while down.any():
+        k = np.where(down, k - 1.0, k)
+        down = (k > 0) & (sp.pdtr(k - 1.0, m) >= p)
+    return k
 
 
 def poisson_mean_for_quantile(p: float, k: ArrayLike) -> Array:
