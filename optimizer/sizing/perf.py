@@ -79,6 +79,14 @@ streamed for the batch anyway, :func:`prefill_work_s`), the Pollaczek-Khinchine 
 tokens). It is evaluated at the planned load ``lambda = utilization x capacity``; when it misses
 the target, capacity is lowered until it meets it.
 
+**Tails** (docs/perf.md "Tail latency", :mod:`optimizer.sizing.queueing`): p90/p99 TTFT is
+``S + W_p + TPOT(B)`` with ``P(W > 0) = rho`` and ``W | W > 0`` a gamma fitted to the M/G/1 wait's
+first two moments (Pollaczek-Khinchine, Takacs); p90/p99 TPOT is the step time at the p-quantile
+of the decoding batch, Poisson with mean ``B(lambda)`` (M/G/inf occupancy) capped at the batch
+limit. Tail targets lower the rate like the mean ones. **Shared prefixes** (:func:`prefix_work`):
+a cached prefix of ``P`` tokens hit with probability ``h`` leaves ``I - h P`` tokens to prefill
+and is held once in the KV cache.
+
 **Efficiency factors** (``e_c``, ``e_bw``, ``overhead``, ``t_layer``) are fitted per GPU family and engine on
 published benchmarks (:mod:`optimizer.sizing.calibration`, ``catalogs/calibration/``); the
 communication terms are not efficiencies but measured collective times
