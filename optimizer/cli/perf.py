@@ -17,9 +17,10 @@ from optimizer.schema.engine import EngineSettings
 from optimizer.sizing.architecture import ModelArch, parse_config
 from optimizer.sizing.layout import check_layout, layout_label
 from optimizer.sizing.memory import KV_BYTES, WEIGHT_BYTES, serving_memory
-from optimizer.sizing.perf import ReplicaPerf, load_efficiency, replica_perf
+from optimizer.sizing.perf import ReplicaPerf, TailTargets, load_efficiency, replica_perf
 from optimizer.sizing.uncertainty import BAND_QUANTILES, quantile_factor
 
+_TAIL_KEYS = ("ttft_p90_ms", "ttft_p99_ms", "tpot_p90_ms", "tpot_p99_ms")
 _EFF_REPORTED = ("compute", "memory_bw", "step_overhead_ms", "layer_overhead_us",
                  "kv_reserve_output_fraction", "prefill_chunk_tokens")
 #: Longest prompt or output procure models (a 10M-token context is the longest published).
@@ -57,6 +58,16 @@ def check_context(arch: ModelArch, model: str, tokens: int, option: str) -> None
 @click.option("--output-tokens", type=click.IntRange(1, MAX_TOKENS), required=True, help="Output tokens per request.")
 @click.option("--ttft-ms", type=FiniteFloat(0, 1e7, min_open=True), help="TTFT target (mean), ms.")
 @click.option("--tpot-ms", type=FiniteFloat(0, 1e7, min_open=True), help="TPOT target (mean), ms.")
+@click.option("--ttft-p90-ms", type=FiniteFloat(0, 1e7, min_open=True),
+              help="TTFT target, 90th percentile, ms (M/G/1 wait tail; docs/perf.md \"Tail latency\").")
+@click.option("--ttft-p99-ms", type=FiniteFloat(0, 1e7, min_open=True), help="TTFT target, 99th percentile, ms.")
+@click.option("--tpot-p90-ms", type=FiniteFloat(0, 1e7, min_open=True),
+              help="TPOT target, 90th percentile, ms (at the Poisson p90 batch).")
+@click.option("--tpot-p99-ms", type=FiniteFloat(0, 1e7, min_open=True), help="TPOT target, 99th percentile, ms.")
+@click.option("--prefix-tokens", type=click.IntRange(1, MAX_TOKENS),
+              help="Shared prompt prefix kept by the prefix cache, tokens (part of --input-tokens).")
+@click.option("--prefix-hit-rate", type=FiniteFloat(0, 1),
+              help="Share of requests finding the prefix in the cache [default 1 with --prefix-tokens].")
 @click.option("--utilization", type=FiniteFloat(0, 1, min_open=True), default=0.8, show_default=True,
               help="Planned load as a fraction of capacity (TTFT queueing is evaluated there).")
 @click.option("--max-num-seqs", type=click.IntRange(1, 1_000_000),
@@ -77,7 +88,10 @@ def check_context(arch: ModelArch, model: str, tokens: int, option: str) -> None
 @FORMAT_OPTION
 def perf_command(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, precision: str, kv_dtype: str | None,
                  input_tokens: int,
-                 output_tokens: int, ttft_ms: float | None, tpot_ms: float | None, utilization: float,
+                 output_tokens: int, ttft_ms: float | None, tpot_ms: float | None,
+                 ttft_p90_ms: float | None, ttft_p99_ms: float | None, tpot_p90_ms: float | None,
+                 tpot_p99_ms: float | None, prefix_tokens: int | None, prefix_hit_rate: float | None,
+                 utilization: float,
                  max_num_seqs: int | None, max_model_len: int | None, gpu_memory_utilization: float | None,
                  engine: str, engine_version: str | None, calibration: Path | None, fmt: str) -> None:
     """Throughput and latency of MODEL on TP x PP GPUs for one request shape.
@@ -88,7 +102,19 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, preci
     efficiency factors of docs/perf.md, or measured points from --calibration. Batch cap and KV
     dtype default to the engine's own: all defaults come from the one profile of --engine and
     --engine-version (optimizer/engines/), so defaults of different engines never mix.
+
+    p90/p99 TTFT and TPOT at the planned load are always reported (JSON: "tail"); --ttft-p90-ms
+    and the like make them targets. --prefix-tokens models a shared prompt prefix served from the
+    prefix cache (only the uncached tokens are prefilled; one copy of its KV per replica).
     """
+    if prefix_hit_rate is not None and prefix_tokens is None:
+        raise UsageError("--prefix-hit-rate needs --prefix-tokens", field="--prefix-hit-rate",
+                         hint="give the shared prefix's length with --prefix-tokens")
+    if prefix_tokens is not None and prefix_tokens > input_tokens:
+        raise UsageError(f"--prefix-tokens {prefix_tokens:,} exceeds --input-tokens {input_tokens:,}",
+                         field="--prefix-tokens", hint="the shared prefix is part of the prompt")
+    hit_rate = 1.0 if prefix_tokens is not None and prefix_hit_rate is None else (prefix_hit_rate or 0.0)
+    tails = TailTargets(ttft_p90_ms, ttft_p99_ms, tpot_p90_ms, tpot_p99_ms)
     profile = profile_for(engine, engine_version)  # unknown version: exit 2 naming the known ones
     version = engine_version or DEFAULT_VERSION[engine]
     catalog = load_catalog()
@@ -130,7 +156,8 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, preci
                             input_tokens=input_tokens, output_tokens=output_tokens,
                             kv_cache_tokens=kv_tokens, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
                             max_num_seqs=max_num_seqs, utilization=utilization, efficiency=eff,
-                            time_scale=time_scale, ep=ep, dp=dp)
+                            time_scale=time_scale, ep=ep, dp=dp, tails=tails,
+                            prefix_tokens=prefix_tokens or 0, prefix_hit_rate=hit_rate)
 
     perf = run()
     # The band: the same model on a GPU as slow (fast) as this family is with 10% probability;
@@ -183,9 +210,14 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, preci
     for key in ("ttft_ms", "tpot_ms", "offline_tpot_ms", "prefill_ms"):
         out[f"{key}_p10"] = round(getattr(fast, key), 3)
         out[f"{key}_p90"] = round(getattr(slow, key), 3)
-    if ttft_ms is not None or tpot_ms is not None:
+    # tails at the operating point (not the _p10/_p90 confidence band of a figure)
+    out["tail"] = {k: round(getattr(perf, k), 3) for k in _TAIL_KEYS}
+    if prefix_tokens is not None:
+        out["prefix"] = {"tokens": prefix_tokens, "hit_rate": hit_rate}
+    targets = {"ttft_ms": ttft_ms, "tpot_ms": tpot_ms, **{k: getattr(tails, k) for k in _TAIL_KEYS}}
+    if any(v is not None for v in targets.values()):
         out["slo"] = {
-            "ttft_ms": ttft_ms, "tpot_ms": tpot_ms, "met": perf.requests_per_s > 0,
+            **targets, "met": perf.requests_per_s > 0,
             "requests_per_s": round(perf.requests_per_s, 4),
             "planned_requests_per_s": round(perf.requests_per_s * utilization, 4),
             "output_tokens_per_s": round(perf.requests_per_s * output_tokens, 2),
@@ -214,6 +246,14 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, preci
               f"target {ttft_ms:g} ms" if ttft_ms else "M/D/1 queue on prefill")
     t.add_row(f"TPOT at {utilization:.0%} load", f"{perf.tpot_ms:,.1f} ms",
               f"target {tpot_ms:g} ms" if tpot_ms else "")
+    for key, label, note in (("ttft_p90_ms", "TTFT p90", "M/G/1 wait, gamma tail"), ("ttft_p99_ms", "TTFT p99", ""),
+                             ("tpot_p90_ms", "TPOT p90", "Poisson batch quantile"), ("tpot_p99_ms", "TPOT p99", "")):
+        target = getattr(tails, key)
+        t.add_row(f"{label} at {utilization:.0%} load", f"{getattr(perf, key):,.1f} ms",
+                  f"target {target:g} ms" if target else note)
+    if prefix_tokens is not None:
+        t.add_row("shared prefix", f"{prefix_tokens:,} tokens",
+                  f"hit rate {hit_rate:.0%}: {input_tokens - hit_rate * prefix_tokens:,.0f} new tokens prefilled")
     t.add_row("p10 - p90 band", f"{slow.output_tokens_per_s:,.0f} - {fast.output_tokens_per_s:,.0f} tok/s",
               f"capacity {slow.requests_per_s:,.3f} - {fast.requests_per_s:,.3f} req/s; "
               + ("measured point" if perf.source == "measured" else
@@ -223,6 +263,6 @@ def perf_command(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, preci
               f"compute {eff.compute:.3f}, memory_bw {eff.memory_bw:.3f}, step {eff.step_overhead_ms:.2f} ms, "
               f"layer {eff.layer_overhead_us:.0f} us")
     stdout().print(t)
-    if (ttft_ms is not None or tpot_ms is not None) and perf.requests_per_s <= 0:
+    if "slo" in out and perf.requests_per_s <= 0:
         stdout().print(f"[bold red]SLO cannot be met[/]: best TTFT {perf.ttft_ms:,.0f} ms, "
                        f"best TPOT {perf.tpot_ms:,.1f} ms")

@@ -86,7 +86,7 @@ def validate_command(scenario: Path, fmt: str) -> None:
             shape = (f"{w.input_tokens}->{w.output_tokens} tok" if w.lengths is None else
                      f"mix of {len(w.lengths)} buckets, mean {w.input_tokens}->{w.output_tokens} tok")
             load = f"{w.requests_per_s:g} req/s, {shape}, ctx {w.max_context}"
-            slo = f"TTFT {w.slo.ttft_ms:g} ms, TPOT {w.slo.tpot_ms:g} ms"
+            slo = w.slo.describe()
         else:
             load = f"{w.method}: {w.dataset_tokens:.3g} tok x {w.epochs:g} epochs"
             slo = f"{w.deadline_hours:g} h"

@@ -65,8 +65,8 @@ def missing_candidates(rs: ResolvedScenario, cands: CandidateSet) -> list[str]:
             best_tpot = min(slo, key=lambda r: r.best_tpot_ms)
             best_ttft = min(slo, key=lambda r: r.best_ttft_ms)
             reasons.append(
-                f"{w.name}: no allowed configuration meets the SLO (TTFT {w.slo.ttft_ms:g} ms, TPOT "
-                f"{w.slo.tpot_ms:g} ms); the best predicted TPOT is {best_tpot.best_tpot_ms:.1f} ms "
+                f"{w.name}: no allowed configuration meets the SLO ({w.slo.describe()}); the best "
+                f"predicted TPOT is {best_tpot.best_tpot_ms:.1f} ms "
                 f"({best_tpot.sku.split('/')[1]} TP{best_tpot.tp} {best_tpot.precision}) and the best TTFT "
                 f"{best_ttft.best_ttft_ms:.0f} ms — relax the SLO, allow a faster GPU, or a lower precision")
         elif isinstance(w, InferenceWorkload) and mem:

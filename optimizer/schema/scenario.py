@@ -65,9 +65,48 @@ class Constraints(Strict):
         description="Let pipeline parallelism span servers (needs a fast scale-out fabric)")
 
 
+Latency = Annotated[float, Field(gt=0, le=MAX_LATENCY_MS)]
+
+
 class SLO(Strict):
-    ttft_ms: float = Field(gt=0, le=MAX_LATENCY_MS, description="Time to first token target, ms")
-    tpot_ms: float = Field(gt=0, le=MAX_LATENCY_MS, description="Time per output token target, ms")
+    """Latency targets: means and/or p90/p99 tails (docs/perf.md "Tail latency"); at least one
+    TTFT-type and one TPOT-type target."""
+
+    ttft_ms: Latency | None = Field(default=None, description="Mean time to first token target, ms")
+    tpot_ms: Latency | None = Field(default=None, description="Mean time per output token target, ms")
+    ttft_p90_ms: Latency | None = Field(default=None, description="90th-percentile time to first token target, ms")
+    ttft_p99_ms: Latency | None = Field(default=None, description="99th-percentile time to first token target, ms")
+    tpot_p90_ms: Latency | None = Field(default=None, description="90th-percentile time per output token target, ms")
+    tpot_p99_ms: Latency | None = Field(default=None, description="99th-percentile time per output token target, ms")
+
+    @model_validator(mode="after")
+    def _one_target_of_each_metric(self) -> SLO:
+        for metric, label in (("ttft", "time to first token"), ("tpot", "time per output token")):
+            mean, p90, p99 = (getattr(self, f"{metric}{s}_ms") for s in ("", "_p90", "_p99"))
+            if mean is None and p90 is None and p99 is None:
+                raise ValueError(f"no {label} target: give {metric}_ms (mean), {metric}_p90_ms or {metric}_p99_ms")
+            if p90 is not None and p99 is not None and p99 < p90:
+                raise ValueError(f"{metric}_p99_ms {p99:g} is below {metric}_p90_ms {p90:g}; a p99 target "
+                                 "is at least the p90 one")
+        return self
+
+    def describe(self) -> str:
+        """The targets as people read them: ``TTFT 2000 ms, TTFT p99 5000 ms, TPOT 50 ms``."""
+        parts = []
+        for metric in ("ttft", "tpot"):
+            for suffix, label in (("", ""), ("_p90", " p90"), ("_p99", " p99")):
+                v = getattr(self, f"{metric}{suffix}_ms")
+                if v is not None:
+                    parts.append(f"{metric.upper()}{label} {v:g} ms")
+        return ", ".join(parts)
+
+
+class Prefix(Strict):
+    """A prompt prefix shared by the workload's requests (system prompt, RAG template), kept by
+    the engine's prefix cache (vLLM automatic prefix caching, SGLang RadixAttention)."""
+
+    tokens: int = Field(ge=1, le=MAX_TOKENS, description="Shared prefix length, tokens (part of input_tokens)")
+    hit_rate: float = Field(ge=0, le=1, description="Share of requests whose prefix is found in the cache, 0-1")
 
 
 #: Most length buckets a workload may carry (each is a column of capacities in the MIP).
@@ -216,6 +255,8 @@ class InferenceWorkload(Strict):
         description="Where `lengths` came from (written by the loader for lengths_file)")
     max_context: int = Field(ge=2, le=MAX_TOKENS, description="max_model_len the engine is configured with, tokens")
     slo: SLO
+    prefix: Prefix | None = Field(default=None,
+        description="Shared prompt prefix served from the prefix cache; omit for none")
     min_replicas: int = Field(default=1, ge=1, le=MAX_COUNT,
         description="Replicas for availability; >=2 spreads them over servers")
     priority: float = Field(default=1.0, gt=0, le=1e6,
@@ -282,6 +323,9 @@ class InferenceWorkload(Strict):
             raise ValueError(
                 f"input_tokens + output_tokens = {self.input_tokens + self.output_tokens} exceeds "
                 f"max_context {self.max_context}; raise max_context or shorten the request")
+        if self.prefix is not None and self.prefix.tokens > self.input_tokens:
+            raise ValueError(f"prefix.tokens {self.prefix.tokens} exceeds input_tokens {self.input_tokens}: "
+                             "the shared prefix is part of the prompt")
         return self
 
     def buckets(self) -> list[tuple[int, int, float]]:

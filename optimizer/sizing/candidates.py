@@ -20,14 +20,21 @@ from optimizer.engines import check_engine_gpus
 from optimizer.loaders import ResolvedScenario
 from optimizer.schema.catalog import GPU, Server
 from optimizer.schema.engine import EngineSettings
-from optimizer.schema.scenario import FinetuneWorkload, InferenceWorkload
+from optimizer.schema.scenario import SLO, FinetuneWorkload, InferenceWorkload
 from optimizer.sizing.architecture import ModelArch, param_counts, parse_config
 from optimizer.sizing.finetune import finetune_memory
 from optimizer.sizing.layout import layout_label, moe_layouts
 from optimizer.sizing.lengths import LengthBin, LengthMix, mix_requests_per_s, mix_throughput
 from optimizer.sizing.measured import measured_match, slo_targets, with_measured
 from optimizer.sizing.memory import ServingMemory, serving_memory
-from optimizer.sizing.perf import Efficiency, PerfQuery, ReplicaPerf, load_efficiency, replica_perf_many
+from optimizer.sizing.perf import (
+    Efficiency,
+    PerfQuery,
+    ReplicaPerf,
+    TailTargets,
+    load_efficiency,
+    replica_perf_many,
+)
 from optimizer.sizing.uncertainty import planning_time_scale
 from optimizer.units import GIB
 
@@ -209,9 +216,10 @@ def _pp_servers(tp: int, pp: int, sku: ServerSku, allow_across: bool) -> int | N
 
 #: What a replica's capacity depends on within one build_candidates call (the efficiency of a GPU
 #: is fixed there), besides the model (the outer key of the memo): GPU, TP, PP, precision, KV
-#: dtype, I, O, KV tokens, TTFT/TPOT targets, max_num_seqs, headroom, confidence, EP, DP.
+#: dtype, I, O, KV tokens, TTFT/TPOT targets, max_num_seqs, headroom, confidence, EP, DP, tail
+#: targets, shared prefix (tokens, hit rate).
 PerfKey = tuple[str, int, int, str, str, int, int, int, float | None, float | None, int, float, float, int,
-                int]
+                int, TailTargets, tuple[int, float]]
 #: One sized layout of a workload: GPU, TP, PP, precision, EP, DP.
 LayoutKey = tuple[str, int, int, str, int, int]
 PerfMemo = dict[ModelArch, dict[PerfKey, ReplicaPerf]]
@@ -304,7 +312,7 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
                 out.rejections.append(Rejection(
                     w.name, sku.key, tp, pp, prec, "slo",
                     f"on {gpu.name} TP{tp} PP{pp}{layout_label(ep, dp)} {prec}: best TTFT {perf.ttft_ms:.0f} ms, "
-                    f"TPOT {perf.tpot_ms:.1f} ms vs target {w.slo.ttft_ms:g}/{w.slo.tpot_ms:g} ms",
+                    f"TPOT {perf.tpot_ms:.1f} ms vs target {w.slo.describe()}",
                     best_ttft_ms=perf.ttft_ms, best_tpot_ms=perf.tpot_ms, ep=ep, dp=dp))
         elif perf.requests_per_s > 0 or any(per[key].requests_per_s > 0 for per in by_bucket):
             out.inference.append(InferenceCandidate(
@@ -345,6 +353,7 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
     sc = rs.scenario
     serving = sc.serving
     slo = w.slo
+    tails, prefix = slo_tails(slo), (w.prefix.tokens, w.prefix.hit_rate) if w.prefix else (0, 0.0)
     out: dict[LayoutKey, ReplicaPerf] = {}
     todo: list[tuple[LayoutKey, PerfKey]] = []
     queries: list[PerfQuery] = []
@@ -352,7 +361,7 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
         gname, tp, pp, precision, ep, dp = key
         mkey: PerfKey = (gname, tp, pp, precision, kv_dtype, isl, osl,
                          mem.kv_cache_tokens, slo.ttft_ms, slo.tpot_ms,
-                         serving.max_num_seqs, sc.headroom, sc.confidence, ep, dp)
+                         serving.max_num_seqs, sc.headroom, sc.confidence, ep, dp, tails, prefix)
         hit = memo.get(mkey)
         if hit is not None:
             out[key] = hit
@@ -366,7 +375,8 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
     perfs = replica_perf_many(arch, queries, kv_dtype=kv_dtype, input_tokens=isl,
                               output_tokens=osl, ttft_ms=slo.ttft_ms,
                               tpot_ms=slo.tpot_ms, max_num_seqs=serving.max_num_seqs,
-                              utilization=sc.headroom)
+                              utilization=sc.headroom, tails=tails, prefix_tokens=prefix[0],
+                              prefix_hit_rate=prefix[1])
     for (key, mkey), perf in zip(todo, perfs, strict=True):
         out[key] = memo[mkey] = perf
     if rs.measured:  # the memo keeps the estimate; the measured figure is laid over it here
@@ -381,6 +391,11 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
                 if measured_used is not None:
                     measured_used.add(m_i)
     return out
+
+
+def slo_tails(slo: SLO) -> TailTargets:
+    """The p90/p99 targets of a workload's SLO, for :func:`replica_perf_many`."""
+    return TailTargets(slo.ttft_p90_ms, slo.ttft_p99_ms, slo.tpot_p90_ms, slo.tpot_p99_ms)
 
 
 def mix_perf(perfs: Sequence[ReplicaPerf], buckets: Sequence[tuple[int, int, float]]) -> ReplicaPerf:

@@ -79,6 +79,14 @@ streamed for the batch anyway, :func:`prefill_work_s`), the Pollaczek-Khinchine 
 tokens). It is evaluated at the planned load ``lambda = utilization x capacity``; when it misses
 the target, capacity is lowered until it meets it.
 
+**Tails** (docs/perf.md "Tail latency", :mod:`optimizer.sizing.queueing`): p90/p99 TTFT is
+``S + W_p + TPOT(B)`` with ``P(W > 0) = rho`` and ``W | W > 0`` a gamma fitted to the M/G/1 wait's
+first two moments (Pollaczek-Khinchine, Takacs); p90/p99 TPOT is the step time at the p-quantile
+of the decoding batch, Poisson with mean ``B(lambda)`` (M/G/inf occupancy) capped at the batch
+limit. Tail targets lower the rate like the mean ones. **Shared prefixes** (:func:`prefix_work`):
+a cached prefix of ``P`` tokens hit with probability ``h`` leaves ``I - h P`` tokens to prefill
+and is held once in the KV cache.
+
 **Efficiency factors** (``e_c``, ``e_bw``, ``overhead``, ``t_layer``) are fitted per GPU family and engine on
 published benchmarks (:mod:`optimizer.sizing.calibration`, ``catalogs/calibration/``); the
 communication terms are not efficiencies but measured collective times
@@ -102,6 +110,7 @@ from numpy.typing import NDArray
 from optimizer.errors import UsageError
 from optimizer.schema.catalog import GPU
 from optimizer.sizing import comm as _comm
+from optimizer.sizing import queueing as _queueing
 from optimizer.sizing.architecture import ModelArch, ceil_div, kv_tokens_held, param_counts
 from optimizer.sizing.memory import (
     KV_BYTES,
@@ -226,6 +235,36 @@ class ReplicaPerf:
     kv_batch_limit: int = 0
     utilization: float = 0.8
     measured_scale: float = 1.0
+    #: Tails at the operating point (docs/perf.md "Tail latency"): TTFT p-quantile
+    #: ``S + W_p + TPOT(B)`` (M/G/1 wait, gamma fit), TPOT at the Poisson p-quantile batch.
+    ttft_p90_ms: float = 0.0
+    ttft_p99_ms: float = 0.0
+    tpot_p90_ms: float = 0.0
+    tpot_p99_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class TailTargets:
+    """p90/p99 latency targets of a workload, ms (None: no target of that kind)."""
+
+    ttft_p90_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    tpot_p90_ms: float | None = None
+    tpot_p99_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("ttft_p90_ms", "ttft_p99_ms", "tpot_p90_ms", "tpot_p99_ms"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise UsageError(f"{name} must be a positive number of ms, got {v}", field=name)
+
+    def ttft(self) -> list[tuple[float, float]]:
+        """(quantile, target ms) of the TTFT tail targets, p90 first."""
+        return [(p, v) for p, v in ((0.9, self.ttft_p90_ms), (0.99, self.ttft_p99_ms)) if v is not None]
+
+    def tpot(self) -> list[tuple[float, float]]:
+        """(quantile, target ms) of the TPOT tail targets, p90 first."""
+        return [(p, v) for p, v in ((0.9, self.tpot_p90_ms), (0.99, self.tpot_p99_ms)) if v is not None]
 
 
 # ------------------------------------------------------------------------------------------
@@ -587,6 +626,39 @@ class PerfQuery(NamedTuple):
     dp: int = 1
 
 
+class PrefixWork(NamedTuple):
+    """A request's prefill with a cached shared prefix (:func:`prefix_work`): ``new_tokens``
+    computed, each attending ``attn_prompt / 2`` keys on average."""
+
+    new_tokens: float
+    attn_prompt: float
+
+
+def prefix_work(input_tokens: int, prefix_tokens: int, hit_rate: float) -> PrefixWork | None:
+    """Prefill work of a request whose first ``prefix_tokens`` are a shared prefix found in the
+    cache with probability ``hit_rate`` (None without a cache hit: the plain model).
+
+    Prefix caching (vLLM automatic prefix caching, docs.vllm.ai "Automatic Prefix Caching";
+    SGLang RadixAttention, Zheng et al., "SGLang", arXiv:2312.07104) reuses the prefix's KV
+    blocks, so on average ``c = h P`` tokens are skipped and ``I - c`` computed (at least one:
+    the engines recompute the last token of a full hit to get its logits). Token ``j`` of the
+    prompt attends ``j`` keys, the cached ones included, so the new tokens ``c+1..I`` attend
+    ``(c + I) / 2`` keys each: ``attn_prompt = I + c`` in the ``prompt / 2`` of the step model.
+    The mean is used (a hit/miss mix is not split into two service times)."""
+    cached = hit_rate * prefix_tokens
+    if cached <= 0.0:
+        return None
+    return PrefixWork(max(input_tokens - cached, 1.0), input_tokens + cached)
+
+
+def _check_prefix(input_tokens: int, prefix_tokens: int, hit_rate: float) -> None:
+    if not 0 <= prefix_tokens <= input_tokens:
+        raise UsageError(f"prefix tokens must be in [0, input tokens {input_tokens}], got {prefix_tokens}",
+                         field="prefix_tokens", hint="the shared prefix is part of the prompt")
+    if not (math.isfinite(hit_rate) and 0.0 <= hit_rate <= 1.0):
+        raise UsageError(f"prefix hit rate must be in [0, 1], got {hit_rate}", field="prefix_hit_rate")
+
+
 def _check_perf_inputs(input_tokens: int, output_tokens: int, kv_cache_tokens: int,
                        utilization: float, max_num_seqs: int) -> None:
     if input_tokens < 1 or output_tokens < 1:
@@ -604,7 +676,8 @@ def replica_perf(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: 
                  ttft_ms: float | None = None, tpot_ms: float | None = None, max_num_seqs: int = 256,
                  utilization: float = 0.8, efficiency: Efficiency | None = None,
                  measured: tuple[MeasuredPoint, ...] | list[MeasuredPoint] | None = None,
-                 time_scale: float = 1.0, ep: int = 1, dp: int = 1) -> ReplicaPerf:
+                 time_scale: float = 1.0, ep: int = 1, dp: int = 1, tails: TailTargets | None = None,
+                 prefix_tokens: int = 0, prefix_hit_rate: float = 0.0) -> ReplicaPerf:
     """Offline throughput and SLO-limited capacity of one replica (see the module docstring).
 
     1. ``B_max = min(max_num_seqs, floor(kv_cache_tokens / (I + r O)))``; offline throughput
@@ -617,6 +690,10 @@ def replica_perf(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: 
     4. Measured points for this exact (model, GPU, TP, PP, precision) (``measured`` or
        ``efficiency.measured``): every time is scaled by ``predicted / measured`` throughput at the
        nearest measured (I, O), so the measured throughput is reproduced there; ``source="measured"``.
+    5. ``tails``: p90/p99 TTFT and TPOT targets lower the rate further; the tails at the
+       operating point are reported either way (``ReplicaPerf.ttft_p90_ms`` ...).
+    6. ``prefix_tokens``/``prefix_hit_rate``: a shared prefix in the prefix cache
+       (:func:`prefix_work`; see :func:`replica_perf_many`).
 
     The work is :func:`replica_perf_many` on a batch of one, so one call and a planning run give
     the same numbers; see there for how the roots of 2. and 3. are found.
@@ -627,7 +704,8 @@ def replica_perf(arch: ModelArch, gpu: GPU, *, tp: int, pp: int = 1, precision: 
     return replica_perf_many(arch, (query,), kv_dtype=kv_dtype, input_tokens=input_tokens,
                              output_tokens=output_tokens, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
                              max_num_seqs=max_num_seqs, utilization=utilization,
-                             measured=measured)[0]
+                             measured=measured, tails=tails, prefix_tokens=prefix_tokens,
+                             prefix_hit_rate=prefix_hit_rate)[0]
 
 
 def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype: str = "auto",
@@ -635,6 +713,8 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
                       tpot_ms: float | None = None, max_num_seqs: int = 256,
                       utilization: float = 0.8,
                       measured: tuple[MeasuredPoint, ...] | list[MeasuredPoint] | None = None,
+                      tails: TailTargets | None = None, prefix_tokens: int = 0,
+                      prefix_hit_rate: float = 0.0,
                       ) -> list[ReplicaPerf]:
     """:func:`replica_perf` of one workload shape on many deployments of ``arch`` at once.
 
@@ -653,6 +733,21 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
     * The TTFT-limited rate, the root of ``TTFT(lambda) = ttft_ms`` on ``[0, utilization mu]``
       (TTFT increases with lambda): safeguarded Newton with the implicit slope
       ``dB/dlambda = (O-1) TPOT / (1 - lambda (O-1) TPOT')``.
+    * Tail targets (``tails``, docs/perf.md "Tail latency"): a TPOT p-target gives the largest
+      integer batch ``k`` meeting it (the same integer bisection); the operating batch
+      ``B(lambda)``, Poisson-distributed (M/G/inf occupancy), must have its p-quantile ``<= k``:
+      ``B <= m_p`` with ``P(Poisson(m_p) <= k) = p`` (``queueing.poisson_mean_for_quantile``),
+      so ``lambda <= m_p / ((O-1) TPOT(m_p))`` in closed form. A TTFT p-target,
+      ``S + W_p(lambda) + TPOT(B(lambda)) <= target`` (``queueing.wait_quantile``, increasing in
+      lambda), lowers the rate by bisection on ``[0, lambda]`` to ``1e-9 lambda`` (all
+      deployments together, a fixed number of halvings, so deterministic). Mean targets are
+      applied first, then p90, then p99; each only lowers the rate, so all hold at the end.
+
+    ``prefix_tokens``/``prefix_hit_rate``: a shared prompt prefix found in the prefix cache
+    (:func:`prefix_work`): prefill computes ``I - h P`` new tokens; the replica's KV cache holds
+    one copy of the prefix (``P`` tokens, per DP rank) and each sequence ``I - h P + r O`` of its
+    own; decode still reads the whole context ``I + O/2`` per sequence (paged attention reads the
+    shared blocks once per sequence: conservative).
 
     The scalar bisections this replaces stopped at ``1e-7 max(1, B)`` above the fixed point and
     ``1e-9 utilization mu`` below the TTFT root; those stopping rules are kept (replayed on the
@@ -664,10 +759,13 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
     """
     _check_perf_inputs(input_tokens, output_tokens, min((q.kv_cache_tokens for q in queries), default=0),
                        utilization, max_num_seqs)
+    _check_prefix(input_tokens, prefix_tokens, prefix_hit_rate)
+    tails = tails or TailTargets()
     n = len(queries)
     if n == 0:
         return []
     isl, osl = input_tokens, output_tokens
+    pw = prefix_work(isl, prefix_tokens, prefix_hit_rate)
     steps = max(osl - 1, 1)
     # Sliding-window layers hold at most `window` tokens: use the mean context those layers see.
     mean_ctx = isl + osl / 2.0
@@ -705,17 +803,22 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
     cols = StepColumns.of(sms, effs)
     ctx_cols = cols.with_context_scale(ctx_scale)
     scale = np.array(scales)
-    kv_limit = [q.dp * int(q.kv_cache_tokens // max(isl + e.kv_reserve_output_fraction * osl, 1.0))
-                for q, e in zip(queries, effs, strict=True)]
+    if pw is None:
+        kv_limit = [q.dp * int(q.kv_cache_tokens // max(isl + e.kv_reserve_output_fraction * osl, 1.0))
+                    for q, e in zip(queries, effs, strict=True)]
+    else:  # one copy of the prefix per DP rank's cache, then each sequence's own tokens
+        kv_limit = [q.dp * int(max(q.kv_cache_tokens - prefix_tokens, 0)
+                               // max(pw.new_tokens + e.kv_reserve_output_fraction * osl, 1.0))
+                    for q, e in zip(queries, effs, strict=True)]
     seq_cap = [max_num_seqs * q.dp for q in queries]
     b_max = np.array([min(cap, k) for cap, k in zip(seq_cap, kv_limit, strict=True)], dtype=np.int64)
 
     def tpot_s(c: StepColumns, b: NDArray[np.float64], sc: NDArray[np.float64],
                exact: bool = True) -> NDArray[np.float64]:
-        return decode_step_array(c, b, isl, osl, exact) * sc
+        return decode_step_array(c, b, isl, osl, exact, pw) * sc
 
-    s_prefill = prefill_array(cols, isl) * scale
-    s_busy = np.minimum(s_prefill, prefill_work_array(cols, isl) * scale)
+    s_prefill = prefill_array(cols, isl, pw) * scale
+    s_busy = np.minimum(s_prefill, prefill_work_array(cols, isl, pw) * scale)
     ones = np.ones(n)
     t_one = tpot_s(ctx_cols, ones, scale)
     t_bmax = tpot_s(ctx_cols, np.maximum(b_max, 1).astype(np.float64), scale)
@@ -726,33 +829,65 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
     status = np.where(b_max < 1, 1, 0)
     limited = np.where(np.array(kv_limit) <= np.array(seq_cap), "kv", "max_num_seqs").astype(object)
     b_slo = b_max.copy()
-    # --- TPOT target -----------------------------------------------------------------------
-    if tpot_ms is not None:
-        over = (status == 0) & (t_bmax * 1e3 > tpot_ms)
-        status[over & (t_one * 1e3 > tpot_ms)] = 2
+
+    def largest_batch(target_ms: float) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
+        """Rows (still live) whose TPOT at ``B_max`` misses ``target_ms``, and for each the
+        largest integer batch meeting it; rows missing it at batch 1 get status 2."""
+        over = (status == 0) & (t_bmax * 1e3 > target_ms)
+        status[over & (t_one * 1e3 > target_ms)] = 2
         idx = np.flatnonzero(over & (status == 0))
+        lo = np.ones(idx.size, dtype=np.int64)
         if idx.size:
             sub, sc = ctx_cols.take(idx), scale[idx]
-            lo, hi = np.ones(idx.size, dtype=np.int64), b_max[idx].copy()
+            hi = b_max[idx].copy()
             act = hi - lo > 1
             while act.any():
                 mid = (lo + hi) // 2
-                meets = tpot_s(sub, mid.astype(np.float64), sc, exact=False) * 1e3 <= tpot_ms
+                meets = tpot_s(sub, mid.astype(np.float64), sc, exact=False) * 1e3 <= target_ms
                 lo = np.where(act & meets, mid, lo)
                 hi = np.where(act & ~meets, mid, hi)
                 act = hi - lo > 1
+        return idx, lo
+
+    # --- TPOT target -----------------------------------------------------------------------
+    if tpot_ms is not None:
+        idx, lo = largest_batch(tpot_ms)
+        if idx.size:
             b_slo[idx] = lo
             limited[idx] = "tpot"
+    # TPOT tail targets: the largest batch k meeting each (B_max where it never binds)
+    tail_k: list[tuple[float, NDArray[np.int64]]] = []
+    for p, target in tails.tpot():
+        idx, lo = largest_batch(target)
+        k = b_max.copy()
+        k[idx] = lo
+        tail_k.append((p, k))
 
     ttft = np.zeros(n)
     tp_now = np.zeros(n)
     mu = np.zeros(n)
+    # tails at the operating point; the best values (batch 1, no queue) where the SLO fails
+    ttft_p90, ttft_p99 = (s_prefill + t_one).copy(), (s_prefill + t_one).copy()
+    tpot_p90, tpot_p99 = t_one.copy(), t_one.copy()
+    bs_cap = np.maximum(b_max, 1).astype(np.float64)  # the engine's batch limit caps the Poisson batch
     live = np.flatnonzero(status == 0)
     if live.size:
         sub, sc = ctx_cols.take(live), scale[live]
         bs = b_slo[live].astype(np.float64)
         t_bslo = tpot_s(sub, bs, sc)
         mu_l = bs / (steps * t_bslo)
+        for p, k_all in tail_k:  # the operating batch's p-quantile must not exceed k
+            j = np.flatnonzero((k_all[live] < b_max[live]) & (status[live] == 0))
+            if j.size:
+                # Poisson mean with p-quantile k, a hair inside so the quantile rounds to k
+                m = np.minimum(_queueing.poisson_mean_for_quantile(p, k_all[live[j]]) * (1 - 1e-9), bs[j])
+                m = np.maximum(m, 1e-9)
+                mu_t = m / (steps * tpot_s(sub.take(j), m, sc[j], exact=False)) / utilization
+                low = mu_t < mu_l[j]
+                jj = j[low]
+                mu_l[jj] = mu_t[low]
+                b_slo[live[jj]] = np.maximum(1, np.minimum(bs[jj], np.ceil(mu_l[jj] * steps * t_bslo[jj])))
+                limited[live[jj]] = "tpot"
         lam = utilization * mu_l
         sp, sb = s_prefill[live], s_busy[live]
 
@@ -762,8 +897,9 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
             t = tpot_s(sub, np.maximum(b, 1.0), sc)
             return _md1_wait_array(rate, sp, sb) + sp + t, t
 
-        b_lam = _fixed_batch(sub, sc, lam, bs, isl, osl)
+        b_lam = _fixed_batch(sub, sc, lam, bs, isl, osl, prefix=pw)
         ttft_l, tp_l = ttft_at(lam, b_lam)
+        b_now = b_lam.copy()  # the batch at the operating point (the exact root, for the tails)
         if ttft_ms is not None:
             over = ttft_l * 1e3 > ttft_ms
             floor_ttft = sp + t_one[live]
@@ -773,7 +909,7 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
             if j.size:
                 sub_j, sc_j = sub.take(j), sc[j]
                 r_star, b_root, db_root, window = _ttft_rate_root(
-                    sub_j, sc_j, lam[j], bs[j], b_lam[j], sp[j], sb[j], isl, osl, ttft_ms)
+                    sub_j, sc_j, lam[j], bs[j], b_lam[j], sp[j], sb[j], isl, osl, ttft_ms, pw)
                 bs_j, sp_j, sb_j = bs[j], sp[j], sb[j]
 
                 def meets_at(mid: NDArray[np.float64], k: NDArray[np.intp]) -> NDArray[np.bool_]:
@@ -783,8 +919,8 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
                     rate_steps = mid * steps
                     for _ in range(2):  # Newton from the tangent: converged to rounding
                         xb = np.maximum(x, 1e-9)
-                        h = x - rate_steps * (decode_step_array(c_k, xb, isl, osl, False) * sc_k)
-                        dh = 1.0 - rate_steps * (decode_slope_array(c_k, xb, isl, osl) * sc_k)
+                        h = x - rate_steps * (decode_step_array(c_k, xb, isl, osl, False, pw) * sc_k)
+                        dh = 1.0 - rate_steps * (decode_slope_array(c_k, xb, isl, osl, pw) * sc_k)
                         x = np.clip(x - h / dh, 0.0, bs_j[k])
                     b = _replay_fixed_point_bisection(x, bs_j[k])
                     t = tpot_s(c_k, np.maximum(b, 1.0), sc_k)
@@ -792,8 +928,8 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
                     return ttft_k * 1e3 <= ttft_ms
 
                 lam_j = _replay_rate_bisection(r_star, lam[j], window, meets_at)
-                b_j = _replay_fixed_point_bisection(_fixed_batch(sub_j, sc_j, lam_j, bs[j], isl, osl),
-                                                    bs[j])
+                b_exact = _fixed_batch(sub_j, sc_j, lam_j, bs[j], isl, osl, prefix=pw)
+                b_j = _replay_fixed_point_bisection(b_exact, bs[j])
                 tp_j = tpot_s(sub_j, np.maximum(b_j, 1.0), sc_j)
                 ttft_l[j] = _md1_wait_array(lam_j, sp[j], sb[j]) + sp[j] + tp_j
                 tp_l[j] = tp_j
@@ -801,29 +937,57 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
                 mu_l[j] = mu_j
                 b_slo[live[j]] = np.maximum(1, np.minimum(bs[j], np.ceil(mu_j * steps * t_bslo[j])))
                 limited[live[j]] = "ttft"
+                b_now[j] = b_exact
+        sp3 = (sp, sp * sp, sp * sp * sp)  # deterministic service: the moments of S
+        for p, target in tails.ttft():
+            rate = utilization * mu_l
+            ttft_p = sp + _queueing.wait_quantile(p, rate * sb, *sp3) + tp_l
+            over = (status[live] == 0) & (ttft_p * 1e3 > target)
+            never = over & ((sp + t_one[live]) * 1e3 > target)
+            status[live[never]] = 3
+            j = np.flatnonzero(over & ~never)
+            if j.size:
+                lam_j, b_j, tp_j = _ttft_tail_rate(sub.take(j), sc[j], rate[j], bs[j], sp[j], sb[j], p,
+                                                   target, isl, osl, pw)
+                ttft_l[j] = _md1_wait_array(lam_j, sp[j], sb[j]) + sp[j] + tp_j
+                tp_l[j], b_now[j], mu_l[j] = tp_j, b_j, lam_j / utilization
+                b_slo[live[j]] = np.maximum(1, np.minimum(bs[j], np.ceil(mu_l[j] * steps * t_bslo[j])))
+                limited[live[j]] = "ttft"
         ttft[live], tp_now[live], mu[live] = ttft_l, tp_l, mu_l
+        # the tails at the operating point (docs/perf.md "Tail latency")
+        ok = np.flatnonzero(status[live] == 0)  # a tail target may have failed some rows
+        rho_now = utilization * mu_l[ok] * sb[ok]
+        sub_ok = sub.take(ok)
+        for p, tt_q, tp_q in ((0.9, ttft_p90, tpot_p90), (0.99, ttft_p99, tpot_p99)):
+            tt_q[live[ok]] = sp[ok] + _queueing.wait_quantile(p, rho_now, *(m[ok] for m in sp3)) + tp_l[ok]
+            k_q = np.minimum(np.maximum(_queueing.poisson_quantile(p, b_now[ok]), 1.0), bs_cap[live[ok]])
+            tp_q[live[ok]] = tpot_s(sub_ok, k_q, sc[ok], exact=False)  # MoE power: numpy's
 
     out: list[ReplicaPerf] = []
     rows = zip(status.tolist(), offline.tolist(), b_max.tolist(), ttft.tolist(), tp_now.tolist(),
                mu.tolist(), b_slo.tolist(), limited.tolist(), t_one.tolist(), t_bmax.tolist(),
-               s_prefill.tolist(), scales, sources, kv_limit, strict=True)
-    for i, (st, off, bm, tt, tpn, m, bsl, lim, one, tbm, spf, sc1, src, kvl) in enumerate(rows):
+               s_prefill.tolist(), scales, sources, kv_limit, ttft_p90.tolist(), ttft_p99.tolist(),
+               tpot_p90.tolist(), tpot_p99.tolist(), strict=True)
+    for i, (st, off, bm, tt, tpn, m, bsl, lim, one, tbm, spf, sc1, src, kvl, t90, t99, p90, p99
+            ) in enumerate(rows):
         off = offline_override.get(i, off)
+        tail = {"ttft_p90_ms": t90 * 1e3, "ttft_p99_ms": t99 * 1e3, "tpot_p90_ms": p90 * 1e3,
+                "tpot_p99_ms": p99 * 1e3}
         if st == 1:
             out.append(ReplicaPerf(0.0, 0, (spf + one) * 1e3, one * 1e3, 0.0, 0, "kv", src,
-                                   one * 1e3, spf * 1e3, kvl, utilization, 1 / sc1))
+                                   one * 1e3, spf * 1e3, kvl, utilization, 1 / sc1, **tail))
         elif st == 2:
             out.append(ReplicaPerf(off, bm, (spf + one) * 1e3, one * 1e3, 0.0, 0, "tpot", src,
-                                   tbm * 1e3, spf * 1e3, kvl, utilization, 1 / sc1))
+                                   tbm * 1e3, spf * 1e3, kvl, utilization, 1 / sc1, **tail))
         elif st == 3:
             out.append(ReplicaPerf(off, bm, (spf + one) * 1e3, one * 1e3, 0.0, 0, "ttft", src,
-                                   tbm * 1e3, spf * 1e3, kvl, utilization, 1 / sc1))
+                                   tbm * 1e3, spf * 1e3, kvl, utilization, 1 / sc1, **tail))
         else:
             out.append(ReplicaPerf(
                 output_tokens_per_s=off, batch=bm, ttft_ms=tt * 1e3, tpot_ms=tpn * 1e3,
                 requests_per_s=m, slo_batch=int(bsl), limited_by=lim, source=src,
                 offline_tpot_ms=tbm * 1e3, prefill_ms=spf * 1e3, kv_batch_limit=kvl,
-                utilization=utilization, measured_scale=1 / sc1))
+                utilization=utilization, measured_scale=1 / sc1, **tail))
     return out
 
 
@@ -969,26 +1133,31 @@ def stage_time_array(c: StepColumns, *, decode: NDArray[np.float64], prefill: ND
 
 
 def decode_step_array(c: StepColumns, batch: NDArray[np.float64], input_tokens: int,
-                      output_tokens: int, exact: bool = True) -> NDArray[np.float64]:
-    """:func:`decode_step_s` per element: ``pp T_stage(B/pp, P/pp) + (pp-1) T_p2p + overhead``."""
+                      output_tokens: int, exact: bool = True,
+                      prefix: PrefixWork | None = None) -> NDArray[np.float64]:
+    """:func:`decode_step_s` per element: ``pp T_stage(B/pp, P/pp) + (pp-1) T_p2p + overhead``.
+    With a cached prefix (:class:`PrefixWork`) a newcomer prefills only its new tokens, whose
+    attention spans ``attn_prompt / 2`` keys each; decode still reads the whole context."""
     steps = max(output_tokens - 1, 1)
-    prefill = batch * input_tokens / steps
+    new, span = (input_tokens, input_tokens) if prefix is None else prefix
+    prefill = batch * new / steps
     mb_decode, mb_prefill = batch / c.pp, prefill / c.pp
     context = input_tokens + output_tokens / 2.0
     t = c.pp * stage_time_array(c, decode=mb_decode, prefill=mb_prefill, context=context,
-                                prompt=input_tokens, exact=exact)
+                                prompt=span, exact=exact)
     t = t + (c.pp - 1) * p2p_array(c, mb_decode + mb_prefill)
     return t + c.step_overhead_ms * 1e-3
 
 
 def decode_slope_array(c: StepColumns, batch: NDArray[np.float64], input_tokens: int,
-                       output_tokens: int) -> NDArray[np.float64]:
+                       output_tokens: int, prefix: PrefixWork | None = None) -> NDArray[np.float64]:
     """``d TPOT / d B`` of :func:`decode_step_array` (the slope of the branch each ``max``
     takes; for MoE ``d/dm E (1 - q^m) = -E q^m ln q``, ``q = 1 - k/E``). Used by the root
     finders only, never reported."""
     steps = max(output_tokens - 1, 1)
     pp = c.pp
-    per_b = input_tokens / steps                       # prefill tokens per decoding sequence
+    new, span = (input_tokens, input_tokens) if prefix is None else prefix
+    per_b = new / steps                                # prefill tokens per decoding sequence
     dm = (1.0 + per_b) / pp                            # d m / d B, m = B/pp + B I/(O-1)/pp
     m = batch * dm
     context = input_tokens + output_tokens / 2.0
@@ -1010,7 +1179,7 @@ def decode_slope_array(c: StepColumns, batch: NDArray[np.float64], input_tokens:
     kv_bound = (pairs + prefill) * c.kv_bytes_per_token / bw >= pairs * c.attn_flops_per_pair / c_16
     d_attn = np.where(kv_bound, (context + per_b) / pp * c.kv_bytes_per_token / bw,
                       context / pp * c.attn_flops_per_pair / c_16) / dp
-    d_attn = d_attn + per_b / pp / dp * (input_tokens / 2.0) * c.attn_flops_per_pair / c_16
+    d_attn = d_attn + per_b / pp / dp * (span / 2.0) * c.attn_flops_per_pair / c_16
     t = c.tp
     d_ar = np.where(t == 1, 0.0, 2.0 * c.layers * (2.0 * (t - 1) / t * c.hidden * ACT_BYTES
                                                    / c.ar_bus_bw)) * dm
@@ -1022,25 +1191,35 @@ def decode_slope_array(c: StepColumns, batch: NDArray[np.float64], input_tokens:
     return pp * (d_linear + d_attn + d_ar + d_a2a) + (pp - 1) * d_p2p
 
 
-def prefill_array(c: StepColumns, input_tokens: int) -> NDArray[np.float64]:
-    """:func:`prefill_s` per element."""
+def prefill_array(c: StepColumns, input_tokens: int,
+                  prefix: PrefixWork | None = None) -> NDArray[np.float64]:
+    """:func:`prefill_s` per element; with a cached prefix the chunks cover the new tokens only."""
     chunk_tokens = c.prefill_chunk_tokens.astype(np.int64)
-    n = np.maximum(1, -(-input_tokens // chunk_tokens)).astype(np.float64)
-    chunk = input_tokens / n
+    if prefix is None:
+        n = np.maximum(1, -(-input_tokens // chunk_tokens)).astype(np.float64)
+        chunk = input_tokens / n
+        span: float = input_tokens
+    else:
+        n = np.maximum(1.0, np.ceil(prefix.new_tokens / chunk_tokens))
+        chunk = prefix.new_tokens / n
+        span = prefix.attn_prompt
     zero = np.zeros_like(chunk)
-    one = c.pp * stage_time_array(c, decode=zero, prefill=chunk, context=0.0, prompt=input_tokens,
+    one = c.pp * stage_time_array(c, decode=zero, prefill=chunk, context=0.0, prompt=span,
                                   spread=np.ones_like(chunk))
     one = one + ((c.pp - 1) * p2p_array(c, chunk) + c.step_overhead_ms * 1e-3)
     return n * one
 
 
-def prefill_work_array(c: StepColumns, input_tokens: int) -> NDArray[np.float64]:
-    """:func:`prefill_work_s` per element."""
+def prefill_work_array(c: StepColumns, input_tokens: int,
+                       prefix: PrefixWork | None = None) -> NDArray[np.float64]:
+    """:func:`prefill_work_s` per element; with a cached prefix, of the new tokens only (their
+    attention spanning ``attn_prompt / 2`` keys each)."""
     c_w = c.peak_flops * c.compute
     c_16 = c.peak_flops_16 * c.compute
-    tokens = input_tokens / c.dp
-    flops = (c.flops_per_token * tokens + c.expert_flops_per_token * input_tokens) / c_w
-    attn = tokens * (input_tokens / 2.0) * c.attn_flops_per_pair / c_16
+    new, span = (input_tokens, input_tokens) if prefix is None else prefix
+    tokens = new / c.dp
+    flops = (c.flops_per_token * tokens + c.expert_flops_per_token * new) / c_w
+    attn = tokens * (span / 2.0) * c.attn_flops_per_pair / c_16
     return (flops + attn + allreduce_array(c, tokens) * _allreduce_share_array(c)
             + moe_comm_array(c, tokens))
 
@@ -1056,7 +1235,8 @@ def _md1_wait_array(rate: NDArray[np.float64], service_s: NDArray[np.float64],
 
 def _fixed_batch(c: StepColumns, scale: NDArray[np.float64], rate: NDArray[np.float64],
                  b_hi: NDArray[np.float64], input_tokens: int, output_tokens: int,
-                 start: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+                 start: NDArray[np.float64] | None = None,
+                 prefix: PrefixWork | None = None) -> NDArray[np.float64]:
     """Root of ``h(B) = B - rate (O-1) TPOT(max(B, 1e-9))`` in ``[0, b_hi]`` (sequences decoding at
     arrival rate ``rate``), by safeguarded Newton to ~1e-14 relative; see :func:`replica_perf_many`
     for why the root is unique. ``start`` is an initial guess (a nearby rate's root)."""
@@ -1067,8 +1247,8 @@ def _fixed_batch(c: StepColumns, scale: NDArray[np.float64], rate: NDArray[np.fl
     x = np.zeros_like(b_hi) if start is None else np.clip(start, 0.0, b_hi)
     for _ in range(100):
         xb = np.maximum(x, 1e-9)
-        h = x - k * (decode_step_array(c, xb, input_tokens, output_tokens, False) * scale)
-        dh = 1.0 - k * (decode_slope_array(c, xb, input_tokens, output_tokens) * scale)
+        h = x - k * (decode_step_array(c, xb, input_tokens, output_tokens, False, prefix) * scale)
+        dh = 1.0 - k * (decode_slope_array(c, xb, input_tokens, output_tokens, prefix) * scale)
         lo = np.where(h < 0, x, lo)
         hi = np.where(h > 0, x, hi)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1129,7 +1309,7 @@ def _replay_rate_bisection(r_star: NDArray[np.float64], lam: NDArray[np.float64]
 def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.float64],
                     b_hi: NDArray[np.float64], b_lam: NDArray[np.float64],
                     s_prefill: NDArray[np.float64], s_busy: NDArray[np.float64], input_tokens: int,
-                    output_tokens: int, ttft_ms: float,
+                    output_tokens: int, ttft_ms: float, prefix: PrefixWork | None = None,
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
                                NDArray[np.float64]]:
     """Rate in ``[0, lam]`` where ``W_q(rate) + S + TPOT(max(B(rate), 1)) = ttft_ms``
@@ -1144,11 +1324,11 @@ def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.
     x = lam.copy()
     b = b_lam.copy()
     for _ in range(100):
-        b = _fixed_batch(c, scale, x, b_hi, input_tokens, output_tokens, start=b)
+        b = _fixed_batch(c, scale, x, b_hi, input_tokens, output_tokens, start=b, prefix=prefix)
         bc = np.maximum(b, 1.0)
-        t = decode_step_array(c, bc, input_tokens, output_tokens, False) * scale
+        t = decode_step_array(c, bc, input_tokens, output_tokens, False, prefix) * scale
         f = (_md1_wait_array(x, s_prefill, s_busy) + s_prefill + t) * 1e3 - ttft_ms
-        slope = decode_slope_array(c, bc, input_tokens, output_tokens) * scale
+        slope = decode_slope_array(c, bc, input_tokens, output_tokens, prefix) * scale
         rho = x * s_busy
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             d_wait = s_busy * s_prefill / (2.0 * (1.0 - rho) ** 2)
@@ -1163,10 +1343,10 @@ def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.
         x = xn
         if done.all():
             break
-    b = _fixed_batch(c, scale, x, b_hi, input_tokens, output_tokens, start=b)
+    b = _fixed_batch(c, scale, x, b_hi, input_tokens, output_tokens, start=b, prefix=prefix)
     bc = np.maximum(b, 1.0)
-    t = decode_step_array(c, bc, input_tokens, output_tokens, False) * scale
-    slope = decode_slope_array(c, bc, input_tokens, output_tokens) * scale
+    t = decode_step_array(c, bc, input_tokens, output_tokens, False, prefix) * scale
+    slope = decode_slope_array(c, bc, input_tokens, output_tokens, prefix) * scale
     rho = x * s_busy
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         db = steps * t / (1.0 - x * steps * slope)
@@ -1176,6 +1356,34 @@ def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.
         window = np.maximum(8.0 * excess / df, 1e-6 * x)
     window = np.where(np.isfinite(window), window, lam)
     return x, b, np.where(np.isfinite(db), db, 0.0), window
+
+
+def _ttft_tail_rate(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.float64],
+                    b_hi: NDArray[np.float64], s_prefill: NDArray[np.float64],
+                    s_busy: NDArray[np.float64], p: float, target_ms: float, input_tokens: int,
+                    output_tokens: int, prefix: PrefixWork | None,
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Largest rate in ``[0, lam]`` with ``S + W_p(rate) + TPOT(max(B(rate), 1)) <= target_ms``
+    (the TTFT p-quantile, increasing in the rate; it meets the target at rate 0 and misses it at
+    ``lam``), by bisection to ``1e-9 lam``; returns the rate, the batch there and its TPOT."""
+    moments = (s_prefill, s_prefill * s_prefill, s_prefill * s_prefill * s_prefill)
+    lo = np.zeros_like(lam)
+    hi = lam.copy()
+    b = np.zeros_like(lam)
+    tol = 1e-9 * lam
+    act = hi - lo > tol
+    while act.any():
+        mid = 0.5 * (lo + hi)
+        b = _fixed_batch(c, scale, mid, b_hi, input_tokens, output_tokens, start=b, prefix=prefix)
+        t = decode_step_array(c, np.maximum(b, 1.0), input_tokens, output_tokens, True, prefix) * scale
+        q = s_prefill + _queueing.wait_quantile(p, mid * s_busy, *moments) + t
+        meets = q * 1e3 <= target_ms
+        lo = np.where(act & meets, mid, lo)
+        hi = np.where(act & ~meets, mid, hi)
+        act = hi - lo > tol
+    b = _fixed_batch(c, scale, lo, b_hi, input_tokens, output_tokens, start=b, prefix=prefix)
+    t = decode_step_array(c, np.maximum(b, 1.0), input_tokens, output_tokens, True, prefix) * scale
+    return lo, b, t
 
 
 def _ctx(sm: StepModel, ctx_scale: float) -> StepModel:
@@ -1190,9 +1398,11 @@ __all__ = [
     "Efficiency",
     "MeasuredPoint",
     "PerfQuery",
+    "PrefixWork",
     "ReplicaPerf",
     "StepColumns",
     "StepModel",
+    "TailTargets",
     "allreduce_array",
     "allreduce_s",
     "decode_slope_array",
@@ -1208,6 +1418,7 @@ __all__ = [
     "prefill_s",
     "prefill_work_array",
     "prefill_work_s",
+    "prefix_work",
     "replica_perf",
     "replica_perf_many",
     "stage_time_array",
