@@ -45,6 +45,8 @@ def render_markdown(plan: Plan, rs: ResolvedScenario) -> str:
     gpus = ", ".join(f"{n} x {g}" for g, n in sorted(plan.gpus_by_type.items())) or "none"
     head = [
         ("Status", f"{plan.status} ({s.solver}, objective {s.objective_name}, gap {plan.gap:.2%})"),
+        *([("Hourly", f"{_money(plan.hourly_cost, cur)} per hour (cloud instances rented)")]
+          if plan.hourly_cost is not None else []),
         ("Capex", _money(plan.capex, cur)),
         (f"TCO over {plan.horizon_years:g} years", f"{_money(plan.tco, cur)} (energy {_money(plan.energy_cost, cur)}, "
          f"support/opex {_money(plan.opex_cost, cur)})"),
