@@ -444,9 +444,8 @@ def merge_declared(catalog: Catalog, declared: ScenarioCatalog, file: str) -> tu
     gpus, renamed = _merge_entries(catalog.gpus, declared.gpus, GPU, "GPU", "catalog.gpus", file)
     servers = {k: (s.model_copy(update={"compatible_gpus": [renamed.get(g, g) for g in s.compatible_gpus]})
                    if any(g in renamed for g in s.compatible_gpus) else s) for k, s in catalog.servers.items()}
-    servers, _ = _merge_entries(servers, declared.servers, Server, "server", "catalog.servers", file)
     gpu_names = _names(gpus.values())
-    mine = {s.name for s in declared.servers}
+    mine = []
     for i, s in enumerate(declared.servers):
         fixed = []
         for j, g in enumerate(s.compatible_gpus):
@@ -456,9 +455,9 @@ def merge_declared(catalog: Catalog, declared: ScenarioCatalog, file: str) -> tu
                                     field=f"catalog.servers[{i}].compatible_gpus[{j}]",
                                     hint=_suggest(g, gpu_names) or "declare it under catalog.gpus")
             fixed.append(hit)
-        if fixed != servers[s.name].compatible_gpus:
-            servers[s.name] = servers[s.name].model_copy(update={"compatible_gpus": fixed})
-    names = frozenset({g.name for g in declared.gpus} | mine)
+        mine.append(s.model_copy(update={"compatible_gpus": fixed}))
+    servers, _ = _merge_entries(servers, mine, Server, "server", "catalog.servers", file)
+    names = frozenset({g.name for g in declared.gpus} | {s.name for s in declared.servers})
     return (Catalog(gpus=gpus, servers=servers, models=catalog.models, quote_items=catalog.quote_items), names)
 
 
