@@ -359,6 +359,9 @@ def scenario_from_data(data: Any, path: Path, catalog: Catalog | None = None) ->
     if not isinstance(data, dict):
         raise ScenarioError("expected a mapping of scenario fields at the top level", file=str(path),
                             hint="see scenarios/bank-rollout.yaml for the shape")
+    from optimizer.request_log import expand_lengths_files
+
+    data = expand_lengths_files(data, path)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:

@@ -84,6 +84,11 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
         print_json(plan_payload(plan))
         return
     con = stdout()
+    from optimizer.cli.validate import length_table
+
+    for w in rs.scenario.inference_workloads().values():
+        if w.lengths is not None:
+            con.print(length_table(w))
     con.print(plan_tables(plan))
     con.print(f"[green]checked[/]: {len(result.checks)} constraints re-verified without the solver")
     for path in written:

@@ -9,6 +9,17 @@ from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
 from optimizer.loaders import ResolvedScenario, load_scenario
+from optimizer.schema.scenario import InferenceWorkload
+
+
+def length_table(w: InferenceWorkload) -> Table:
+    """A workload's length buckets (and where they came from) as printed by validate and solve."""
+    t = Table(title=f"{w.name}: length mix" + (f" — {w.lengths_source}" if w.lengths_source else ""))
+    for col in ("input tokens", "output tokens", "share", "req/s"):
+        t.add_column(col, justify="right")
+    for i_tok, o_tok, share in w.buckets():
+        t.add_row(f"{i_tok:,}", f"{o_tok:,}", f"{share:.1%}", f"{w.requests_per_s * share:.3g}")
+    return t
 
 
 def summary(rs: ResolvedScenario) -> dict[str, object]:
@@ -23,7 +34,10 @@ def summary(rs: ResolvedScenario) -> dict[str, object]:
         "servers": sorted(rs.servers),
         "workloads": [
             {"name": w.name, "kind": w.kind, "model": rs.models[w.name].name,
-             "config": str(rs.models[w.name].path)}
+             "config": str(rs.models[w.name].path),
+             **({"lengths": [{"input_tokens": i, "output_tokens": o, "share": f} for i, o, f in w.buckets()],
+                 "lengths_source": w.lengths_source}
+                if isinstance(w, InferenceWorkload) and w.lengths is not None else {})}
             for w in sc.workloads
         ],
     }
@@ -52,10 +66,15 @@ def validate_command(scenario: Path, fmt: str) -> None:
         t.add_column(col)
     for w in sc.workloads:
         if w.kind == "inference":
-            load = f"{w.requests_per_s:g} req/s, {w.input_tokens}->{w.output_tokens} tok, ctx {w.max_context}"
+            shape = (f"{w.input_tokens}->{w.output_tokens} tok" if w.lengths is None else
+                     f"mix of {len(w.lengths)} buckets, mean {w.input_tokens}->{w.output_tokens} tok")
+            load = f"{w.requests_per_s:g} req/s, {shape}, ctx {w.max_context}"
             slo = f"TTFT {w.slo.ttft_ms:g} ms, TPOT {w.slo.tpot_ms:g} ms"
         else:
             load = f"{w.method}: {w.dataset_tokens:.3g} tok x {w.epochs:g} epochs"
             slo = f"{w.deadline_hours:g} h"
         t.add_row(w.name, w.kind, rs.models[w.name].name, load, slo)
     con.print(t)
+    for w in sc.inference_workloads().values():
+        if w.lengths is not None:
+            con.print(length_table(w))

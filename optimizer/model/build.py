@@ -100,6 +100,8 @@ class MipModel:
     a: dict[tuple[str, int], mathopt.Variable] = field(default_factory=dict)
     z: dict[str, mathopt.Variable] = field(default_factory=dict)
     v: dict[tuple[str, str], mathopt.Variable] = field(default_factory=dict)
+    #: routing q[c, b] ≥ 0: replicas of candidate c given to length bucket b (workloads with a mix)
+    q: dict[tuple[int, int], mathopt.Variable] = field(default_factory=dict)
     exact_spread: frozenset[str] = frozenset()  # SKUs given the exact spread block (add_spread)
     named_items: dict[tuple[str, int], dict[int, mathopt.Variable]] = field(default_factory=dict)
     named_hosts: dict[tuple[str, str, int], mathopt.Variable] = field(default_factory=dict)
@@ -176,9 +178,11 @@ def limits_of(rs: ResolvedScenario, *, coverage: bool | None = None) -> Limits:
 
 
 def replica_upper_bound(w: InferenceWorkload, c: InferenceCandidate, headroom: float) -> int:
-    """Replicas of candidate c never needed beyond demand / (ρ·μ) rounded up, or min_replicas."""
-    need = math.ceil(w.requests_per_s / (headroom * c.capacity_rps) - 1e-9)
-    return max(need, w.min_replicas)
+    """Replicas of candidate c never needed beyond demand / (ρ·μ) rounded up, or min_replicas; with a
+    length mix, beyond what carries every bucket c can serve: Σ_{b: μ_c,b > 0} λ_w·φ_b / (ρ·μ_c,b)."""
+    load = sum(w.requests_per_s * share / (headroom * mu)
+               for (_, _, share), mu in zip(w.buckets(), c.bucket_rps, strict=True) if mu > 0)
+    return max(math.ceil(load - 1e-9), w.min_replicas)
 
 
 def build_model(rs: ResolvedScenario, cands: CandidateSet, limits: Limits | None = None,

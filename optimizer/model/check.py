@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from functools import partial
 
 from optimizer import quote
 from optimizer.errors import SolverError
@@ -160,6 +161,7 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
 
     # --- deployments: memory fit, SLO capacity, demand, replicas ------------------------------
     capacity: dict[str, float] = defaultdict(float)
+    routed: dict[tuple[str, int, int], float] = defaultdict(float)  # (workload, input, output) -> req/s
     count: dict[str, int] = defaultdict(int)
     workloads = sc.inference_workloads()
     for d in plan.deployments:
@@ -184,12 +186,38 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
         require(arch.num_attention_heads % d.tp == 0, f"{d.workload} TP divides heads",
                 f"{arch.num_attention_heads} heads, TP {d.tp}")
         calib = rs.calibration_path
-        perf = replica_perf(arch, gpu, tp=d.tp, pp=d.pp, precision=d.precision, kv_dtype=d.kv_dtype,
-                            input_tokens=w.input_tokens, output_tokens=w.output_tokens,
-                            kv_cache_tokens=mem.kv_cache_tokens, ttft_ms=w.slo.ttft_ms, tpot_ms=w.slo.tpot_ms,
-                            max_num_seqs=sc.serving.max_num_seqs, utilization=sc.headroom,
-                            efficiency=(eff := plan_efficiency(gpu, sc.serving, calib)),
-                            time_scale=planning_time_scale(eff.band_log_sd, sc.confidence), ep=d.ep, dp=d.dp)
+        eff = plan_efficiency(gpu, sc.serving, calib)
+        scale = planning_time_scale(eff.band_log_sd, sc.confidence)
+
+        perf_at = partial(replica_perf, arch, gpu, tp=d.tp, pp=d.pp, precision=d.precision, kv_dtype=d.kv_dtype,
+                          kv_cache_tokens=mem.kv_cache_tokens, ttft_ms=w.slo.ttft_ms, tpot_ms=w.slo.tpot_ms,
+                          max_num_seqs=sc.serving.max_num_seqs, utilization=sc.headroom,
+                          efficiency=eff, time_scale=scale, ep=d.ep, dp=d.dp)
+
+        if len(w.buckets()) > 1:
+            # a length mix: each routed bucket re-sized alone; the replicas' time carries them
+            shares = {(i_tok, o_tok) for i_tok, o_tok, _ in w.buckets()}
+            busy = 0.0
+            for b in d.buckets:
+                require((b.input_tokens, b.output_tokens) in shares, f"{d.workload} bucket {b.input_tokens}/"
+                        f"{b.output_tokens}", "not a bucket of the workload's lengths")
+                perf = perf_at(input_tokens=b.input_tokens, output_tokens=b.output_tokens)
+                require(_close(perf.requests_per_s, b.capacity_rps, 1e-6) and perf.requests_per_s > 0,
+                        f"{d.workload} bucket {b.input_tokens}/{b.output_tokens} capacity recomputed",
+                        f"{b.capacity_rps} != {perf.requests_per_s}")
+                require(perf.ttft_ms <= w.slo.ttft_ms * (1 + REL) and perf.tpot_ms <= w.slo.tpot_ms * (1 + REL),
+                        f"{d.workload} bucket {b.input_tokens}/{b.output_tokens} SLO",
+                        f"TTFT {perf.ttft_ms:.0f} / TPOT {perf.tpot_ms:.1f} ms over target")
+                if perf.requests_per_s > 0:
+                    busy += b.planned_rps / (sc.headroom * perf.requests_per_s)
+                    routed[(w.name, b.input_tokens, b.output_tokens)] += b.planned_rps
+            require(busy <= d.replicas * (1 + REL), f"{d.workload} on {d.gpu} TP{d.tp} routed load",
+                    f"needs {busy:.4f} replicas at headroom {sc.headroom:g}, has {d.replicas}")
+            require(_close(sum(b.planned_rps for b in d.buckets), d.planned_rps, 1e-6),
+                    f"{d.workload} planned load", "bucket loads do not add up to planned_rps")
+            count[d.workload] += d.replicas
+            continue
+        perf = perf_at(input_tokens=w.input_tokens, output_tokens=w.output_tokens)
         require(_close(perf.requests_per_s, d.capacity_rps, 1e-6), f"{d.workload} capacity recomputed",
                 f"{d.capacity_rps} != {perf.requests_per_s}")
         require(perf.ttft_ms <= w.slo.ttft_ms * (1 + REL) and perf.tpot_ms <= w.slo.tpot_ms * (1 + REL),
@@ -197,10 +225,18 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
         capacity[d.workload] += d.replicas * perf.requests_per_s * sc.headroom
         count[d.workload] += d.replicas
     for w in workloads.values():
-        served = capacity[w.name] / w.requests_per_s
-        if coverage_mode and served < 1 - REL:
-            continue
-        require(served >= 1 - REL, f"{w.name} demand", f"capacity {capacity[w.name]:.2f} < {w.requests_per_s:g} req/s")
+        if len(w.buckets()) > 1:
+            short = [f"{i_tok}/{o_tok}: {routed[(w.name, i_tok, o_tok)]:.3f} < {w.requests_per_s * share:.3f}"
+                     for i_tok, o_tok, share in w.buckets()
+                     if routed[(w.name, i_tok, o_tok)] < w.requests_per_s * share * (1 - REL)]
+            if not (coverage_mode and short):
+                require(not short, f"{w.name} demand per length bucket", "; ".join(short) + " req/s")
+        else:
+            served = capacity[w.name] / w.requests_per_s
+            if coverage_mode and served < 1 - REL:
+                continue
+            require(served >= 1 - REL, f"{w.name} demand",
+                    f"capacity {capacity[w.name]:.2f} < {w.requests_per_s:g} req/s")
         require(count[w.name] >= w.min_replicas, f"{w.name} min replicas", f"{count[w.name]} < {w.min_replicas}")
         if w.min_replicas >= 2:
             require(len(hosts[w.name]) >= 2, f"{w.name} spread", f"all replicas on server {hosts[w.name]}")

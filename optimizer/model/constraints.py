@@ -46,24 +46,53 @@ def add_variables(mm: MipModel) -> None:
         else:
             mm.y[w.name] = 1.0
             mm.u[w.name] = 1.0
+    for i, c in enumerate(cands.inference):
+        if c.bucket_perf:  # a length mix: the replicas' time is routed between its buckets
+            for b, mu in enumerate(c.bucket_rps):
+                if mu > 0:
+                    mm.q[(i, b)] = m.add_variable(lb=0, ub=mm.r[i].upper_bound, name=f"q[{i},{b}]")
     mm.capex = mathopt.fast_sum(sku.unit_price * mm.n[k] for k, sku in cands.skus.items())
     mm.power_w = mathopt.fast_sum(sku.power_w * mm.n[k] for k, sku in cands.skus.items())
 
 
 def add_demand(mm: MipModel) -> None:
-    """Σ_{c of w} ρ·μ_c·r[c] ≥ λ_w·y[w]."""
+    """Σ_{c of w} ρ·μ_c·r[c] ≥ λ_w·y[w]; with a length mix (buckets b, shares φ_b), per bucket
+    Σ_{c of w} ρ·μ_c,b·q[c,b] ≥ λ_w·φ_b·y[w] and per candidate Σ_b q[c,b] ≤ r[c] (routing)."""
     rho = mm.rs.scenario.headroom
     for w in _inference(mm):
-        terms = [rho * mm.cands.inference[i].capacity_rps * mm.r[i] for i in mm.index.inference_of.get(w.name, [])]
-        mm.model.add_linear_constraint(mathopt.fast_sum(terms) >= w.requests_per_s * mm.y[w.name],
-                                       name=f"demand[{w.name}]")
+        idx = mm.index.inference_of.get(w.name, [])
+        buckets = w.buckets()
+        if len(buckets) == 1:
+            terms = [rho * mm.cands.inference[i].capacity_rps * mm.r[i] for i in idx]
+            mm.model.add_linear_constraint(mathopt.fast_sum(terms) >= w.requests_per_s * mm.y[w.name],
+                                           name=f"demand[{w.name}]")
+        else:
+            add_routing(mm, w, idx, buckets)
         if mm.limits.coverage:
             mm.model.add_linear_constraint(mm.y[w.name] <= mm.u[w.name], name=f"served[{w.name}]")
 
 
+def add_routing(mm: MipModel, w: InferenceWorkload, idx: list[int], buckets: list[tuple[int, int, float]]) -> None:
+    """A length mix's demand, bucket by bucket, routed over the workload's candidates.
+
+    q[c,b] is the share of c's replicas (in replica units) serving bucket b, at c's SLO capacity
+    on that bucket alone: Mélange's time-sharing of a GPU between request sizes (Griggs et al.
+    2024, Sec. 4.3), with continuous routing fractions instead of its integral slices, so one
+    deployment's replicas may carry several buckets and a bucket may be split between deployments."""
+    rho = mm.rs.scenario.headroom
+    for b, (i_tok, o_tok, share) in enumerate(buckets):
+        terms = [rho * mm.cands.inference[i].bucket_rps[b] * mm.q[(i, b)] for i in idx if (i, b) in mm.q]
+        mm.model.add_linear_constraint(mathopt.fast_sum(terms) >= w.requests_per_s * share * mm.y[w.name],
+                                       name=f"demand[{w.name},{i_tok}/{o_tok}]")
+    for i in idx:
+        routed = [mm.q[(i, b)] for b in range(len(buckets)) if (i, b) in mm.q]
+        mm.model.add_linear_constraint(mathopt.fast_sum(routed) <= mm.r[i], name=f"routed[{i}]")
+
+
 def add_demand_bounds(mm: MipModel) -> None:
     """Valid inequalities that tighten the LP bound: with all demand served (y[w] = 1),
-    Σ_{c of w} r[c] ≥ ⌈λ_w / (ρ·max_c μ_c)⌉ and Σ_{c of w} t_c·p_c·r[c] ≥ ⌈λ_w / (ρ·max_c μ_c/(t_c·p_c))⌉.
+    Σ_{c of w} r[c] ≥ ⌈λ_w / (ρ·max_c μ_c)⌉ and Σ_{c of w} t_c·p_c·r[c] ≥ ⌈λ_w / (ρ·max_c μ_c/(t_c·p_c))⌉
+    (with a length mix: ⌈Σ_b λ_w·φ_b / (ρ·max_c μ_c,b)⌉ and the same per GPU, since Σ_b q[c,b] ≤ r[c]).
 
     Both follow from the demand row (no replica serves more than the best, no GPU more than the
     best per GPU) and the integrality of the left-hand sides, so no integer plan is cut off; the
@@ -77,10 +106,21 @@ def add_demand_bounds(mm: MipModel) -> None:
         if not idx:
             continue
         cs = [mm.cands.inference[i] for i in idx]
-        best = max(c.capacity_rps for c in cs)
-        best_per_gpu = max(c.capacity_rps / c.gpus_per_replica for c in cs)
-        replicas = math.ceil(w.requests_per_s / (rho * best) - 1e-9)
-        gpus = math.ceil(w.requests_per_s / (rho * best_per_gpu) - 1e-9)
+        # per bucket, no replica serves more than the best one on it, no GPU more than the best
+        # per GPU; a bucket no candidate serves leaves the demand row infeasible (no bound needed)
+        replica_load = gpu_load = 0.0
+        for b, (_, _, share) in enumerate(w.buckets()):
+            best = max(c.bucket_rps[b] for c in cs)
+            best_per_gpu = max(c.bucket_rps[b] / c.gpus_per_replica for c in cs)
+            if best <= 0:
+                replica_load = gpu_load = math.nan
+                break
+            replica_load += w.requests_per_s * share / (rho * best)
+            gpu_load += w.requests_per_s * share / (rho * best_per_gpu)
+        if math.isnan(replica_load):
+            continue
+        replicas = math.ceil(replica_load - 1e-9)
+        gpus = math.ceil(gpu_load - 1e-9)
         mm.model.add_linear_constraint(mathopt.fast_sum(mm.r[i] for i in idx) >= replicas,
                                        name=f"replicas_needed[{w.name}]")
         mm.model.add_linear_constraint(

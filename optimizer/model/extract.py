@@ -12,6 +12,7 @@ from optimizer.model.placement import Item, place
 from optimizer.model.racks import first_fit_racks
 from optimizer.model.solve import SolveOutcome, SolveSettings
 from optimizer.schema.plan import (
+    BucketLoad,
     Deployment,
     FinetuneAssignment,
     MemoryAccount,
@@ -51,6 +52,48 @@ def _capacity_provenance(cands: CandidateSet, gpu: str, c: InferenceCandidate,
         return {}
     return {"efficiency_source": eff.provenance, "capacity_quantile": round(1.0 - confidence, 6),
             "capacity_band_log_sd": eff.band_log_sd}
+
+
+def routed_capacity(bucket_rps: tuple[float, ...], loads: list[float]) -> float:
+    """One replica's SLO capacity on the mix of buckets routed to it (time-sharing:
+    Σ loads / Σ_b load_b / μ_b); on the best bucket it serves when nothing is routed."""
+    total = sum(loads)
+    if total <= 0:
+        return max(bucket_rps)
+    return total / sum(load / mu for load, mu in zip(loads, bucket_rps, strict=True) if load > 0)
+
+
+def routed_loads(mm: MipModel, val: dict[Any, float], chosen: list[tuple[int, InferenceCandidate, int]]
+                 ) -> dict[int, list[float]]:
+    """Requests/s of each length bucket routed to each chosen candidate of a workload with a mix.
+
+    The MIP's q[c,b] replicas carry up to ρ·μ_c,b·q[c,b] of bucket b; the bucket's served rate
+    (its demand, or less under coverage) is split in proportion to that."""
+    rho = mm.rs.scenario.headroom
+    inference = mm.rs.scenario.inference_workloads()
+    carry: dict[int, list[float]] = {}
+    for i, c, _ in chosen:
+        if c.bucket_perf:
+            carry[i] = [rho * mu * max(val[mm.q[(i, b)]], 0.0) if (i, b) in mm.q else 0.0
+                        for b, mu in enumerate(c.bucket_rps)]
+    out: dict[int, list[float]] = {i: [0.0] * len(loads) for i, loads in carry.items()}
+    for name, w in inference.items():
+        mine = [i for i in carry if mm.cands.inference[i].workload == name]
+        for b, (_, _, share) in enumerate(w.buckets() if mine else []):
+            total = sum(carry[i][b] for i in mine)
+            served = min(w.requests_per_s * share, total)
+            for i in mine:
+                out[i][b] = served * carry[i][b] / total if total > 0 else 0.0
+    return out
+
+
+def served_rps_of(w: InferenceWorkload, cap_by_w: dict[str, float], routes: dict[int, list[float]],
+                  mm: MipModel) -> float:
+    """Requests/s of ``w`` the plan serves: its capacity after headroom, or with a length mix the
+    rates routed bucket by bucket (spare capacity on one bucket does not serve another)."""
+    if len(w.buckets()) == 1:
+        return cap_by_w.get(w.name, 0.0)
+    return sum(sum(loads) for i, loads in routes.items() if mm.cands.inference[i].workload == w.name)
 
 
 def cost_figures(mm: MipModel, counts: dict[str, int]) -> dict[str, float]:
@@ -95,22 +138,37 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
     inference = sc.inference_workloads()
     demand = {name: w.requests_per_s for name, w in inference.items()}
     chosen = [(i, c, _int(val[mm.r[i]])) for i, c in enumerate(cands.inference) if _int(val[mm.r[i]]) > 0]
+    routes = routed_loads(mm, val, chosen)
     cap_by_w: dict[str, float] = defaultdict(float)
-    for _, c, r in chosen:
-        cap_by_w[c.workload] += r * c.capacity_rps * sc.headroom
+    for i, c, r in chosen:
+        cap = routed_capacity(c.bucket_rps, routes[i]) if i in routes else c.capacity_rps
+        cap_by_w[c.workload] += r * cap * sc.headroom
     deployments = []
     items: list[Item] = []
-    for _, c, r in chosen:
+    for i, c, r in chosen:
         # what these replicas serve: their share of the served demand (all of it unless coverage
-        # leaves part unserved, when capacity after headroom is what is served)
-        served_rps = min(demand[c.workload], cap_by_w[c.workload])
-        share = served_rps * (r * c.capacity_rps * sc.headroom) / cap_by_w[c.workload]
+        # leaves part unserved, when capacity after headroom is what is served); with a length
+        # mix, what the routing gives them of each bucket
+        buckets: list[BucketLoad] = []
+        if i in routes:
+            capacity = routed_capacity(c.bucket_rps, routes[i])
+            share = sum(routes[i])
+            buckets = [BucketLoad(input_tokens=i_tok, output_tokens=o_tok, capacity_rps=p.requests_per_s,
+                                  planned_rps=load, ttft_ms=p.ttft_ms, tpot_ms=p.tpot_ms)
+                       for (i_tok, o_tok, _), p, load in zip(inference[c.workload].buckets(), c.bucket_perf,
+                                                            routes[i], strict=True) if load > 0]
+        else:
+            capacity = c.capacity_rps
+            served_rps = min(demand[c.workload], cap_by_w[c.workload])
+            share = served_rps * (r * c.capacity_rps * sc.headroom) / cap_by_w[c.workload]
         sku = cands.skus[c.sku]
         deployments.append(Deployment(
             workload=c.workload, model=cands.archs[c.workload].name, sku=c.sku, gpu=sku.gpu.name, tp=c.tp,
             pp=c.pp, ep=c.ep, dp=c.dp, precision=c.precision, kv_dtype=c.kv_dtype, replicas=r,
             gpus_per_replica=c.gpus_per_replica,
-            capacity_rps=c.capacity_rps, planned_rps=share, ttft_ms=c.perf.ttft_ms, tpot_ms=c.perf.tpot_ms,
+            capacity_rps=capacity, planned_rps=share,
+            ttft_ms=max((b.ttft_ms for b in buckets), default=c.perf.ttft_ms),
+            tpot_ms=max((b.tpot_ms for b in buckets), default=c.perf.tpot_ms), buckets=buckets,
             batch=c.perf.slo_batch, limited_by=c.perf.limited_by,
             weights_gib_per_gpu=c.memory.weight_bytes / GIB, kv_cache_tokens=c.memory.replica_kv_tokens,
             memory=memory_account(c.memory),
@@ -137,7 +195,8 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
         if isinstance(w, InferenceWorkload):
             coverage.append(WorkloadCoverage(workload=w.name, kind="inference", demand_rps=w.requests_per_s,
                                              capacity_rps=cap_by_w.get(w.name, 0.0),
-                                             served_fraction=min(1.0, cap_by_w.get(w.name, 0.0) / w.requests_per_s),
+                                             served_fraction=min(1.0, served_rps_of(w, cap_by_w, routes, mm)
+                                                                 / w.requests_per_s),
                                              slo_ttft_ms=w.slo.ttft_ms, slo_tpot_ms=w.slo.tpot_ms))
         else:
             coverage.append(WorkloadCoverage(workload=w.name, kind="finetune", demand_rps=None, capacity_rps=None,

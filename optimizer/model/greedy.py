@@ -76,6 +76,8 @@ def _greedy_choice(mm: MipModel) -> tuple[dict[str, dict[str, tuple[float, int]]
         per_type: dict[str, tuple[float, int]] = {}
         for i in idx:
             c = cands.inference[i]
+            if c.capacity_rps <= 0:  # serves only some buckets of a length mix: not alone
+                continue
             sku = cands.skus[c.sku]
             cost = replica_upper_bound(w, c, rho) * c.gpus_per_replica * _price(sku) / sku.gpus
             g = sku.gpu.name

@@ -61,6 +61,15 @@ def plan_tables(plan: Plan) -> Group:
         deps.add_row(f.workload, f.gpu, "-", "-", "-", "-", f.method, f"{f.gpus} GPUs", "-", "-", "-", "-",
                      f"{f.hours:.1f} h of {f.deadline_hours:g} h")
 
+    routing = Table(title="Length buckets routed (time-shared replicas)")
+    for col in ("workload", "GPU", "TP", "precision", "bucket in->out tok", "req/s each", "planned req/s",
+                "TTFT ms", "TPOT ms"):
+        routing.add_column(col, justify="left" if col in ("workload", "GPU", "precision") else "right")
+    for d in plan.deployments:
+        for b in d.buckets:
+            routing.add_row(d.workload, d.gpu, str(d.tp), d.precision, f"{b.input_tokens}->{b.output_tokens}",
+                            f"{b.capacity_rps:.2f}", f"{b.planned_rps:.2f}", f"{b.ttft_ms:,.0f}", f"{b.tpot_ms:.1f}")
+
     cov = Table(title="Coverage")
     for col in ("workload", "demand req/s", "capacity req/s (after headroom)", "served"):
         cov.add_column(col, justify="left" if col == "workload" else "right")
@@ -75,4 +84,5 @@ def plan_tables(plan: Plan) -> Group:
                          for r in p.replicas)
         reps = "; ".join(x for x in [reps, *(f"finetune {j}" for j in p.finetune)] if x)
         place.add_row(str(p.index), str(p.rack), p.sku, reps, str(p.free_gpus))
-    return Group(head, servers, deps, cov, place)
+    parts = [head, servers, deps, *([routing] if routing.row_count else []), cov, place]
+    return Group(*parts)

@@ -67,6 +67,17 @@ class MemoryAccount(Record):
     max_concurrency: float = Field(description="KV cache tokens / max_model_len")
 
 
+class BucketLoad(Record):
+    """What a deployment's replicas carry of one length bucket of their workload's mix."""
+
+    input_tokens: int
+    output_tokens: int
+    capacity_rps: float = Field(description="SLO requests/s one replica sustains on this bucket alone")
+    planned_rps: float = Field(description="This bucket's requests/s routed to these replicas")
+    ttft_ms: float = Field(description="Predicted TTFT on this bucket at its SLO capacity x headroom")
+    tpot_ms: float = Field(description="Predicted TPOT on this bucket at that load")
+
+
 class Deployment(Record):
     """Replicas of one workload in one configuration."""
 
@@ -102,6 +113,9 @@ class Deployment(Record):
         "capacity_rps is (0.5 = point estimate; 1 - the scenario's confidence)")
     capacity_band_log_sd: float = Field(
         default=0.0, ge=0, description="Standard deviation of log(capacity) of this family and engine")
+    buckets: list[BucketLoad] = Field(default_factory=list, description=(
+        "With a length mix: the buckets routed here; capacity_rps is then one replica's capacity on "
+        "that routed mix, planned_rps / sum(planned_b / capacity_b) (time-sharing)"))
 
 
 class FinetuneAssignment(Record):

@@ -68,6 +68,26 @@ class SLO(Strict):
     tpot_ms: float = Field(gt=0, le=MAX_LATENCY_MS, description="Time per output token target, ms")
 
 
+#: Most length buckets a workload may carry (each is a column of capacities in the MIP).
+MAX_LENGTH_BUCKETS = 64
+
+
+class LengthBucket(Strict):
+    """One slice of a workload's traffic: requests of about these lengths, this share of them."""
+
+    input_tokens: int = Field(ge=1, le=MAX_TOKENS, description="Prompt length of the bucket, tokens")
+    output_tokens: int = Field(ge=1, le=MAX_TOKENS, description="Answer length of the bucket, tokens")
+    share: float = Field(gt=0, le=1, description="Fraction of the workload's requests in this bucket")
+
+
+def _mix_means(buckets: list[Any]) -> tuple[int, int]:
+    """Share-weighted mean input and output tokens of raw bucket mappings (rounded, at least 1)."""
+    total = sum(float(b["share"]) for b in buckets)
+    mean_in = sum(float(b["share"]) * float(b["input_tokens"]) for b in buckets) / total
+    mean_out = sum(float(b["share"]) * float(b["output_tokens"]) for b in buckets) / total
+    return max(1, round(mean_in)), max(1, round(mean_out))
+
+
 class InferenceWorkload(Strict):
     kind: Literal["inference"] = "inference"
     name: Name
@@ -76,8 +96,21 @@ class InferenceWorkload(Strict):
                                         description="Weight precisions the owners accept")
     kv_dtype: KVDtype = Field(default="auto", description="KV cache dtype")
     requests_per_s: float = Field(gt=0, le=MAX_RPS, description="Peak request rate to serve, requests/s")
-    input_tokens: int = Field(ge=1, le=MAX_TOKENS, description="Mean prompt length, tokens")
-    output_tokens: int = Field(ge=1, le=MAX_TOKENS, description="Mean answer length, tokens")
+    input_tokens: int = Field(ge=1, le=MAX_TOKENS,
+        description="Mean prompt length, tokens (with `lengths`: the mix's mean, filled in)")
+    output_tokens: int = Field(ge=1, le=MAX_TOKENS,
+        description="Mean answer length, tokens (with `lengths`: the mix's mean, filled in)")
+    lengths: list[LengthBucket] | None = Field(default=None, min_length=1, max_length=MAX_LENGTH_BUCKETS,
+        description="Length mix: buckets of {input_tokens, output_tokens, share} (shares sum to 1); "
+        "capacity is sized per bucket and the plan may route buckets to different deployments")
+    lengths_file: Ref | None = Field(default=None,
+        description="CSV/JSONL/JSON of observed requests' input and output token counts, binned into "
+        "`lengths` buckets when the scenario is loaded (path relative to the scenario file)")
+    lengths_bins: list[Annotated[int, Field(ge=1, le=8)]] = Field(
+        default_factory=lambda: [3, 3], min_length=2, max_length=2,
+        description="With lengths_file: groups of input x output length (natural breaks of log length), e.g. [3, 3]")
+    lengths_source: Text | None = Field(default=None,
+        description="Where `lengths` came from (written by the loader for lengths_file)")
     max_context: int = Field(ge=2, le=MAX_TOKENS, description="max_model_len the engine is configured with, tokens")
     slo: SLO
     min_replicas: int = Field(default=1, ge=1, le=MAX_COUNT,
@@ -85,13 +118,57 @@ class InferenceWorkload(Strict):
     priority: float = Field(default=1.0, gt=0, le=1e6,
         description="Weight of this workload's served demand under the coverage objective")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mix_fills_means(cls, data: Any) -> Any:
+        """With ``lengths``, ``input_tokens``/``output_tokens`` are the mix's means: filled in when
+        omitted, and when given they must be those means (so a written-out scenario reloads)."""
+        if not isinstance(data, dict) or not isinstance(data.get("lengths"), list):
+            return data
+        buckets = data["lengths"]
+        try:
+            means = _mix_means(buckets)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return data  # the field validators report the malformed bucket with its path
+        data = dict(data)
+        for key, mean in zip(("input_tokens", "output_tokens"), means, strict=True):
+            given = data.setdefault(key, mean)
+            if given != mean:
+                raise ValueError(f"{key} {given} is not the mean of `lengths` ({mean}); give lengths or "
+                                 f"input_tokens/output_tokens, or omit {key} (it is filled in)")
+        return data
+
     @model_validator(mode="after")
     def _fits_context(self) -> InferenceWorkload:
+        if self.lengths_file is not None:
+            raise ValueError("lengths_file is read when a scenario file is loaded (procure solve FILE); "
+                             "here give `lengths:` buckets instead")
+        if self.lengths is not None:
+            total = sum(b.share for b in self.lengths)
+            if abs(total - 1.0) > 1e-3:
+                raise ValueError(f"lengths shares sum to {total:.6g}; they must sum to 1")
+            seen: set[tuple[int, int]] = set()
+            for i, b in enumerate(self.lengths):
+                if b.input_tokens + b.output_tokens > self.max_context:
+                    raise ValueError(f"lengths[{i}]: input_tokens + output_tokens = "
+                                     f"{b.input_tokens + b.output_tokens} exceeds max_context {self.max_context}")
+                if (b.input_tokens, b.output_tokens) in seen:
+                    raise ValueError(f"lengths[{i}] repeats {b.input_tokens}/{b.output_tokens} tokens; "
+                                     "merge the buckets (add their shares)")
+                seen.add((b.input_tokens, b.output_tokens))
         if self.input_tokens + self.output_tokens > self.max_context:
             raise ValueError(
                 f"input_tokens + output_tokens = {self.input_tokens + self.output_tokens} exceeds "
                 f"max_context {self.max_context}; raise max_context or shorten the request")
         return self
+
+    def buckets(self) -> list[tuple[int, int, float]]:
+        """(input tokens, output tokens, share) of each length bucket, shares summing to 1: the one
+        bucket (input_tokens, output_tokens, 1) without ``lengths``."""
+        if self.lengths is None:
+            return [(self.input_tokens, self.output_tokens, 1.0)]
+        total = sum(b.share for b in self.lengths)
+        return [(b.input_tokens, b.output_tokens, b.share / total) for b in self.lengths]
 
 
 class FinetuneWorkload(Strict):

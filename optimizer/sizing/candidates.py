@@ -12,7 +12,8 @@ Everything the MIP needs is computed here; the MIP never sizes anything.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from optimizer.engines import check_engine_gpus
@@ -23,6 +24,7 @@ from optimizer.schema.scenario import FinetuneWorkload, InferenceWorkload
 from optimizer.sizing.architecture import ModelArch, param_counts, parse_config
 from optimizer.sizing.finetune import finetune_memory
 from optimizer.sizing.layout import layout_label, moe_layouts
+from optimizer.sizing.lengths import LengthBin, LengthMix, mix_requests_per_s, mix_throughput
 from optimizer.sizing.memory import ServingMemory, serving_memory
 from optimizer.sizing.perf import Efficiency, PerfQuery, ReplicaPerf, load_efficiency, replica_perf_many
 from optimizer.sizing.uncertainty import planning_time_scale
@@ -83,6 +85,10 @@ class InferenceCandidate:
     #: data-parallel ranks; a replica is tp x pp x dp GPUs.
     ep: int = 1
     dp: int = 1
+    #: with a length mix (``InferenceWorkload.lengths``, two or more buckets): the replica's
+    #: performance on each bucket alone, in the workload's bucket order; ``perf`` is then the mix
+    #: (:func:`mix_perf`). Empty for a one-length workload.
+    bucket_perf: tuple[ReplicaPerf, ...] = ()
 
     @property
     def gpus_per_replica(self) -> int:
@@ -90,7 +96,14 @@ class InferenceCandidate:
 
     @property
     def capacity_rps(self) -> float:
+        """SLO capacity of one replica, requests/s: on the workload's whole length mix (0 when
+        some bucket cannot meet the SLO here; the MIP may still route other buckets to it)."""
         return self.perf.requests_per_s
+
+    @property
+    def bucket_rps(self) -> tuple[float, ...]:
+        """SLO capacity of one replica on each length bucket alone (one entry without a mix)."""
+        return tuple(p.requests_per_s for p in self.bucket_perf) if self.bucket_perf else (self.perf.requests_per_s,)
 
 
 @dataclass(frozen=True)
@@ -290,7 +303,14 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
                     continue
                 for a_tp, ep, dp in moe_layouts(arch, footprint, gpu):
                     visit((gpu.name, a_tp, 1, precision, ep, dp), sku, 1)
-    perfs = _perf_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, memo)
+    buckets = w.buckets()
+    by_bucket: list[dict[LayoutKey, ReplicaPerf]] = []
+    if len(buckets) == 1:
+        perfs = _perf_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, memo)
+    else:
+        by_bucket = [_perf_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, memo, (i, o))
+                     for i, o, _ in buckets]
+        perfs = {key: mix_perf([per[key] for per in by_bucket], buckets) for key in fitting}
     for ev in events:
         if isinstance(ev, Rejection):
             out.rejections.append(ev)
@@ -300,16 +320,17 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
         perf = perfs[key]
         _, tp, pp, prec, ep, dp = key
         if kind == "first":
-            if perf.requests_per_s <= 0:
+            if perf.requests_per_s <= 0 and not any(per[key].requests_per_s > 0 for per in by_bucket):
                 out.rejections.append(Rejection(
                     w.name, sku.key, tp, pp, prec, "slo",
                     f"on {gpu.name} TP{tp} PP{pp}{layout_label(ep, dp)} {prec}: best TTFT {perf.ttft_ms:.0f} ms, "
                     f"TPOT {perf.tpot_ms:.1f} ms vs target {w.slo.ttft_ms:g}/{w.slo.tpot_ms:g} ms",
                     best_ttft_ms=perf.ttft_ms, best_tpot_ms=perf.tpot_ms, ep=ep, dp=dp))
-        elif perf.requests_per_s > 0:
+        elif perf.requests_per_s > 0 or any(per[key].requests_per_s > 0 for per in by_bucket):
             out.inference.append(InferenceCandidate(
                 workload=w.name, sku=sku.key, tp=tp, pp=pp, precision=prec,
-                kv_dtype=kv_dtype, servers_per_replica=n_srv, memory=mem, perf=perf, ep=ep, dp=dp))
+                kv_dtype=kv_dtype, servers_per_replica=n_srv, memory=mem, perf=perf, ep=ep, dp=dp,
+                bucket_perf=tuple(per[key] for per in by_bucket)))
 
 
 
@@ -334,9 +355,12 @@ def _memory_fit(arch: ModelArch, gpu: GPU, tp: int, pp: int, precision: str,
 def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
                 fitting: dict[LayoutKey, tuple[GPU, ServingMemory]],
                 rs: ResolvedScenario, efficiency: dict[str, Efficiency], calibration: Path | None,
-                memo: dict[PerfKey, ReplicaPerf]) -> dict[LayoutKey, ReplicaPerf]:
-    """SLO capacity of every fitting layout of ``w``: memo hits, the rest in one
+                memo: dict[PerfKey, ReplicaPerf], lengths: tuple[int, int] | None = None,
+                ) -> dict[LayoutKey, ReplicaPerf]:
+    """SLO capacity of every fitting layout of ``w`` (at ``lengths`` = (input, output) tokens, one
+    bucket of a length mix, else the workload's own): memo hits, the rest in one
     :func:`replica_perf_many` call."""
+    isl, osl = lengths or (w.input_tokens, w.output_tokens)
     sc = rs.scenario
     serving = sc.serving
     slo = w.slo
@@ -345,7 +369,7 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
     queries: list[PerfQuery] = []
     for key, (gpu, mem) in fitting.items():
         gname, tp, pp, precision, ep, dp = key
-        mkey: PerfKey = (gname, tp, pp, precision, kv_dtype, w.input_tokens, w.output_tokens,
+        mkey: PerfKey = (gname, tp, pp, precision, kv_dtype, isl, osl,
                          mem.kv_cache_tokens, slo.ttft_ms, slo.tpot_ms,
                          serving.max_num_seqs, sc.headroom, sc.confidence, ep, dp)
         hit = memo.get(mkey)
@@ -358,13 +382,31 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
         todo.append((key, mkey))
         queries.append(PerfQuery(gpu, tp, pp, precision, mem.kv_cache_tokens, eff,
                                  planning_time_scale(eff.band_log_sd, sc.confidence), ep, dp))
-    perfs = replica_perf_many(arch, queries, kv_dtype=kv_dtype, input_tokens=w.input_tokens,
-                              output_tokens=w.output_tokens, ttft_ms=slo.ttft_ms,
+    perfs = replica_perf_many(arch, queries, kv_dtype=kv_dtype, input_tokens=isl,
+                              output_tokens=osl, ttft_ms=slo.ttft_ms,
                               tpot_ms=slo.tpot_ms, max_num_seqs=serving.max_num_seqs,
                               utilization=sc.headroom)
     for (key, mkey), perf in zip(todo, perfs, strict=True):
         out[key] = memo[mkey] = perf
     return out
+
+
+def mix_perf(perfs: Sequence[ReplicaPerf], buckets: Sequence[tuple[int, int, float]]) -> ReplicaPerf:
+    """One replica on a length mix, from its performance on each bucket alone (``buckets`` are
+    (input, output, share), shares summing to 1).
+
+    Time-sharing, as Mélange plans a GPU's load over request sizes (Griggs et al. 2024, Sec. 4):
+    a replica at its SLO capacity ``mu_b`` on each bucket spends ``share_b / mu_b`` seconds per
+    request of the mix on bucket b, so it serves ``1 / sum_b share_b / mu_b`` requests/s of the mix
+    (``optimizer.sizing.lengths.mix_requests_per_s``; 0 when a bucket cannot meet the SLO here).
+    Latencies are the worst bucket's that can be served, batch and limit the largest bucket's;
+    offline throughput is time-weighted by output tokens (``mix_throughput``)."""
+    mix = LengthMix("workload", tuple(LengthBin(i, o, share) for i, o, share in buckets))
+    served = [p for p in perfs if p.requests_per_s > 0] or list(perfs)
+    main = max(zip([b[2] for b in buckets], range(len(perfs)), perfs, strict=True), key=lambda t: (t[0], -t[1]))[2]
+    return replace(main, requests_per_s=mix_requests_per_s(mix, [p.requests_per_s for p in perfs]),
+                   ttft_ms=max(p.ttft_ms for p in served), tpot_ms=max(p.tpot_ms for p in served),
+                   output_tokens_per_s=mix_throughput(mix, [p.output_tokens_per_s for p in perfs]))
 
 
 def plan_efficiency(gpu: GPU, serving: EngineSettings, calibration: Path | None) -> Efficiency:
@@ -507,6 +549,12 @@ def build_candidates(rs: ResolvedScenario) -> CandidateSet:
     return out
 
 
+def serves_at_least(d: InferenceCandidate, c: InferenceCandidate) -> bool:
+    """One replica of d serves at least what one of c does on every length bucket (whatever the
+    routing, d can carry c's load)."""
+    return all(a >= b for a, b in zip(d.bucket_rps, c.bucket_rps, strict=True))
+
+
 def prune_dominated(cands: list[InferenceCandidate]) -> list[InferenceCandidate]:
     """Drop candidates another candidate of the same workload and SKU beats on every count.
 
@@ -525,7 +573,7 @@ def prune_dominated(cands: list[InferenceCandidate]) -> list[InferenceCandidate]
         front: list[InferenceCandidate] = []
         for c in group:
             if not any(d.gpus_per_replica <= c.gpus_per_replica and d.servers_per_replica <= c.servers_per_replica
-                       and d.capacity_rps >= c.capacity_rps for d in front):
+                       and serves_at_least(d, c) for d in front):
                 front.append(c)
         kept += front
     return kept

@@ -18,6 +18,7 @@ in citable form is one bin at its published means, and an estimated quantity say
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -145,6 +146,129 @@ DATASETS: dict[str, LengthMix] = {
 }
 
 
+@dataclass(frozen=True)
+class RequestBucket:
+    """A bucket of observed requests (:func:`bin_requests`): its mean lengths, its share of the
+    requests, and the ranges of lengths it covers (inclusive)."""
+
+    input_tokens: int
+    output_tokens: int
+    share: float
+    requests: int
+    input_range: tuple[int, int]
+    output_range: tuple[int, int]
+
+
+def natural_breaks(values: Sequence[int], bins: int, resolution: int = 256) -> list[int]:
+    """Upper edges of up to ``bins`` groups of ``values`` (each group holds values ``<=`` its edge and
+    above the previous one; the last edge is the maximum): Jenks natural breaks of log length.
+
+    The groups minimise the within-group sum of squared deviations of log2(length), found exactly
+    by dynamic programming (Fisher 1958, "On grouping for maximum homogeneity", JASA 53) over the
+    distinct values, or over ``resolution`` equal steps of log2(length) when there are more
+    distinct values than that. Log length, because request lengths are spread over orders of
+    magnitude and a bimodal mix (300-token chats, 3,000-token RAG prompts) must split at its gap,
+    which quantiles of the raw lengths do not do. Fewer groups come back when there are fewer
+    distinct values. Deterministic."""
+    import math
+
+    distinct = sorted(set(values))
+    counts: dict[int, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    # cells: (log2 value x, weight w, largest raw value in the cell), in increasing order
+    if len(distinct) <= resolution:
+        cells = [(math.log2(v), float(counts[v]), v) for v in distinct]
+    else:
+        lo, hi = math.log2(distinct[0]), math.log2(distinct[-1])
+        step = (hi - lo) / resolution
+        grid: dict[int, list[float]] = {}
+        for v in distinct:
+            k = min(int((math.log2(v) - lo) / step), resolution - 1)
+            cell = grid.setdefault(k, [0.0, 0.0, 0.0])
+            cell[0] += counts[v] * math.log2(v)
+            cell[1] += counts[v]
+            cell[2] = max(cell[2], v)
+        cells = [(c[0] / c[1], c[1], int(c[2])) for _, c in sorted(grid.items())]
+    n = len(cells)
+    k = min(bins, n)
+    # prefix sums of w, w x, w x^2 for O(1) within-group cost
+    sw, sx, sxx = [0.0], [0.0], [0.0]
+    for x, w, _ in cells:
+        sw.append(sw[-1] + w)
+        sx.append(sx[-1] + w * x)
+        sxx.append(sxx[-1] + w * x * x)
+
+    def cost(a: int, b: int) -> float:  # cells a..b-1
+        w = sw[b] - sw[a]
+        m = sx[b] - sx[a]
+        return (sxx[b] - sxx[a]) - m * m / w
+
+    inf = float("inf")
+    best = [[inf] * (n + 1) for _ in range(k + 1)]
+    cut = [[0] * (n + 1) for _ in range(k + 1)]
+    best[0][0] = 0.0
+    for g in range(1, k + 1):
+        for b in range(g, n + 1):
+            for a in range(g - 1, b):
+                c = best[g - 1][a] + cost(a, b)
+                if c < best[g][b] - 1e-12:
+                    best[g][b], cut[g][b] = c, a
+    edges = []
+    b = n
+    for g in range(k, 0, -1):
+        edges.append(cells[b - 1][2])
+        b = cut[g][b]
+    return sorted(edges)
+
+
+def bin_requests(inputs: Sequence[int], outputs: Sequence[int], bins: tuple[int, int] = (3, 3)
+                 ) -> list[RequestBucket]:
+    """Observed requests (input and output token counts, one pair per request) as length buckets.
+
+    Input lengths are cut into ``bins[0]`` groups and output lengths into ``bins[1]`` at the natural
+    breaks of log length (:func:`natural_breaks`); each non-empty cell of that grid is one bucket, standing
+    for its requests by their mean input and mean output length (rounded; the step-time model is
+    linear in context per sequence, so the mean is the representative for throughput) and their
+    share of all requests. Buckets come sorted by (input, output) range; deterministic."""
+    if len(inputs) != len(outputs):
+        raise ValueError("one output length per input length")
+    if not inputs:
+        raise ValueError("no requests to bin")
+    if min(inputs) < 1 or min(outputs) < 1:
+        raise ValueError("every request needs input and output lengths >= 1 token")
+    in_edges, out_edges = natural_breaks(inputs, bins[0]), natural_breaks(outputs, bins[1])
+    cells: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for i, o in zip(inputs, outputs, strict=True):
+        cell = (bisect_left(in_edges, i), bisect_left(out_edges, o))
+        cells.setdefault(cell, []).append((i, o))
+    n = len(inputs)
+    out: list[RequestBucket] = []
+    for (a, b), reqs in sorted(cells.items()):
+        ins = [r[0] for r in reqs]
+        outs = [r[1] for r in reqs]
+        out.append(RequestBucket(
+            input_tokens=max(1, round(sum(ins) / len(ins))), output_tokens=max(1, round(sum(outs) / len(outs))),
+            share=len(reqs) / n, requests=len(reqs),
+            input_range=(in_edges[a - 1] + 1 if a else min(inputs), in_edges[a]),
+            output_range=(out_edges[b - 1] + 1 if b else min(outputs), out_edges[b])))
+    return _merge_same_means(out)
+
+
+def _merge_same_means(buckets: list[RequestBucket]) -> list[RequestBucket]:
+    """Cells whose rounded means coincide become one bucket (a scenario's buckets are distinct)."""
+    merged: dict[tuple[int, int], RequestBucket] = {}
+    for b in buckets:
+        key = (b.input_tokens, b.output_tokens)
+        if key in merged:
+            m = merged[key]
+            b = RequestBucket(b.input_tokens, b.output_tokens, m.share + b.share, m.requests + b.requests,
+                              (min(m.input_range[0], b.input_range[0]), max(m.input_range[1], b.input_range[1])),
+                              (min(m.output_range[0], b.output_range[0]), max(m.output_range[1], b.output_range[1])))
+        merged[key] = b
+    return list(merged.values())
+
+
 def dataset(name: str) -> LengthMix:
     try:
         return DATASETS[name]
@@ -152,5 +276,5 @@ def dataset(name: str) -> LengthMix:
         raise KeyError(f"unknown length dataset {name!r}; known: {', '.join(DATASETS)}") from None
 
 
-__all__ = ["DATASETS", "LengthBin", "LengthMix", "dataset", "fixed", "mix_mean", "mix_requests_per_s",
-           "mix_throughput"]
+__all__ = ["DATASETS", "LengthBin", "LengthMix", "RequestBucket", "bin_requests", "dataset", "fixed", "mix_mean",
+           "mix_requests_per_s", "mix_throughput", "natural_breaks"]
