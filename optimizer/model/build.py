@@ -12,9 +12,14 @@ Formulation (names as in the code)::
             z[g] ∈ {0,1}   GPU type g is bought
             v[w,s] ∈ {0,1} workload w has replicas on SKU s (only for min_replicas ≥ 2)
             y[w] ∈ [0,1]   served fraction (coverage objective; else fixed 1), u[w] ∈ {0,1} served at all
+            q[c,b] ≥ 0     replicas of c given to length bucket b (workloads with a length mix only)
     add_demand          Σ_{c of w} ρ·μ_c·r[c] ≥ λ_w·y[w]                         (headroom ρ)
+                        with a length mix (buckets b, shares φ_b; add_routing):
+                        Σ_{c of w} ρ·μ_c,b·q[c,b] ≥ λ_w·φ_b·y[w];  Σ_b q[c,b] ≤ r[c]
+                        (μ_c,b: c's SLO capacity on bucket b alone; replicas time-share buckets)
     add_demand_bounds   Σ_{c of w} r[c] ≥ ⌈λ_w/(ρ·max μ_c)⌉;  Σ_{c of w} g_c·r[c] ≥ ⌈λ_w/(ρ·max μ_c/g_c)⌉
-                        (valid inequalities, all demand served; not under coverage)
+                        (valid inequalities, all demand served; not under coverage; with a mix
+                        ⌈Σ_b λ_w·φ_b/(ρ·max_c μ_c,b)⌉ and the same per GPU)
     add_min_replicas    Σ_{c of w} r[c] ≥ m_w·u[w]
     add_spread          r[c] ≤ R_c·v[w,s_c];  v[w,s] ≤ Σ_{c of w on s} r[c];      (≥ 2 servers)
                         need[w,s] = v[w,s] − Σ_{s'≠s} v[w,s'] − Σ_{c of w on s spanning servers} r[c]

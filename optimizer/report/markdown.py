@@ -75,6 +75,17 @@ def render_markdown(plan: Plan, rs: ResolvedScenario) -> str:
         lines += _table(["Workload", "Model", "GPU", "Layout", "Precision", "Replicas", "req/s per replica",
                          "TTFT ms", "TPOT ms"], rows, right=(5, 6, 7, 8))
         lines += [""]
+    routed = [(d, b) for d in plan.deployments for b in d.buckets]
+    if routed:
+        lines += ["## Length buckets routed", "",
+                  "Replicas time-share the buckets routed to them: each bucket's planned load over its "
+                  "capacity per replica (times the headroom) is the replica time it takes.", ""]
+        lines += _table(["Workload", "GPU", "Layout", "Bucket in->out tokens", "req/s per replica",
+                         "Planned req/s", "TTFT ms", "TPOT ms"],
+                        [(d.workload, d.gpu, f"TP{d.tp} PP{d.pp}" + layout_label(d.ep, d.dp),
+                          f"{b.input_tokens}->{b.output_tokens}", f"{b.capacity_rps:.2f}", f"{b.planned_rps:.2f}",
+                          f"{b.ttft_ms:,.0f}", f"{b.tpot_ms:.1f}") for d, b in routed], right=(4, 5, 6, 7))
+        lines += [""]
 
     inference = [c for c in plan.coverage if c.kind == "inference"]
     if inference:

@@ -110,6 +110,32 @@ def write_capacity(ws: Worksheet, plan: Plan, replicas: tuple[int, int]) -> tupl
             sh.put(row, 9, f"=H{row}-G{row}", FMT_1, shown=f.deadline_hours - f.hours)
             sh.put(row, 10, f.peak_gib_per_gpu, FMT_2)
         row += 2
+    routed = [(d, b) for d in plan.deployments for b in d.buckets]
+    if routed:
+        # length mixes: what each deployment carries of each bucket, and the replica time it takes
+        # (time-sharing: planned / (capacity per replica x headroom) replicas; they add up to at
+        # most the deployment's replicas)
+        sh.put(row, 1, "Length buckets routed to deployments", font=SECTION, width=False)
+        row += 1
+        sh.header(row, ["Workload", "GPU", "TP", "Precision", "Replicas", "Input tokens", "Output tokens",
+                        "Capacity per replica on bucket (req/s)", "Planned load (req/s)", "Replicas busy",
+                        "TTFT (ms)", "TPOT (ms)"])
+        for d, b in routed:
+            row += 1
+            sh.put(row, 1, d.workload)
+            sh.put(row, 2, d.gpu)
+            sh.put(row, 3, d.tp, FMT_INT)
+            sh.put(row, 4, d.precision)
+            sh.put(row, 5, d.replicas, FMT_INT)
+            sh.put(row, 6, b.input_tokens, FMT_INT)
+            sh.put(row, 7, b.output_tokens, FMT_INT)
+            sh.put(row, 8, b.capacity_rps, FMT_3)
+            sh.put(row, 9, b.planned_rps, FMT_3)
+            sh.put(row, 10, f"=I{row}/(H{row}*Planning_Headroom)", FMT_3,
+                   shown=b.planned_rps / (b.capacity_rps * plan.headroom))
+            sh.put(row, 11, b.ttft_ms, FMT_INT)
+            sh.put(row, 12, b.tpot_ms, FMT_1)
+        row += 2
     chart_row = row
     sh.finish(header_row=hr, footer=f"procure — {plan.scenario}")
     if not inference:
