@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from optimizer import yaml_safe
 from optimizer.errors import CatalogError, ProcureError, ScenarioError
 from optimizer.schema.catalog import GPU, Catalog, ModelSource, QuoteItem, Server
+from optimizer.schema.measured import MeasuredEntry, MeasuredFile
 from optimizer.schema.scenario import Scenario, ScenarioCatalog
 from optimizer.sizing.architecture import ModelArch, parse_config
 from optimizer.sizing.quant import is_gguf
@@ -45,6 +46,7 @@ def catalog_root() -> Path:
 
 
 UNION_TAGS = {"inference", "finetune"}  # pydantic puts the discriminator tag into error locations
+DEMAND_TAGS = {"users", "daily", "hourly"}  # the same for a workload's demand form
 
 
 def field_path(loc: Iterable[int | str]) -> str:
@@ -54,7 +56,7 @@ def field_path(loc: Iterable[int | str]) -> str:
     out = ""
     prev: int | str | None = None
     for i, part in enumerate(parts):
-        if isinstance(prev, int) and part in UNION_TAGS:
+        if (isinstance(prev, int) and part in UNION_TAGS) or (prev == "demand" and part in DEMAND_TAGS):
             prev = part
             continue
         prev = part
@@ -330,6 +332,8 @@ class ResolvedScenario:
     servers: dict[str, Server]      # allowed servers (taking at least one allowed GPU)
     models: dict[str, ResolvedModel]  # by workload name
     declared: frozenset[str] = frozenset()  # GPU and server names the scenario's catalog: declares
+    #: measured: entries then measured_file's, model and GPU names resolved to the catalog's
+    measured: tuple[MeasuredEntry, ...] = ()
 
     @property
     def calibration_path(self) -> Path | None:
@@ -588,4 +592,53 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
             gpu(name, f"whatif[{v_i}].gpus[{g_i}]")
         priced(v.prices, f"whatif[{v_i}].prices")
     return ResolvedScenario(scenario=scenario, path=path, catalog=catalog, gpus=gpus,
-                            servers=servers, models=models, declared=declared)
+                            servers=servers, models=models, declared=declared,
+                            measured=resolve_measured(scenario, path, catalog))
+
+
+def read_measured_file(path: Path, file: str) -> list[MeasuredEntry]:
+    """The entries of a ``measured_file:`` (a mapping with ``measured:``, or a bare list)."""
+    if not path.is_file():
+        raise ScenarioError(f"measured file {path} not found", file=file, field="measured_file",
+                            hint="the path is relative to the scenario's folder; write one with "
+                                 "`procure calibrate --capacity`, or remove measured_file:")
+    data = read_yaml(path)
+    if isinstance(data, list):
+        data = {"measured": data}
+    if not isinstance(data, dict):
+        raise ScenarioError("expected a mapping with a measured: list", file=str(path),
+                            hint="write it with `procure calibrate --capacity`")
+    try:
+        return MeasuredFile.model_validate(data).measured
+    except ValidationError as exc:
+        raise validation_error(exc, str(path)) from exc
+
+
+def resolve_measured(scenario: Scenario, path: Path, catalog: Catalog) -> tuple[MeasuredEntry, ...]:
+    """The scenario's measured: entries and its measured_file's, with model and GPU names resolved
+    as workloads resolve them; two entries for the same deployment at the same SLO are an error."""
+    from optimizer.sizing.measured import duplicates, label
+
+    sources: list[tuple[str, str, MeasuredEntry]] = [
+        (str(path), f"measured[{i}]", e) for i, e in enumerate(scenario.measured)]
+    if scenario.measured_file:
+        mfile = path.parent / scenario.measured_file
+        sources += [(str(mfile), f"measured[{i}]", e)
+                    for i, e in enumerate(read_measured_file(mfile, str(path)))]
+    out: list[MeasuredEntry] = []
+    for file, where, e in sources:
+        try:
+            model = resolve_model(e.model, catalog, base=path.parent).name
+        except CatalogError as exc:
+            raise ScenarioError(exc.message, file=file, field=f"{where}.model", hint=exc.hint) from exc
+        try:
+            gpu = resolve_gpu(e.gpu, catalog).name
+        except CatalogError as exc:
+            raise ScenarioError(exc.message, file=file, field=f"{where}.gpu", hint=exc.hint) from exc
+        out.append(e.model_copy(update={"model": model, "gpu": gpu}))
+    for first, later in duplicates(out):
+        f_file, f_where, _ = sources[first]
+        raise ScenarioError(f"duplicates {f_where} of {f_file} (same deployment and SLO): {label(out[later])}",
+                            file=sources[later][0], field=sources[later][1],
+                            hint="keep one measurement per deployment and SLO")
+    return tuple(out)

@@ -8,11 +8,14 @@ from typing import Any
 import click
 from rich.table import Table
 
-from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
+from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
+from optimizer.errors import UsageError
 from optimizer.loaders import load_catalog, resolve_gpu
 from optimizer.report.safe_write import check_target, safe_write
 from optimizer.sizing import calibration as cal
 from optimizer.sizing.memory import KV_BYTES, WEIGHT_BYTES
+
+MAX_LATENCY_MS = 3.6e6  # one hour, as in a scenario's slo:
 
 
 @click.command("calibrate")
@@ -28,11 +31,23 @@ from optimizer.sizing.memory import KV_BYTES, WEIGHT_BYTES
 @click.option("--pp", type=click.IntRange(min=1), help="Pipeline parallel size of rows that do not give one.")
 @click.option("--precision", type=click.Choice(list(WEIGHT_BYTES)), help="Weight precision of rows without one.")
 @click.option("--kv-dtype", type=click.Choice(list(KV_BYTES)), help="KV dtype of rows without one [auto].")
+@click.option("--capacity", is_flag=True,
+              help="Write measured SLO capacities instead: FILES are `vllm bench serve --save-result` JSON (one per "
+                   "request rate) and/or genai-perf profile_export_genai_perf.json; per input/output length the "
+                   "highest request throughput meeting the targets becomes a measured: entry [-o default: "
+                   "measured.yaml, for a scenario's measured_file:]. Needs --gpu, --tp, --precision, --ttft-ms, "
+                   "--tpot-ms.")
+@click.option("--ttft-ms", type=FiniteFloat(0, MAX_LATENCY_MS, min_open=True), help="--capacity: mean TTFT target, ms.")
+@click.option("--tpot-ms", type=FiniteFloat(0, MAX_LATENCY_MS, min_open=True), help="--capacity: mean TPOT target, ms.")
+@click.option("--ttft-p90-ms", type=FiniteFloat(0, MAX_LATENCY_MS, min_open=True), help="--capacity: p90 TTFT target.")
+@click.option("--ttft-p99-ms", type=FiniteFloat(0, MAX_LATENCY_MS, min_open=True), help="--capacity: p99 TTFT target.")
+@click.option("--tpot-p90-ms", type=FiniteFloat(0, MAX_LATENCY_MS, min_open=True), help="--capacity: p90 TPOT target.")
+@click.option("--tpot-p99-ms", type=FiniteFloat(0, MAX_LATENCY_MS, min_open=True), help="--capacity: p99 TPOT target.")
 @FORMAT_OPTION
 def calibrate_command(files: tuple[Path, ...], output: Path | None, force: bool, engine: str, model: str | None,
                       gpu: str | None,
                       tp: int | None, pp: int | None, precision: str | None, kv_dtype: str | None,
-                      fmt: str) -> None:
+                      capacity: bool, fmt: str, **slo: float | None) -> None:
     """Fit the throughput model's efficiency factors to measured results and write a calibration file.
 
     FILES are CSV or YAML measurements (columns model, gpu, tp, precision, input_tokens,
@@ -41,7 +56,19 @@ def calibrate_command(files: tuple[Path, ...], output: Path | None, force: bool,
     --precision: the JSON does not record them). One factor set is fitted per GPU family,
     starting from (and, with few points, pulled toward) the shipped factors; every measured
     point is also stored so that plans for that exact (model, GPU, TP, PP, precision) use it.
+
+    With --capacity, FILES are serving-benchmark results at several request rates and the output is
+    a measured_file: of SLO capacities that replace the estimate for that exact deployment.
     """
+    if capacity:
+        from optimizer.cli.calibrate_capacity import write_capacities
+
+        write_capacities(files, output=output, force=force, model=model, gpu=gpu, tp=tp, pp=pp,
+                         precision=precision, targets={k: v for k, v in slo.items() if v is not None}, fmt=fmt)
+        return
+    if any(v is not None for v in slo.values()):
+        raise UsageError("--ttft-ms/--tpot-ms targets go with --capacity",
+                         hint="add --capacity to write measured capacities from benchmark runs")
     # checked before reading and fitting; the default calibration.yaml is replaced as before
     force = force or output is None
     output = check_target(output or Path("calibration.yaml"), force=force, what="calibration file")

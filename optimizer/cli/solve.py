@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 
 from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
+from optimizer.cli.notes import demand_lines, measured_warnings
 from optimizer.engines import KNOWN, known_combinations
 from optimizer.errors import InfeasibleError, UsageError
 from optimizer.loaders import load_scenario
@@ -52,6 +53,9 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
                   output: Path | None, no_workbook: bool, markdown: Path | None, force: bool) -> None:
     """Find the cheapest mix of servers and GPUs that serves SCENARIO, verify it, and print it.
 
+    A workload given as business volumes (demand:) is planned on its derived peak rate, printed
+    first (stderr with --format json); measured: entries that match no candidate are warned about.
+
     Exit 0 with a plan, 1 when no plan fits the limits (the message names the binding limit and by
     how much), 2 for bad input.
     """
@@ -63,6 +67,10 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
                             engine_version=engine_version)
     settings = settings_of(rs, time_limit_s=time_limit, gap=gap, threads=threads, seed=seed, node_limit=node_limit)
     err = Console(stderr=True)
+    # derived rates and warnings go beside the plan: stderr when stdout carries the JSON
+    say = err if fmt == "json" else stdout()
+    for line in demand_lines(rs):
+        say.print(f"peak rate {line}", markup=False, highlight=False, soft_wrap=True)
     try:
         with err.status("planning…") as status:
             result = solve_scenario(rs, settings, progress=lambda m: status.update(m))
@@ -71,6 +79,8 @@ def solve_command(scenario: Path, fmt: str, budget: float | None, objective: str
             print_json(infeasible_payload(exc))
         raise
     plan = result.plan
+    for line in measured_warnings(rs, result.candidates):
+        say.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
     written = []
     if workbook is not None:
         from optimizer.report.workbook import write_workbook

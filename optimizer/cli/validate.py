@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
+from optimizer.cli.notes import demand_lines, measured_warnings
 from optimizer.loaders import ResolvedScenario, load_scenario
 from optimizer.schema.scenario import InferenceWorkload
 
@@ -20,6 +21,15 @@ def length_table(w: InferenceWorkload) -> Table:
     for i_tok, o_tok, share in w.buckets():
         t.add_row(f"{i_tok:,}", f"{o_tok:,}", f"{share:.1%}", f"{w.requests_per_s * share:.3g}")
     return t
+
+
+def _measured_warnings(rs: ResolvedScenario) -> list[str]:
+    """Unmatched measured: entries; sizing the candidates only when there are entries to match."""
+    if not rs.measured:
+        return []
+    from optimizer.sizing.candidates import build_candidates
+
+    return measured_warnings(rs, build_candidates(rs))
 
 
 def summary(rs: ResolvedScenario) -> dict[str, object]:
@@ -37,9 +47,12 @@ def summary(rs: ResolvedScenario) -> dict[str, object]:
              "config": str(rs.models[w.name].path),
              **({"lengths": [{"input_tokens": i, "output_tokens": o, "share": f} for i, o, f in w.buckets()],
                  "lengths_source": w.lengths_source}
-                if isinstance(w, InferenceWorkload) and w.lengths is not None else {})}
+                if isinstance(w, InferenceWorkload) and w.lengths is not None else {}),
+             **({"requests_per_s": w.requests_per_s, "demand": w.demand.explain()}
+                if isinstance(w, InferenceWorkload) and w.demand is not None else {})}
             for w in sc.workloads
         ],
+        "measured": len(rs.measured),
     }
 
 
@@ -47,10 +60,14 @@ def summary(rs: ResolvedScenario) -> dict[str, object]:
 @click.argument("scenario", type=click.Path(path_type=Path))
 @FORMAT_OPTION
 def validate_command(scenario: Path, fmt: str) -> None:
-    """Check SCENARIO against the schema and catalog; exit 2 with the field and a fix if not."""
+    """Check SCENARIO against the schema and catalog; exit 2 with the field and a fix if not.
+
+    Prints the peak rate derived from each workload's demand: and, when the scenario has measured:
+    entries, sizes the candidates to warn about entries that match no candidate deployment."""
     rs = load_scenario(scenario)
+    warnings = _measured_warnings(rs)
     if fmt == "json":
-        print_json({"valid": True, **summary(rs)})
+        print_json({"valid": True, **summary(rs), "warnings": warnings})
         return
     sc = rs.scenario
     con = stdout()
@@ -75,6 +92,13 @@ def validate_command(scenario: Path, fmt: str) -> None:
             slo = f"{w.deadline_hours:g} h"
         t.add_row(w.name, w.kind, rs.models[w.name].name, load, slo)
     con.print(t)
+    for line in demand_lines(rs):
+        con.print(f"peak rate {line}", markup=False, highlight=False, soft_wrap=True)
+    if rs.measured:
+        con.print(f"{len(rs.measured)} measured capacit{'y' if len(rs.measured) == 1 else 'ies'} "
+                  f"({len(rs.measured) - len(warnings)} matching a candidate deployment)")
+    for line in warnings:
+        con.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
     for w in sc.inference_workloads().values():
         if w.lengths is not None:
             con.print(length_table(w))

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from functools import partial
 
 from optimizer import quote
 from optimizer.errors import SolverError
 from optimizer.loaders import ResolvedScenario, resolve_gpu
-from optimizer.schema.plan import Plan
+from optimizer.schema.plan import Deployment, Plan
+from optimizer.schema.scenario import InferenceWorkload
 from optimizer.sizing.architecture import parse_config
 from optimizer.sizing.candidates import (
     FINETUNE_MEMORY_FRACTION,
@@ -28,8 +30,9 @@ from optimizer.sizing.candidates import (
     server_power_w,
 )
 from optimizer.sizing.layout import moe_layout_problems
+from optimizer.sizing.measured import measured_match, slo_targets, with_measured
 from optimizer.sizing.memory import serving_memory
-from optimizer.sizing.perf import replica_perf
+from optimizer.sizing.perf import ReplicaPerf, replica_perf
 from optimizer.sizing.uncertainty import planning_time_scale
 from optimizer.units import HOURS_PER_YEAR
 
@@ -38,6 +41,17 @@ REL = 1e-6
 
 def _close(a: float, b: float, tol: float = REL) -> bool:
     return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+
+
+def _resized(rs: ResolvedScenario, w: InferenceWorkload, d: Deployment, gpu: str,
+             sized: Callable[..., ReplicaPerf], input_tokens: int, output_tokens: int) -> ReplicaPerf:
+    """A deployment re-sized at these lengths (``sized``: replica_perf with its layout bound), the
+    scenario's own benchmark laid over it as the candidate table did (``optimizer.sizing.measured``)."""
+    perf = sized(input_tokens=input_tokens, output_tokens=output_tokens)
+    hit = None if d.ep > 1 or d.dp > 1 else measured_match(
+        rs.measured, model=rs.models[w.name].name, gpu=gpu, tp=d.tp, pp=d.pp, precision=d.precision,
+        input_tokens=input_tokens, output_tokens=output_tokens, slo=slo_targets(w.slo))
+    return perf if hit is None else with_measured(perf, rs.measured[hit], slo_targets(w.slo))
 
 
 def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False) -> list[str]:
@@ -189,11 +203,10 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
         eff = plan_efficiency(gpu, sc.serving, calib)
         scale = planning_time_scale(eff.band_log_sd, sc.confidence)
 
-        perf_at = partial(replica_perf, arch, gpu, tp=d.tp, pp=d.pp, precision=d.precision, kv_dtype=d.kv_dtype,
-                          kv_cache_tokens=mem.kv_cache_tokens, ttft_ms=w.slo.ttft_ms, tpot_ms=w.slo.tpot_ms,
-                          max_num_seqs=sc.serving.max_num_seqs, utilization=sc.headroom,
-                          efficiency=eff, time_scale=scale, ep=d.ep, dp=d.dp)
-
+        sized = partial(replica_perf, arch, gpu, tp=d.tp, pp=d.pp, precision=d.precision, kv_dtype=d.kv_dtype,
+                        kv_cache_tokens=mem.kv_cache_tokens, ttft_ms=w.slo.ttft_ms, tpot_ms=w.slo.tpot_ms,
+                        max_num_seqs=sc.serving.max_num_seqs, utilization=sc.headroom,
+                        efficiency=eff, time_scale=scale, ep=d.ep, dp=d.dp)
         if len(w.buckets()) > 1:
             # a length mix: each routed bucket re-sized alone; the replicas' time carries them
             shares = {(i_tok, o_tok) for i_tok, o_tok, _ in w.buckets()}
@@ -201,7 +214,7 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
             for b in d.buckets:
                 require((b.input_tokens, b.output_tokens) in shares, f"{d.workload} bucket {b.input_tokens}/"
                         f"{b.output_tokens}", "not a bucket of the workload's lengths")
-                perf = perf_at(input_tokens=b.input_tokens, output_tokens=b.output_tokens)
+                perf = _resized(rs, w, d, gpu.name, sized, b.input_tokens, b.output_tokens)
                 require(_close(perf.requests_per_s, b.capacity_rps, 1e-6) and perf.requests_per_s > 0,
                         f"{d.workload} bucket {b.input_tokens}/{b.output_tokens} capacity recomputed",
                         f"{b.capacity_rps} != {perf.requests_per_s}")
@@ -217,7 +230,7 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
                     f"{d.workload} planned load", "bucket loads do not add up to planned_rps")
             count[d.workload] += d.replicas
             continue
-        perf = perf_at(input_tokens=w.input_tokens, output_tokens=w.output_tokens)
+        perf = _resized(rs, w, d, gpu.name, sized, w.input_tokens, w.output_tokens)
         require(_close(perf.requests_per_s, d.capacity_rps, 1e-6), f"{d.workload} capacity recomputed",
                 f"{d.capacity_rps} != {perf.requests_per_s}")
         require(perf.ttft_ms <= w.slo.ttft_ms * (1 + REL) and perf.tpot_ms <= w.slo.tpot_ms * (1 + REL),

@@ -38,7 +38,7 @@ def with_overrides(rs: ResolvedScenario, *, budget: float | None = None, objecti
     from pydantic import ValidationError
 
     from optimizer.loaders import resolve_scenario, validation_error
-    from optimizer.schema.scenario import Scenario
+    from optimizer.schema.scenario import InferenceWorkload, Scenario
 
     data = rs.scenario.model_dump()
     if budget is not None:
@@ -61,9 +61,12 @@ def with_overrides(rs: ResolvedScenario, *, budget: float | None = None, objecti
         serving["engine_version"] = engine_version or serving["engine_version"]
         profile_for(serving["engine"], serving["engine_version"])
     if demand_scale != 1.0:
-        for w in data["workloads"]:
+        for w, given in zip(data["workloads"], rs.scenario.workloads, strict=True):
             if w["kind"] == "inference":
                 w["requests_per_s"] *= demand_scale
+                if isinstance(given, InferenceWorkload) and given.demand is not None:
+                    # business volumes scale with the rate, so the two still agree on re-validation
+                    w["demand"] = given.demand.scaled(demand_scale).model_dump()
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:  # e.g. a demand scale that takes a rate past its range

@@ -10,9 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from optimizer import demand
 from optimizer.schema.base import Name, Ref, Strict, Text
 from optimizer.schema.catalog import DeclaredGPU, DeclaredServer, Precision
 from optimizer.schema.engine import EngineSettings, KVDtype
+from optimizer.schema.measured import MeasuredEntry
 
 # Sane ranges, checked once here: a value outside them is a typo or a unit mistake, never a plan.
 MAX_MONEY = 1e15          # currency units (a trillion US dollars in won or rupiah still fits)
@@ -88,6 +90,103 @@ def _mix_means(buckets: list[Any]) -> tuple[int, int]:
     return max(1, round(mean_in)), max(1, round(mean_out))
 
 
+MAX_USERS = 1e10              # more than every person on Earth
+MAX_REQUESTS_PER_DAY = MAX_RPS * 86400.0
+
+
+class UsersDemand(Strict):
+    """Peak rate from a user base: users x requests per user per day x peak-hour share / 3600."""
+
+    users: int = Field(ge=1, le=MAX_USERS, description="Users of the service")
+    requests_per_user_per_day: float = Field(gt=0, le=1e6, description="Requests one user makes a day")
+    peak_hour_share: float = Field(gt=0, le=1,
+        description="Share of a day's requests that fall in the busiest hour (1/24 = a flat day)")
+
+    @field_validator("peak_hour_share")
+    @classmethod
+    def _at_least_flat(cls, value: float) -> float:
+        if value < 1 / 24 * (1 - 1e-12):
+            raise ValueError(f"peak_hour_share {value:g} is below 1/24 = {1 / 24:.4f}: the busiest of 24 hours "
+                             "holds at least an average hour's share; give the share as a fraction (0.11 = 11 %)")
+        return value
+
+    def peak_rps(self) -> float:
+        return demand.users_peak_rps(self.users, self.requests_per_user_per_day, self.peak_hour_share)
+
+    def explain(self) -> str:
+        return demand.explain_users(self.users, self.requests_per_user_per_day, self.peak_hour_share)
+
+    def scaled(self, factor: float) -> UsersDemand:
+        return self.model_copy(update={"requests_per_user_per_day": self.requests_per_user_per_day * factor})
+
+
+class DailyDemand(Strict):
+    """Peak rate from a daily volume: requests per day / 86400 x peak-to-mean factor."""
+
+    requests_per_day: float = Field(gt=0, le=MAX_REQUESTS_PER_DAY, description="Requests a day")
+    peak_factor: float = Field(ge=1, le=1000, description="Peak-to-mean ratio of the request rate (>= 1)")
+
+    def peak_rps(self) -> float:
+        return demand.daily_peak_rps(self.requests_per_day, self.peak_factor)
+
+    def explain(self) -> str:
+        return demand.explain_daily(self.requests_per_day, self.peak_factor)
+
+    def scaled(self, factor: float) -> DailyDemand:
+        return self.model_copy(update={"requests_per_day": self.requests_per_day * factor})
+
+
+class HourlyDemand(Strict):
+    """Peak rate from a day's profile: the busiest of 24 hourly request counts / 3600."""
+
+    hourly_requests: list[Annotated[float, Field(ge=0, le=MAX_RPS * 3600.0)]] = Field(
+        min_length=24, max_length=24, description="Requests in each hour of a typical day, 00:00 first")
+
+    @field_validator("hourly_requests")
+    @classmethod
+    def _some_traffic(cls, value: list[float]) -> list[float]:
+        if max(value) <= 0:
+            raise ValueError("hourly_requests are all 0: give at least one hour with requests")
+        return value
+
+    def peak_rps(self) -> float:
+        return demand.hourly_peak_rps(self.hourly_requests)
+
+    def explain(self) -> str:
+        return demand.explain_hourly(self.hourly_requests)
+
+    def scaled(self, factor: float) -> HourlyDemand:
+        return self.model_copy(update={"hourly_requests": [h * factor for h in self.hourly_requests]})
+
+
+#: The key that identifies each demand form (a mapping must hold exactly one of them).
+DEMAND_FORMS = {"users": "users", "requests_per_day": "daily", "hourly_requests": "hourly"}
+DEMAND_ALTERNATIVES = ("{users, requests_per_user_per_day, peak_hour_share}, "
+                       "{requests_per_day, peak_factor} or {hourly_requests: [24 numbers]}")
+
+
+def _demand_form(value: Any) -> str | None:
+    """Tag of the one demand form whose identifying key ``value`` holds; None (an error naming the
+    alternatives) when it holds none or several."""
+    if isinstance(value, dict):
+        tags = [tag for key, tag in DEMAND_FORMS.items() if key in value]
+        return tags[0] if len(tags) == 1 else None
+    if isinstance(value, UsersDemand | DailyDemand | HourlyDemand):
+        return {UsersDemand: "users", DailyDemand: "daily", HourlyDemand: "hourly"}[type(value)]
+    return None
+
+
+Demand = Annotated[
+    Annotated[UsersDemand, Tag("users")] | Annotated[DailyDemand, Tag("daily")]
+    | Annotated[HourlyDemand, Tag("hourly")],
+    Discriminator(_demand_form, custom_error_type="demand_form",
+                  custom_error_message=f"demand must be exactly one of {DEMAND_ALTERNATIVES}"),
+]
+
+#: Relative tolerance within which a workload's requests_per_s and its demand must agree.
+DEMAND_AGREEMENT = 1e-9
+
+
 class InferenceWorkload(Strict):
     kind: Literal["inference"] = "inference"
     name: Name
@@ -95,7 +194,11 @@ class InferenceWorkload(Strict):
     precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["bf16"]), min_length=1,
                                         description="Weight precisions the owners accept")
     kv_dtype: KVDtype = Field(default="auto", description="KV cache dtype")
-    requests_per_s: float = Field(gt=0, le=MAX_RPS, description="Peak request rate to serve, requests/s")
+    # 0 stands for "not given": a validator fills it from `demand` (or asks for one of the two)
+    requests_per_s: float = Field(default=0.0, gt=0, le=MAX_RPS,
+        description="Peak request rate to serve, requests/s; derived from demand when that is given")
+    demand: Demand | None = Field(default=None,
+        description="Business volumes the peak rate is derived from, instead of requests_per_s")
     input_tokens: int = Field(ge=1, le=MAX_TOKENS,
         description="Mean prompt length, tokens (with `lengths`: the mix's mean, filled in)")
     output_tokens: int = Field(ge=1, le=MAX_TOKENS,
@@ -137,6 +240,25 @@ class InferenceWorkload(Strict):
                 raise ValueError(f"{key} {given} is not the mean of `lengths` ({mean}); give lengths or "
                                  f"input_tokens/output_tokens, or omit {key} (it is filled in)")
         return data
+
+    @model_validator(mode="after")
+    def _peak_rate(self) -> InferenceWorkload:
+        given = "requests_per_s" in self.model_fields_set
+        if self.demand is None:
+            if not given:
+                raise ValueError("give the peak rate as requests_per_s, or business volumes as demand: "
+                                 + DEMAND_ALTERNATIVES)
+            return self
+        rate = self.demand.peak_rps()
+        if not 0 < rate <= MAX_RPS:
+            raise ValueError(f"demand gives a peak rate of {rate:g} req/s, outside (0, {MAX_RPS:g}]: "
+                             f"{self.demand.explain()}")
+        if given and abs(self.requests_per_s - rate) > DEMAND_AGREEMENT * rate:
+            raise ValueError(f"requests_per_s {self.requests_per_s:g} disagrees with demand ({self.demand.explain()}); "
+                             "give one of them")
+        # the model is frozen: set the derived rate once, here, before anyone reads it
+        object.__setattr__(self, "requests_per_s", rate)
+        return self
 
     @model_validator(mode="after")
     def _fits_context(self) -> InferenceWorkload:
@@ -325,6 +447,10 @@ class Scenario(Strict):
     catalog: ScenarioCatalog | None = Field(default=None,
         description="GPUs and servers/cloud instance types this scenario declares (a vendor's quoted SKU, "
         "a 1-GPU cloud instance at its hourly price)")
+    measured: list[MeasuredEntry] = Field(default_factory=list,
+        description="Own benchmark results: requests/s of exact deployments that replace the estimate")
+    measured_file: Ref | None = Field(default=None,
+        description="YAML file of more measured: entries (`procure calibrate --capacity`), relative to this file")
     solver: SolverSettings = SolverSettings()
     workloads: list[Workload] = Field(min_length=1)
     whatif: list[Variant] = Field(default_factory=list)

@@ -25,6 +25,7 @@ from optimizer.sizing.architecture import ModelArch, param_counts, parse_config
 from optimizer.sizing.finetune import finetune_memory
 from optimizer.sizing.layout import layout_label, moe_layouts
 from optimizer.sizing.lengths import LengthBin, LengthMix, mix_requests_per_s, mix_throughput
+from optimizer.sizing.measured import measured_match, slo_targets, with_measured
 from optimizer.sizing.memory import ServingMemory, serving_memory
 from optimizer.sizing.perf import Efficiency, PerfQuery, ReplicaPerf, load_efficiency, replica_perf_many
 from optimizer.sizing.uncertainty import planning_time_scale
@@ -145,6 +146,8 @@ class CandidateSet:
     unrackable: dict[str, ServerSku] = field(default_factory=dict)
     # the efficiency factors (and error band) each GPU's capacities were computed with, by GPU name
     efficiency: dict[str, Efficiency] = field(default_factory=dict)
+    # indices into ResolvedScenario.measured of the entries that gave some layout's capacity
+    measured_used: set[int] = field(default_factory=set)
 
     def for_workload(self, name: str) -> list[InferenceCandidate]:
         return [c for c in self.inference if c.workload == name]
@@ -306,10 +309,10 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
     buckets = w.buckets()
     by_bucket: list[dict[LayoutKey, ReplicaPerf]] = []
     if len(buckets) == 1:
-        perfs = _perf_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, memo)
+        perfs = _perf_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, memo, out.measured_used)
     else:
-        by_bucket = [_perf_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, memo, (i, o))
-                     for i, o, _ in buckets]
+        by_bucket = [_perf_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, memo,
+                                 out.measured_used, (i, o)) for i, o, _ in buckets]
         perfs = {key: mix_perf([per[key] for per in by_bucket], buckets) for key in fitting}
     for ev in events:
         if isinstance(ev, Rejection):
@@ -355,11 +358,12 @@ def _memory_fit(arch: ModelArch, gpu: GPU, tp: int, pp: int, precision: str,
 def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
                 fitting: dict[LayoutKey, tuple[GPU, ServingMemory]],
                 rs: ResolvedScenario, efficiency: dict[str, Efficiency], calibration: Path | None,
-                memo: dict[PerfKey, ReplicaPerf], lengths: tuple[int, int] | None = None,
-                ) -> dict[LayoutKey, ReplicaPerf]:
+                memo: dict[PerfKey, ReplicaPerf], measured_used: set[int] | None = None,
+                lengths: tuple[int, int] | None = None) -> dict[LayoutKey, ReplicaPerf]:
     """SLO capacity of every fitting layout of ``w`` (at ``lengths`` = (input, output) tokens, one
     bucket of a length mix, else the workload's own): memo hits, the rest in one
-    :func:`replica_perf_many` call."""
+    :func:`replica_perf_many` call; then a scenario's ``measured:`` entry for a TP/PP layout
+    replaces the estimate (:mod:`optimizer.sizing.measured`; its index goes to ``measured_used``)."""
     isl, osl = lengths or (w.input_tokens, w.output_tokens)
     sc = rs.scenario
     serving = sc.serving
@@ -388,6 +392,17 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
                               utilization=sc.headroom)
     for (key, mkey), perf in zip(todo, perfs, strict=True):
         out[key] = memo[mkey] = perf
+    if rs.measured:  # the memo keeps the estimate; the measured figure is laid over it here
+        targets = slo_targets(slo)
+        for key in out:
+            gname, tp, pp, precision, ep, dp = key
+            m_i = None if ep > 1 or dp > 1 else measured_match(
+                rs.measured, model=rs.models[w.name].name, gpu=gname, tp=tp, pp=pp, precision=precision,
+                input_tokens=isl, output_tokens=osl, slo=targets)
+            if m_i is not None:
+                out[key] = with_measured(out[key], rs.measured[m_i], targets)
+                if measured_used is not None:
+                    measured_used.add(m_i)
     return out
 
 
