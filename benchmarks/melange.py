@@ -372,7 +372,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{r['instance']:<18} {r['slices']:>6} {r['gpu_types']:>5}  {mel_cost:>16} {mel.solve_time_s:>8.2f}  "
               f"{pro.cost if pro.cost is not None else float('nan'):>11.2f} {pro.solve_time_s:>7.2f}  {saving:>6}  "
               f"{_fmt_alloc(pro.allocation)}")
-    print("* a time limit stopped Mélange's ILP: its best plan so far, not proven optimal")
+    if any(r["melange"].status == "feasible" for r in rows):
+        print("* a time limit stopped Mélange's ILP: its best plan so far, not proven optimal")
 
 
 def main(argv: list[str] | None = None) -> int:

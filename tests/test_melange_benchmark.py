@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.melange import EXAMPLE, MelangeInput, generate, main, melange_ilp, to_scenario
+from benchmarks.melange import EXAMPLE, MelangeInput, generate, main, melange_ilp, solve_procure, to_scenario
 from optimizer.errors import UsageError
+from tests.conftest import REPO
 
 #: 2 buckets (one input row, two output columns) x 2 GPU types, 8 req/s split evenly: 4 req/s each.
 #: S: 1.00 $/h, tputs 8 and 4 req/s -> loads 4/8 = 0.5 and 4/4 = 1.0 GPU; B: tputs 16 and 16 ->
@@ -97,3 +100,36 @@ def test_bad_input_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], ba
     assert main([str(path), "--format", "json"]) == 2
     err = capsys.readouterr().err
     assert needle in err and "bad.json" in err and "Traceback" not in err
+
+
+def test_procure_on_the_example_by_hand() -> None:
+    # Continuous routing (worked by hand): per bucket, A10G load / A100 load = 3/0.3 = 10, 3/0.15 = 20,
+    # 3/0.375 = 8, 3/0.3 = 10, so one A100 takes the buckets where it saves most: (25/100) 0.15,
+    # (25/25) 0.3, (100/100) 0.3 and 0.25 of the 0.375 of (100/25), i.e. 10 of its 15 req/s; the other
+    # 5 req/s at 5 req/s fill one A10G. 3.67 + 1.01 = 4.68 $/h (no cheaper plan: one A100 alone
+    # carries 1.125 > 1, and A10Gs alone need 12), 30 % below the ILP's 6.70.
+    ans = solve_procure(MelangeInput.model_validate(EXAMPLE))
+    assert ans.status == "optimal"
+    assert ans.cost == pytest.approx(4.68)
+    assert ans.allocation == {"A100-80GB": 1, "A10G": 1}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_procure_never_costs_more_than_the_ilp(seed: int) -> None:
+    # procure's routing is the LP relaxation of Mélange's slice assignment on the same capacities
+    inp = generate((3, 3), 2, 4, seed=seed, rate=40.0)
+    ilp = melange_ilp(inp)
+    pro = solve_procure(inp)
+    assert ilp.status == "optimal" and ilp.cost is not None and pro.cost is not None
+    assert pro.cost <= ilp.cost + 1e-9
+
+
+def test_json_contract(tmp_path: Path) -> None:
+    path = tmp_path / "example.json"
+    path.write_text(json.dumps(EXAMPLE))
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "melange.py"), str(path), "--format", "json"],
+                          capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["cost"] == pytest.approx(4.68) and out["allocation"] == {"A100-80GB": 1, "A10G": 1}
+    assert out["solve_time_s"] > 0
