@@ -23,7 +23,7 @@ from optimizer import yaml_safe
 from optimizer.errors import CatalogError, ProcureError, ScenarioError
 from optimizer.schema.catalog import GPU, Catalog, ModelSource, QuoteItem, Server
 from optimizer.schema.measured import MeasuredEntry, MeasuredFile
-from optimizer.schema.scenario import Scenario
+from optimizer.schema.scenario import Scenario, ScenarioCatalog
 from optimizer.sizing.architecture import ModelArch, parse_config
 from optimizer.sizing.quant import is_gguf
 
@@ -331,6 +331,7 @@ class ResolvedScenario:
     gpus: dict[str, GPU]            # allowed GPUs by canonical name
     servers: dict[str, Server]      # allowed servers (taking at least one allowed GPU)
     models: dict[str, ResolvedModel]  # by workload name
+    declared: frozenset[str] = frozenset()  # GPU and server names the scenario's catalog: declares
     #: measured: entries then measured_file's, model and GPU names resolved to the catalog's
     measured: tuple[MeasuredEntry, ...] = ()
 
@@ -395,9 +396,112 @@ def _context_source(arch: ModelArch) -> str:
     return "max_position_embeddings"
 
 
+# --- scenario-declared catalog entries ----------------------------------------------------------
+
+def _declared_source(entry: Any, file: str) -> dict[str, Any]:
+    """The entry's fields with ``replaces`` dropped and every source marked as scenario-declared,
+    so each place that shows a catalog source says where the entry came from."""
+    data: dict[str, Any] = entry.model_dump(exclude={"replaces"})
+    mark = f"scenario-declared ({Path(file).name} catalog:): "
+    data["source"] = mark + data["source"]
+    for key in ("price", "base_price"):
+        if data.get(key):
+            data[key]["source"] = mark + data[key]["source"]
+    return data
+
+
+def _merge_entries(shipped: dict[str, T], declared: list[Any], cls: type[T], kind: str, field: str,
+                   file: str) -> tuple[dict[str, T], dict[str, str]]:
+    """``shipped`` with ``declared`` added (a ``replaces`` entry stands in for the shipped one);
+    returns the merged entries and {replaced name: new name}. A clash of names or aliases with a
+    shipped or earlier declared entry is a ScenarioError naming both."""
+    out = dict(shipped)
+    renamed: dict[str, str] = {}
+    for i, entry in enumerate(declared):
+        merged = cls.model_validate(_declared_source(entry, file))
+        name = merged.name  # type: ignore[attr-defined]
+        if out.get(name) == merged:
+            continue  # already merged (a scenario re-resolved with overrides)
+        if entry.replaces is not None:
+            hit = _names(out.values()).get(entry.replaces.strip().lower())  # type: ignore[arg-type]
+            if hit is None:
+                raise ScenarioError(f"replaces names unknown {kind} {entry.replaces!r}", file=file,
+                                    field=f"{field}[{i}].replaces", hint=_suggest(entry.replaces, _names(
+                                        out.values())) or f"run `procure catalog {kind.lower()}s` to list them")  # type: ignore[arg-type]
+            del out[hit]
+            renamed[hit] = name
+        taken = _names(out.values())  # type: ignore[arg-type]
+        for label in [name, *merged.aliases]:  # type: ignore[attr-defined]
+            owner = taken.get(label.lower())
+            if owner is not None:
+                what = "its name" if owner.lower() == label.lower() else f"an alias of {owner}"
+                raise ScenarioError(
+                    f"{kind} {name!r} clashes with the {kind} {owner!r} already in the catalog "
+                    f"({label!r} is {what})", file=file, field=f"{field}[{i}]",
+                    hint=f"rename it, or add `replaces: {owner}` to stand in for the shipped entry")
+        out[name] = merged
+    return out, renamed
+
+
+def merge_declared(catalog: Catalog, declared: ScenarioCatalog, file: str) -> tuple[Catalog, frozenset[str]]:
+    """The catalog with a scenario's ``catalog:`` GPUs and servers merged in, and their names.
+
+    Declared servers must name GPUs of the merged catalog (canonical names or aliases); a GPU that
+    ``replaces`` a shipped one takes its place in the shipped servers' ``compatible_gpus``."""
+    gpus, renamed = _merge_entries(catalog.gpus, declared.gpus, GPU, "GPU", "catalog.gpus", file)
+    servers = {k: (s.model_copy(update={"compatible_gpus": [renamed.get(g, g) for g in s.compatible_gpus]})
+                   if any(g in renamed for g in s.compatible_gpus) else s) for k, s in catalog.servers.items()}
+    gpu_names = _names(gpus.values())
+    mine = []
+    for i, s in enumerate(declared.servers):
+        fixed = []
+        for j, g in enumerate(s.compatible_gpus):
+            hit = gpu_names.get(g.strip().lower())
+            if hit is None:
+                raise ScenarioError(f"server {s.name} lists unknown GPU {g!r}", file=file,
+                                    field=f"catalog.servers[{i}].compatible_gpus[{j}]",
+                                    hint=_suggest(g, gpu_names) or "declare it under catalog.gpus")
+            fixed.append(hit)
+        mine.append(s.model_copy(update={"compatible_gpus": fixed}))
+    servers, _ = _merge_entries(servers, mine, Server, "server", "catalog.servers", file)
+    names = frozenset({g.name for g in declared.gpus} | {s.name for s in declared.servers})
+    return (Catalog(gpus=gpus, servers=servers, models=catalog.models, quote_items=catalog.quote_items), names)
+
+
+def _allowed_servers(scenario: Scenario, catalog: Catalog, gpus: dict[str, GPU], file: str) -> dict[str, Server]:
+    """The servers a scenario may use. Objective ``hourly`` rents cloud instance types (servers with
+    ``hourly_usd``) and every other objective buys servers: omitted ``constraints.servers`` means
+    every one of that kind taking an allowed GPU, and a named one of the other kind is an error."""
+    c = scenario.constraints
+    hourly = scenario.objective == "hourly"
+    if c.servers is None:
+        return {s.name: s for s in catalog.servers.values()
+                if s.cloud == hourly and any(g in gpus for g in s.compatible_gpus)}
+    servers: dict[str, Server] = {}
+    for i, name in enumerate(c.servers):
+        try:
+            s = resolve_server(name, catalog)
+        except CatalogError as exc:
+            raise ScenarioError(exc.message, file=file, field=f"constraints.servers[{i}]", hint=exc.hint) from exc
+        if hourly and not s.cloud:
+            raise ScenarioError(f"objective hourly needs an hourly price for every allowed server; {s.name} "
+                                "has no hourly_usd", file=file, field=f"constraints.servers[{i}]",
+                                hint="drop it, or declare a cloud instance type with hourly_usd under catalog.servers")
+        if not hourly and s.cloud:
+            raise ScenarioError(f"{s.name} is a cloud instance type (hourly_usd) with no purchase price; "
+                                f"objective {scenario.objective} buys servers", file=file,
+                                field=f"constraints.servers[{i}]", hint="use objective: hourly, or drop it")
+        servers[s.name] = s
+    return servers
+
+
 def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> ResolvedScenario:
-    """Resolve GPU, server and model names; check precisions can run on some allowed GPU."""
+    """Merge the scenario's ``catalog:`` entries; resolve GPU, server and model names; check
+    precisions can run on some allowed GPU."""
     file = str(path)
+    declared: frozenset[str] = frozenset()
+    if scenario.catalog is not None:
+        catalog, declared = merge_declared(catalog, scenario.catalog, file)
 
     def gpu(name: str, field: str) -> GPU:
         try:
@@ -415,19 +519,12 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
             gpus[g.name] = g
     for name in c.availability:
         gpu(name, f"constraints.availability.{name}")
-    if c.servers is None:
-        servers = {s.name: s for s in catalog.servers.values()
-                   if any(g in gpus for g in s.compatible_gpus)}
-    else:
-        servers = {}
-        for i, name in enumerate(c.servers):
-            try:
-                s = resolve_server(name, catalog)
-            except CatalogError as exc:
-                raise ScenarioError(exc.message, file=file, field=f"constraints.servers[{i}]",
-                                    hint=exc.hint) from exc
-            servers[s.name] = s
+    servers = _allowed_servers(scenario, catalog, gpus, file)
     if not any(g in gpus for s in servers.values() for g in s.compatible_gpus):
+        if scenario.objective == "hourly":
+            raise ScenarioError("objective hourly: no allowed cloud instance type takes an allowed GPU",
+                                file=file, field="constraints", hint="declare cloud instance types (servers "
+                                "with hourly_usd) under catalog.servers; docs/scenario.md")
         raise ScenarioError("no allowed server takes any allowed GPU", file=file,
                             field="constraints", hint="allow a server whose compatible_gpus "
                             "include one of constraints.gpus (see `procure catalog servers`)")
@@ -495,7 +592,8 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
             gpu(name, f"whatif[{v_i}].gpus[{g_i}]")
         priced(v.prices, f"whatif[{v_i}].prices")
     return ResolvedScenario(scenario=scenario, path=path, catalog=catalog, gpus=gpus,
-                            servers=servers, models=models, measured=resolve_measured(scenario, path, catalog))
+                            servers=servers, models=models, declared=declared,
+                            measured=resolve_measured(scenario, path, catalog))
 
 
 def read_measured_file(path: Path, file: str) -> list[MeasuredEntry]:

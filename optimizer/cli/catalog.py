@@ -40,8 +40,8 @@ def _server_table(cat: Catalog, today: date | None = None) -> Table:
         t.add_column(col)
     for s in cat.servers.values():
         t.add_row(s.name, s.vendor, s.gpu_form_factor, ", ".join(s.compatible_gpus),
-                  ",".join(map(str, s.allowed_populations)), f"{s.base_price.usd:,.0f}",
-                  str(s.base_price.as_of), _stale_mark(s.base_price.as_of, today),
+                  ",".join(map(str, s.allowed_populations)), f"{s.base_usd:,.0f}",
+                  str(s.price_as_of), _stale_mark(s.price_as_of, today),
                   f"{s.base_power_w:,.0f}", str(s.rack_units), str(s.as_of))
     return t
 

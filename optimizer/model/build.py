@@ -50,6 +50,9 @@ Formulation (names as in the code)::
                         tco      = capex + opex·Y·Σ_s price_s·n[s] + Σ_s n[s]·W_s·PUE·8760·Y·e
                                    (opex 0 when support is bought as quote lines)
                         coverage = max Σ_w priority_w·y[w] (then the cheapest such plan)
+                        hourly   = Σ_s hourly_s·n[s]   (cloud instance types only: servers with
+                                   hourly_usd, rented whole; price_s = 0 and W_s = U_s = 0, so budget,
+                                   site power and racks do not bind them)
 
 All sizes, capacities μ_c and prices come from ``optimizer.sizing.candidates``; nothing is sized here
 (μ_c is the replica's SLO capacity at the scenario's ``confidence``: the ``1 − confidence`` quantile of

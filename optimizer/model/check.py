@@ -2,7 +2,8 @@
 
 It re-sizes every deployment (memory fit, SLO capacity) with the sizing functions, recomputes
 capacity vs demand, GPU packing from the placement, budget, site power, racks, availability,
-GPU-type count, minimum replicas and their spread, the cost, the quote lines (optimizer.quote) and the
+GPU-type count, minimum replicas and their spread, the cost (the hourly cost of cloud instances
+too, and that the plan rents exactly when the objective is hourly), the quote lines (optimizer.quote) and the
 budget with contingency and tax. A violation is a bug: it raises
 ``SolverError`` listing every failed check.
 """
@@ -20,7 +21,15 @@ from optimizer.loaders import ResolvedScenario, resolve_gpu
 from optimizer.schema.plan import Deployment, Plan
 from optimizer.schema.scenario import InferenceWorkload
 from optimizer.sizing.architecture import parse_config
-from optimizer.sizing.candidates import FINETUNE_MEMORY_FRACTION, finetune_fit, plan_efficiency, price_of, slo_tails
+from optimizer.sizing.candidates import (
+    FINETUNE_MEMORY_FRACTION,
+    finetune_fit,
+    hourly_price_of,
+    plan_efficiency,
+    price_of,
+    server_power_w,
+    slo_tails,
+)
 from optimizer.sizing.layout import moe_layout_problems
 from optimizer.sizing.measured import measured_match, slo_targets, with_measured
 from optimizer.sizing.memory import serving_memory
@@ -66,6 +75,7 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
 
     # --- servers, prices, cost --------------------------------------------------------------
     capex = 0.0
+    hourly_cost = 0.0
     power_w = 0.0
     gpus_of: dict[str, int] = defaultdict(int)
     slots_by_sku: dict[str, int] = {}
@@ -77,14 +87,26 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
         require(gpu.name in chassis.compatible_gpus, f"{chassis.name} takes {gpu.name}", "incompatible")
         require(line.gpus_per_server in chassis.allowed_populations, f"{line.sku} population",
                 f"{line.gpus_per_server} not in {chassis.allowed_populations}")
-        c_price, _ = price_of(rs, chassis.name, chassis.base_price.usd)
+        c_price, _ = price_of(rs, chassis.name, chassis.base_usd)
         g_price, _ = price_of(rs, gpu.name, gpu.price.usd)
-        unit = c_price + line.gpus_per_server * g_price
+        hourly, _ = hourly_price_of(rs, chassis)
+        unit = 0.0 if chassis.cloud else c_price + line.gpus_per_server * g_price  # rented: nothing bought
         require(_close(unit, line.unit_price), f"{line.sku} unit price", f"{line.unit_price} != {unit}")
+        require(hourly == line.hourly_price or (hourly is not None and line.hourly_price is not None
+                                                 and _close(hourly, line.hourly_price)),
+                f"{line.sku} hourly price", f"{line.hourly_price} != {hourly}")
+        require(chassis.cloud == (sc.objective == "hourly"), f"{line.sku} bought or rented as the objective says",
+                f"{'cloud instance' if chassis.cloud else 'purchased server'} under objective {sc.objective}")
         capex += unit * line.count
-        power_w += (chassis.base_power_w + line.gpus_per_server * gpu.tdp_w) * line.count
+        hourly_cost += (hourly or 0.0) * line.count
+        power_w += server_power_w(chassis, gpu, line.gpus_per_server) * line.count
         gpus_of[gpu.name] += line.gpus_per_server * line.count
         slots_by_sku[line.sku] = line.gpus_per_server
+    require(_close(hourly_cost, plan.hourly_cost or 0.0), "hourly cost recomputed",
+            f"plan says {plan.hourly_cost}, catalog gives {hourly_cost:,.4f} per hour")
+    if sc.objective == "hourly":
+        require(_close(hourly_cost, plan.objective, 1e-9), "objective is the hourly cost",
+                f"objective {plan.objective} != {hourly_cost:,.4f} per hour")
     require(_close(capex, plan.hardware_capex), "hardware capex recomputed",
             f"plan says {plan.hardware_capex:,.2f}, catalog gives {capex:,.2f}")
     hardware = capex

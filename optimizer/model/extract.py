@@ -125,9 +125,12 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
                    gpus_per_server=cands.skus[k].gpus, count=n, chassis_price=cands.skus[k].chassis_price,
                    gpu_unit_price=cands.skus[k].gpu_price, unit_price=cands.skus[k].unit_price,
                    power_w=cands.skus[k].power_w, rack_units=cands.skus[k].rack_units,
-                   price_source=cands.skus[k].price_source, integrated=cands.skus[k].chassis.integrated)
+                   price_source=cands.skus[k].price_source, integrated=cands.skus[k].chassis.integrated,
+                   hourly_price=cands.skus[k].hourly_price)
         for k, n in sorted(counts.items())
     ]
+    rented = [(s.hourly_price, s.count) for s in servers if s.hourly_price is not None]
+    hourly_cost = sum(h * n for h, n in rented) if rented else None
     gpus_by_type: dict[str, int] = defaultdict(int)
     for line in servers:
         gpus_by_type[line.gpu] += line.count * line.gpus_per_server
@@ -219,7 +222,8 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
     money = finance_figures(rs, figures["capex"], lines)
     return Plan(
         scenario=sc.name, currency=sc.currency, status=out.status, objective=out.objective, gap=out.gap,
-        capex=money["capex"], hardware_capex=figures["capex"], quote_lines=lines, contingency=money["contingency"],
+        hourly_cost=hourly_cost, capex=money["capex"], hardware_capex=figures["capex"], quote_lines=lines,
+        contingency=money["contingency"],
         tax=money["tax"], total_with_tax=money["total_with_tax"],
         tco=figures["tco"] + money["capex"] - figures["capex"],
         energy_cost=figures["energy"], opex_cost=figures["opex"],

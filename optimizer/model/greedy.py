@@ -22,6 +22,13 @@ from __future__ import annotations
 from ortools.math_opt.python import mathopt
 
 from optimizer.model.build import MipModel, replica_upper_bound
+from optimizer.sizing.candidates import ServerSku
+
+
+def _price(sku: ServerSku) -> float:
+    """What one server of the SKU costs under the objective: its hourly price for a rented
+    instance (objective hourly), else its purchase price."""
+    return sku.unit_price if sku.hourly_price is None else sku.hourly_price
 
 
 def greedy_counts(mm: MipModel) -> tuple[dict[int, int], dict[int, int]] | None:
@@ -72,7 +79,7 @@ def _greedy_choice(mm: MipModel) -> tuple[dict[str, dict[str, tuple[float, int]]
             if c.capacity_rps <= 0:  # serves only some buckets of a length mix: not alone
                 continue
             sku = cands.skus[c.sku]
-            cost = replica_upper_bound(w, c, rho) * c.gpus_per_replica * sku.unit_price / sku.gpus
+            cost = replica_upper_bound(w, c, rho) * c.gpus_per_replica * _price(sku) / sku.gpus
             g = sku.gpu.name
             if g not in per_type or (cost, i) < per_type[g]:
                 per_type[g] = (cost, i)
@@ -82,7 +89,7 @@ def _greedy_choice(mm: MipModel) -> tuple[dict[str, dict[str, tuple[float, int]]
         for j in idx:
             f = cands.finetune[j]
             sku = cands.skus[f.sku]
-            cost = f.gpus * sku.unit_price / sku.gpus
+            cost = f.gpus * _price(sku) / sku.gpus
             g = sku.gpu.name
             if g not in per_type or (cost, j) < per_type[g]:
                 per_type[g] = (cost, j)

@@ -1,4 +1,4 @@
-"""Objectives: capex, Y-year TCO, or served demand (coverage)."""
+"""Objectives: capex, Y-year TCO, served demand (coverage), or the hourly price of rented instances."""
 
 from __future__ import annotations
 
@@ -28,6 +28,17 @@ def tco_expression(mm: MipModel) -> mathopt.LinearExpression:
             + sc.site.electricity_per_kwh * kwh_per_w * mm.power_w)
 
 
+def hourly_expression(mm: MipModel) -> mathopt.LinearExpression:
+    """Σ_s hourly_s·n[s]: what the plan's cloud instances cost per hour, in currency (the loader
+    allows only instance types with an hourly price under this objective)."""
+    terms = []
+    for k, sku in mm.cands.skus.items():
+        if sku.hourly_price is None:
+            raise ValueError(f"objective hourly: {k} has no hourly price")  # the loader refuses this first
+        terms.append(sku.hourly_price * mm.n[k])
+    return mathopt.fast_sum(terms)
+
+
 def coverage_expression(mm: MipModel) -> mathopt.LinearExpression:
     """Σ_w priority_w·y[w] over all workloads (fine-tuning jobs served fully or not at all)."""
     sc = mm.rs.scenario
@@ -36,6 +47,14 @@ def coverage_expression(mm: MipModel) -> mathopt.LinearExpression:
 
 #: Most primary cost (currency units) the folded tie-breaks may ever stand for: below any price.
 TIE_BREAK_BUDGET = 0.5
+#: The same for the hourly objective (currency per hour): hourly prices differ by cents, so the
+#: tie-breaks may stand for at most a tenth of a cent per hour.
+HOURLY_TIE_BREAK_BUDGET = 1e-3
+
+
+def tie_break_budget(objective: str) -> float:
+    """Most primary cost the folded tie-breaks may stand for under ``objective``."""
+    return HOURLY_TIE_BREAK_BUDGET if objective == "hourly" else TIE_BREAK_BUDGET
 
 # Order of the tie-breaks inside their budget: a GPU type weighs as much as 1,000 servers, a server
 # as 10,000 kW of power difference, and a GPU in use like 1 W. So the order is fewer types, then
@@ -47,8 +66,9 @@ TIE_BREAK_BUDGET = 0.5
 TIE_WEIGHTS = {"types": 1e7, "servers": 1e4, "power_kw": 1.0, "gpus_in_use": 1e-3}
 
 
-def tie_break_expression(mm: MipModel) -> mathopt.LinearExpression:
-    """The tie-break terms scaled so that their largest possible value is TIE_BREAK_BUDGET.
+def tie_break_expression(mm: MipModel, budget: float = TIE_BREAK_BUDGET) -> mathopt.LinearExpression:
+    """The tie-break terms scaled so that their largest possible value is ``budget``
+    (:func:`tie_break_budget`).
 
     Folded into a capex or TCO objective, they can never buy a cheaper tie-break with more than half
     a currency unit of primary cost (if plan A wins with the terms and B is cheaper, then
@@ -63,7 +83,7 @@ def tie_break_expression(mm: MipModel) -> mathopt.LinearExpression:
             + TIE_WEIGHTS["power_kw"] / 1000.0 * sum(s.power_w * mm.n[k].upper_bound for k, s in cands.skus.items())
             + TIE_WEIGHTS["gpus_in_use"] * sum(c.gpus_per_replica * mm.r[i].upper_bound
                                                 for i, c in enumerate(cands.inference)))
-    scale = TIE_BREAK_BUDGET / max(most, 1.0)
+    scale = budget / max(most, 1.0)
     return scale * (TIE_WEIGHTS["types"] * mathopt.fast_sum(mm.z.values()) + TIE_WEIGHTS["servers"] * servers
                     + TIE_WEIGHTS["power_kw"] / 1000.0 * mm.power_w + TIE_WEIGHTS["gpus_in_use"] * gpus)
 
@@ -84,7 +104,9 @@ def layout_expression(mm: MipModel) -> mathopt.LinearExpression:
 
 
 def primary_expression(mm: MipModel, objective: str) -> mathopt.LinearExpression:
-    """The objective's own cost (capex or TCO) without the folded tie-breaks."""
+    """The objective's own cost (capex, TCO or hourly) without the folded tie-breaks."""
+    if objective == "hourly":
+        return hourly_expression(mm)
     expr = mm.capex if objective == "capex" else mm.tco
     assert expr is not None
     return expr
@@ -92,8 +114,8 @@ def primary_expression(mm: MipModel, objective: str) -> mathopt.LinearExpression
 
 def set_objective(mm: MipModel, objective: str) -> None:
     mm.tco = tco_expression(mm)
-    if objective in ("capex", "tco"):
-        mm.model.minimize(primary_expression(mm, objective) + tie_break_expression(mm))
+    if objective in ("capex", "tco", "hourly"):
+        mm.model.minimize(primary_expression(mm, objective) + tie_break_expression(mm, tie_break_budget(objective)))
     elif objective == "coverage":
         mm.model.maximize(coverage_expression(mm))
     else:

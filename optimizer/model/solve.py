@@ -1,8 +1,9 @@
 """Solve the purchase MIP with MathOpt (HiGHS; SCIP as fallback) and read back a Plan.
 
-Ties are lexicographic at little cost: for capex and TCO, the tie-breaks (fewer GPU types, then
+Ties are lexicographic at little cost: for capex, TCO and hourly, the tie-breaks (fewer GPU types, then
 fewer servers, then less power, then fewer GPUs in use) are folded into the objective with weights
-that together never stand for more than half a currency unit (``objective.tie_break_expression``),
+that together never stand for more than half a currency unit (a tenth of a cent per hour under
+hourly; ``objective.tie_break_budget``),
 so one solve does both. For ``coverage`` a second stage finds the cheapest plan with the best
 served demand (a real objective, with the full gap and node limit).
 
@@ -31,7 +32,7 @@ from ortools.math_opt.python import mathopt
 from optimizer.errors import SolverError, SolverLimitError
 from optimizer.model.build import MipModel
 from optimizer.model.greedy import fix_counts, fix_types, greedy_counts, greedy_types, restore
-from optimizer.model.objective import TIE_BREAK_BUDGET, layout_expression, primary_expression
+from optimizer.model.objective import layout_expression, primary_expression, tie_break_budget
 from optimizer.schema.scenario import DEFAULT_NODE_LIMIT
 
 #: Work for the greedy plan's completion (its replica counts fixed: a small problem).
@@ -291,7 +292,7 @@ def solve_model(mm: MipModel, settings: SolveSettings, objective: str) -> SolveO
     else:
         # server-level tie-breaks were folded into stage 1; report the primary cost itself
         obj = mathopt.evaluate_expression(primary_expression(mm, objective), values)
-        bound -= TIE_BREAK_BUDGET  # the primary's own bound: the folded terms are worth at most this
+        bound -= tie_break_budget(objective)  # the primary's own bound: the folded terms are worth at most this
         values, tiebreak_stop, tiebreak_gap = _polish_layouts(mm, settings, objective, values, obj)
     status = combined_status(status, stage1_stop, tiebreak_stop, objective)
     elapsed = time.perf_counter() - start

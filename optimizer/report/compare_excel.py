@@ -198,8 +198,8 @@ def _collect(prices: _Prices, i: int, plan: Plan, rs: ResolvedScenario) -> _Vari
                 f"{s.chassis} system base price (the system less its GPUs)", "per system", s.chassis_price,
                 s.chassis_price, prices.money,
                 "scenario or what-if value" if over_c else "estimate: catalog system base"
-                if srv else "plan value", None if over_c or srv is None else srv.base_price.as_of,
-                "" if over_c or srv is None else srv.base_price.source))
+                if srv else "plan value", None if over_c or srv is None else srv.price_as_of,
+                "" if over_c or srv is None else srv.price_source))
             skey = ("system", s.sku, bkey, gkey, s.gpus_per_server)
             prices.add(skey, i, _Entry(
                 f"{s.chassis} system with {s.gpus_per_server} x {s.gpu}", "per system", None, s.unit_price,
@@ -211,8 +211,8 @@ def _collect(prices: _Prices, i: int, plan: Plan, rs: ResolvedScenario) -> _Vari
                 f"{s.chassis} server chassis (without GPU cards)", "per chassis", s.chassis_price,
                 s.chassis_price, prices.money,
                 "scenario or what-if value" if over_c else "estimate: catalog chassis" if srv else "plan value",
-                None if over_c or srv is None else srv.base_price.as_of,
-                "" if over_c or srv is None else srv.base_price.source))
+                None if over_c or srv is None else srv.price_as_of,
+                "" if over_c or srv is None else srv.price_source))
             out.servers[price_key("chassis", s.chassis)] = ckey
             out.servers[price_key("gpu", s.gpu)] = gkey
     hardware = sum(s.unit_price * s.count for s in plan.servers)

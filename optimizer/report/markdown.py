@@ -45,6 +45,8 @@ def render_markdown(plan: Plan, rs: ResolvedScenario) -> str:
     gpus = ", ".join(f"{n} x {g}" for g, n in sorted(plan.gpus_by_type.items())) or "none"
     head = [
         ("Status", f"{plan.status} ({s.solver}, objective {s.objective_name}, gap {plan.gap:.2%})"),
+        *([("Hourly", f"{_money(plan.hourly_cost, cur)} per hour (cloud instances rented)")]
+          if plan.hourly_cost is not None else []),
         ("Capex", _money(plan.capex, cur)),
         (f"TCO over {plan.horizon_years:g} years", f"{_money(plan.tco, cur)} (energy {_money(plan.energy_cost, cur)}, "
          f"support/opex {_money(plan.opex_cost, cur)})"),
@@ -54,13 +56,22 @@ def render_markdown(plan: Plan, rs: ResolvedScenario) -> str:
     ]
     lines += [*_table(["", ""], [(f"**{k}**", v) for k, v in head]), ""]
 
-    lines += ["## Servers to buy", ""]
-    lines += _table(
-        ["SKU", "Servers", "GPUs per server", f"Unit price ({cur})", f"Extended ({cur})", "kW each"],
-        [(x.sku, x.count, x.gpus_per_server, f"{x.unit_price:,.2f}", f"{x.unit_price * x.count:,.2f}",
-          f"{x.power_w / 1000:,.2f}") for x in plan.servers],
-        right=(1, 2, 3, 4, 5))
-    lines += ["", f"Total: **{_money(plan.capex, cur)}**.", ""]
+    if plan.hourly_cost is not None:  # objective hourly: rented cloud instances
+        lines += ["## Cloud instances to rent", ""]
+        lines += _table(
+            ["SKU", "Instances", "GPUs each", f"Per hour ({cur})", f"Extended per hour ({cur})"],
+            [(x.sku, x.count, x.gpus_per_server, f"{x.hourly_price or 0.0:,.4g}",
+              f"{(x.hourly_price or 0.0) * x.count:,.2f}") for x in plan.servers],
+            right=(1, 2, 3, 4))
+        lines += ["", f"Total: **{_money(plan.hourly_cost, cur)} per hour**.", ""]
+    else:
+        lines += ["## Servers to buy", ""]
+        lines += _table(
+            ["SKU", "Servers", "GPUs per server", f"Unit price ({cur})", f"Extended ({cur})", "kW each"],
+            [(x.sku, x.count, x.gpus_per_server, f"{x.unit_price:,.2f}", f"{x.unit_price * x.count:,.2f}",
+              f"{x.power_w / 1000:,.2f}") for x in plan.servers],
+            right=(1, 2, 3, 4, 5))
+        lines += ["", f"Total: **{_money(plan.capex, cur)}**.", ""]
 
     if plan.deployments or plan.finetunes:
         lines += ["## Deployments", ""]

@@ -28,6 +28,9 @@ def plan_tables(plan: Plan) -> Group:
                  + ("reaches on the point estimate" if plan.confidence == 0.5 else
                     f"reaches with {plan.confidence:.0%} probability (the {1 - plan.confidence:.0%} quantile of "
                     "its GPU family's error band)") + (f"; bands: {wide}" if wide else ""))
+    if plan.hourly_cost is not None:
+        head.add_row("[bold]hourly[/]", f"{plan.hourly_cost:,.2f} {cur} per hour for the cloud instances rented "
+                     "(on-demand prices as declared)")
     head.add_row("[bold]capex[/]", f"{plan.capex:,.0f} {cur}  (prices are dated estimates)")
     head.add_row("[bold]TCO[/]", f"{plan.tco:,.0f} {cur} over {plan.horizon_years:g} years "
                  f"(energy {money(plan.energy_cost, cur)}, opex {money(plan.opex_cost, cur)})")
@@ -35,12 +38,16 @@ def plan_tables(plan: Plan) -> Group:
                  f"{plan.racks_used} racks, {plan.rack_units_used} U")
     head.add_row("[bold]GPUs[/]", ", ".join(f"{n} x {g}" for g, n in sorted(plan.gpus_by_type.items())) or "none")
 
-    servers = Table(title="Servers to buy")
-    for col in ("SKU", "count", "GPUs/server", "unit price", "extended", "kW each"):
+    rented = plan.hourly_cost is not None
+    servers = Table(title="Cloud instances to rent" if rented else "Servers to buy")
+    for col in ("SKU", "count", "GPUs/server", "per hour" if rented else "unit price", "extended", "kW each"):
         servers.add_column(col, justify="left" if col == "SKU" else "right")
     for line in plan.servers:
-        servers.add_row(line.sku, str(line.count), str(line.gpus_per_server), f"{line.unit_price:,.0f}",
-                        f"{line.unit_price * line.count:,.0f}", f"{line.power_w / 1000:,.2f}")
+        unit = line.hourly_price if line.hourly_price is not None else line.unit_price
+        servers.add_row(line.sku, str(line.count), str(line.gpus_per_server),
+                        f"{unit:,.2f}" if rented else f"{unit:,.0f}",
+                        f"{unit * line.count:,.2f}" if rented else f"{unit * line.count:,.0f}",
+                        f"{line.power_w / 1000:,.2f}")
 
     deps = Table(title="Deployments")
     for col in ("workload", "GPU", "TP", "PP", "EP", "DP", "precision", "replicas", "req/s each", "planned req/s",

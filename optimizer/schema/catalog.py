@@ -135,7 +135,13 @@ class GPU(Sourced):
 
 
 class Server(Sourced):
-    """A server chassis (base system) that takes GPUs of one form factor."""
+    """A server chassis (base system) that takes GPUs of one form factor, or a cloud instance type.
+
+    A cloud instance type sets ``hourly_usd`` (its on-demand price per hour, GPUs included): it is
+    rented, not bought, so ``base_price``, ``base_power_w`` and ``rack_units`` may be omitted (it
+    draws no site power and takes no rack space: it runs in the provider's data centre), and
+    ``integrated`` defaults to true (the instance comes whole). A purchased server needs all three.
+    """
 
     name: str = Field(description="Canonical catalog name, e.g. HGX-H100-8GPU")
     aliases: list[str] = Field(default_factory=list)
@@ -148,20 +154,82 @@ class Server(Sourced):
         min_length=1, description="GPU counts the chassis may be bought with (HGX boards: only 8)")
     integrated: bool = Field(
         description="Sold as one system at a system price (HGX/DGX boards, OAM platforms, Atlas 800: "
-        "GPUs are not sold separately, scale-out NICs included); false for PCIe chassis + cards")
+        "GPUs are not sold separately, scale-out NICs included); false for PCIe chassis + cards. "
+        "A cloud instance type is whole (default true)")
     integrated_reason: str = Field(min_length=3, description="Why the server is (not) an integrated system")
-    base_price: PriceEstimate = Field(
-        description="Chassis without GPUs: CPUs, RAM, NICs, storage, PSUs (estimate)")
-    base_power_w: float = Field(gt=0, description="Power at full load excluding GPUs, watts")
-    rack_units: int = Field(ge=1)
+    base_price: PriceEstimate | None = Field(
+        default=None, description="Chassis without GPUs: CPUs, RAM, NICs, storage, PSUs (estimate); "
+        "required unless hourly_usd is set")
+    base_power_w: float | None = Field(
+        default=None, gt=0, description="Power at full load excluding GPUs, watts; required unless hourly_usd is set")
+    rack_units: int | None = Field(default=None, ge=1, description="Height, U; required unless hourly_usd is set")
+    hourly_usd: float | None = Field(
+        default=None, gt=0, le=1e6, description="Cloud instance type: on-demand price per hour in US dollars, "
+        "GPUs included (the objective `hourly` minimises the sum of these)")
     notes: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cloud_is_whole(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("hourly_usd") is not None:
+            data = {"integrated": True, "integrated_reason": "cloud instance type: rented whole, GPUs included",
+                    **data}
+        return data
 
     @model_validator(mode="after")
     def _populations_fit(self) -> Server:
         bad = [p for p in self.allowed_populations if p < 1 or p > self.gpu_slots]
         if bad:
             raise ValueError(f"{self.name}: allowed_populations {bad} exceed gpu_slots {self.gpu_slots}")
+        if self.hourly_usd is None:
+            missing = [f for f in ("base_price", "base_power_w", "rack_units") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{self.name}: a purchased server needs {', '.join(missing)} "
+                                 "(a cloud instance type sets hourly_usd instead)")
+        elif self.integrated is not True:
+            raise ValueError(f"{self.name}: a cloud instance type (hourly_usd) is rented whole; "
+                             "remove integrated: false")
         return self
+
+    @property
+    def cloud(self) -> bool:
+        """A cloud instance type (rented by the hour), not a server to buy."""
+        return self.hourly_usd is not None
+
+    @property
+    def base_usd(self) -> float:
+        """Chassis price estimate in USD; 0 for a cloud instance (nothing is bought)."""
+        return self.base_price.usd if self.base_price is not None else 0.0
+
+    @property
+    def price_as_of(self) -> date:
+        """Date of the price the server is planned with (its hourly price's for a cloud instance)."""
+        return self.base_price.as_of if self.base_price is not None else self.as_of
+
+    @property
+    def price_source(self) -> str:
+        """Where the server's price was read."""
+        if self.base_price is not None:
+            return self.base_price.source
+        return f"cloud instance at {self.hourly_usd:g} USD/h: {self.source}"
+
+    @property
+    def power_units(self) -> tuple[float, int]:
+        """(base power W, rack units) counted against the site: (0, 0) for a cloud instance."""
+        return (self.base_power_w or 0.0, self.rack_units or 0)
+
+
+class DeclaredGPU(GPU):
+    """A GPU a scenario declares itself (``catalog.gpus``): the catalog schema plus ``replaces``."""
+
+    replaces: str | None = Field(default=None, description="Shipped GPU this entry stands in for "
+                                 "(its name and aliases may then be reused)")
+
+
+class DeclaredServer(Server):
+    """A server or cloud instance type a scenario declares itself (``catalog.servers``)."""
+
+    replaces: str | None = Field(default=None, description="Shipped server this entry stands in for")
 
 
 class ModelSource(Sourced):

@@ -30,6 +30,8 @@ class ServerLine(Record):
     integrated: bool = Field(default=False, description="One system at a system price (HGX/DGX, OAM, "
                              "Atlas 800): one orderable line with the GPU count as description; "
                              "false: chassis + cards")
+    hourly_price: float | None = Field(default=None, description="Cloud instance type: price per hour "
+                                       "(GPUs included), currency; prices and power are then 0 (rented)")
 
 
 class QuoteLine(Record):
@@ -183,8 +185,11 @@ class Plan(Record):
     scenario: str
     currency: str
     status: Literal["optimal", "feasible", "infeasible"]
-    objective: float
+    objective: float = Field(description="The objective's value: capex or TCO (currency), served demand "
+                             "(coverage), or currency per hour (hourly)")
     gap: float
+    hourly_cost: float | None = Field(default=None, description="Σ hourly price x count of the plan's "
+                                      "cloud instances, currency per hour; None when it rents none")
     capex: float = Field(description="hardware_capex + quote lines, before contingency and tax, currency")
     hardware_capex: float = Field(default=0.0, description="Servers only (chassis and GPUs), currency")
     quote_lines: list[QuoteLine] = Field(default_factory=list)

@@ -12,7 +12,7 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from optimizer import demand
 from optimizer.schema.base import Name, Ref, Strict, Text
-from optimizer.schema.catalog import Precision
+from optimizer.schema.catalog import DeclaredGPU, DeclaredServer, Precision
 from optimizer.schema.engine import EngineSettings, KVDtype
 from optimizer.schema.measured import MeasuredEntry
 
@@ -439,6 +439,16 @@ class QuoteSettings(Strict):
         return (not site.racks_provided) if self.racks is None else self.racks
 
 
+class ScenarioCatalog(Strict):
+    """GPUs and servers (or cloud instance types) the scenario declares itself, in the schema of
+    catalogs/gpus.yaml and catalogs/servers.yaml (source and as_of required); merged into the
+    catalog for this scenario. A name or alias that a shipped entry has is an error unless the
+    entry says ``replaces: <shipped name>`` (docs/scenario.md, "Scenario catalog entries")."""
+
+    gpus: list[DeclaredGPU] = Field(default_factory=list, max_length=1000)
+    servers: list[DeclaredServer] = Field(default_factory=list, max_length=1000)
+
+
 class Variant(Strict):
     """A what-if: overrides applied to the base scenario."""
 
@@ -460,7 +470,9 @@ class Scenario(Strict):
     horizon_years: float = Field(default=3.0, gt=0, le=50, description="TCO horizon, years")
     site: Site
     constraints: Constraints = Constraints()
-    objective: Literal["capex", "tco", "coverage"] = "capex"
+    objective: Literal["capex", "tco", "coverage", "hourly"] = Field(default="capex",
+        description="capex, tco, coverage, or hourly: the least Σ hourly price x instances of cloud "
+        "instance types (servers with hourly_usd), in currency per hour")
     headroom: float = Field(default=0.8, gt=0, le=1,
         description="Plan replicas at most at this fraction of SLO capacity")
     confidence: float = Field(default=0.5, ge=0.5, le=0.99,
@@ -476,6 +488,9 @@ class Scenario(Strict):
     quote: QuoteSettings = QuoteSettings()
     serving: EngineSettings = EngineSettings()
     calibration: Ref | None = Field(default=None, description="Calibration file from `procure calibrate`")
+    catalog: ScenarioCatalog | None = Field(default=None,
+        description="GPUs and servers/cloud instance types this scenario declares (a vendor's quoted SKU, "
+        "a 1-GPU cloud instance at its hourly price)")
     measured: list[MeasuredEntry] = Field(default_factory=list,
         description="Own benchmark results: requests/s of exact deployments that replace the estimate")
     measured_file: Ref | None = Field(default=None,

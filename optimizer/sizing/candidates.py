@@ -66,6 +66,8 @@ class ServerSku:
     gpu_price: float
     power_w: float
     price_source: str
+    #: A cloud instance type's price per hour in the scenario currency (None: a server to buy)
+    hourly_price: float | None = None
 
     @property
     def unit_price(self) -> float:
@@ -73,7 +75,7 @@ class ServerSku:
 
     @property
     def rack_units(self) -> int:
-        return self.chassis.rack_units
+        return self.chassis.power_units[1]
 
 
 @dataclass(frozen=True)
@@ -159,31 +161,51 @@ class CandidateSet:
 
 
 def price_of(rs: ResolvedScenario, name: str, usd: float) -> tuple[float, str]:
-    """Unit price in scenario currency: the scenario's override, else the catalog estimate converted."""
+    """Unit price in scenario currency: the scenario's override, else the catalog estimate converted
+    (an entry the scenario declares in ``catalog:`` says so)."""
     sc = rs.scenario
     for key, value in sc.prices.items():
         if key.lower() == name.lower():
             return value, f"scenario override ({rs.path.name})"
+    if name in rs.declared:
+        return usd * sc.usd_rate, f"scenario-declared estimate ({rs.path.name} catalog:)"
     return usd * sc.usd_rate, "catalog estimate"
+
+
+def server_power_w(chassis: Server, gpu: GPU, gpus: int) -> float:
+    """Full-load power one server draws from the site: base + GPUs at TDP; 0 for a cloud instance,
+    which runs in the provider's data centre."""
+    return 0.0 if chassis.cloud else (chassis.power_units[0] + gpus * gpu.tdp_w)
+
+
+def hourly_price_of(rs: ResolvedScenario, chassis: Server) -> tuple[float | None, str]:
+    """A cloud instance type's price per hour in scenario currency (``prices:`` overrides it by the
+    instance's name) and its source; (None, "") for a server to buy."""
+    if chassis.hourly_usd is None:
+        return None, ""
+    return price_of(rs, chassis.name, chassis.hourly_usd)
 
 
 def server_skus(rs: ResolvedScenario) -> dict[str, ServerSku]:
     """Every (allowed chassis, allowed GPU it takes, allowed population)."""
     out: dict[str, ServerSku] = {}
     for chassis in rs.servers.values():
-        c_price, c_src = price_of(rs, chassis.name, chassis.base_price.usd)
+        c_price, c_src = price_of(rs, chassis.name, chassis.base_usd)
+        hourly, h_src = hourly_price_of(rs, chassis)
         for gname in chassis.compatible_gpus:
             gpu = rs.gpus.get(gname)
             if gpu is None:
                 continue
             g_price, g_src = price_of(rs, gpu.name, gpu.price.usd)
+            if hourly is not None:  # rented: nothing is bought, the GPUs are in the hourly price
+                c_price = g_price = 0.0
             for k in sorted(chassis.allowed_populations):
                 key = f"{chassis.name}/{gpu.name}/{k}"
-                src = (f"chassis: {c_src} ({chassis.base_price.as_of}); "
-                       f"GPU: {g_src} ({gpu.price.as_of})")
+                src = (f"cloud instance: {h_src}, {hourly:g} per hour ({chassis.price_as_of})" if hourly is not None
+                       else f"chassis: {c_src} ({chassis.price_as_of}); GPU: {g_src} ({gpu.price.as_of})")
                 out[key] = ServerSku(key=key, chassis=chassis, gpu=gpu, gpus=k, chassis_price=c_price,
-                                     gpu_price=g_price, power_w=chassis.base_power_w + k * gpu.tdp_w,
-                                     price_source=src)
+                                     gpu_price=g_price, power_w=server_power_w(chassis, gpu, k),
+                                     price_source=src, hourly_price=hourly)
     return _distinct(out)
 
 
@@ -192,9 +214,10 @@ def _distinct(skus: dict[str, ServerSku]) -> dict[str, ServerSku]:
     power, rack units): e.g. 4 GPUs in a 4-slot or an 8-slot PCIe chassis at the same price. The
     fully populated chassis is kept (it alone may join a multi-server job), then the first by name.
     Fewer twin SKUs make the MIP smaller and its search less symmetric."""
-    kept: dict[tuple[str, int, float, float, int], ServerSku] = {}
+    kept: dict[tuple[str, int, float, float, int, float], ServerSku] = {}
     for sku in sorted(skus.values(), key=lambda s: (s.gpus < s.chassis.gpu_slots, s.key)):
-        kept.setdefault((sku.gpu.name, sku.gpus, sku.unit_price, sku.power_w, sku.rack_units), sku)
+        kept.setdefault((sku.gpu.name, sku.gpus, sku.unit_price, sku.power_w, sku.rack_units,
+                          -1.0 if sku.hourly_price is None else sku.hourly_price), sku)
     return {s.key: s for s in sorted(kept.values(), key=lambda s: s.key)}
 
 

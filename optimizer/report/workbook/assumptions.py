@@ -156,11 +156,11 @@ def write_assumptions(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScena
             over = override(rs, line.chassis) or override(rs, line.gpu)
             basis = ("estimate with scenario values" if over else "estimate") + \
                 f": system {line.chassis_price:,.2f} + {line.gpus_per_server} x {line.gpu_unit_price:,.2f}"
-            usd = (f"catalog {srv.base_price.usd:,.0f} + {line.gpus_per_server} x {gpu.price.usd:,.0f} USD{conv}"
+            usd = (f"catalog {srv.base_usd:,.0f} + {line.gpus_per_server} x {gpu.price.usd:,.0f} USD{conv}"
                    if srv and gpu else "")
             refs.price[key] = item(f"{line.chassis} system with {line.gpus_per_server} x {line.gpu}", line.unit_price,
-                                   money, "per system", basis, srv.base_price.as_of if srv else None,
-                                   "; ".join(x for x in (usd, srv.base_price.source if srv else "") if x))
+                                   money, "per system", basis, srv.price_as_of if srv else None,
+                                   "; ".join(x for x in (usd, srv.price_source if srv else "") if x))
             continue
         key = price_key("chassis", line.chassis)
         if key not in seen:
@@ -168,8 +168,8 @@ def write_assumptions(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScena
             refs.price[key] = item(
                 f"{line.chassis} server chassis (no GPUs)", line.chassis_price, money, "per chassis",
                 f"scenario value (prices.{line.chassis})" if override(rs, line.chassis) else f"estimate: catalog "
-                f"{srv.base_price.usd:,.0f} USD{conv}" if srv else "estimate (not in catalog)",
-                srv.base_price.as_of if srv else None, srv.base_price.source if srv else "")
+                f"{srv.base_usd:,.0f} USD{conv}" if srv else "estimate (not in catalog)",
+                srv.price_as_of if srv else None, srv.price_source if srv else "")
     for line in plan.servers:
         key = price_key("gpu", line.gpu)
         if is_integrated(line, rs) or key in seen:

@@ -130,16 +130,16 @@ def write_bom(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenario, ref
                 desc += f": {srv.description}"
             r = line(CATEGORY_SYSTEM, desc, vendor, None, s.count, s.count,
                      price(price_key("system", s.sku), s.unit_price), s.unit_price,
-                     srv.base_price.as_of if srv else None,
-                     "scenario prices" if over and srv is None else srv.base_price.source if srv else "",
+                     srv.price_as_of if srv else None,
+                     "scenario prices" if over and srv is None else srv.price_source if srv else "",
                      "scenario value" if over else (gpu.confidence if gpu else ""), qty_input=True)
         else:
             over = override(rs, s.chassis)
             desc = f"{s.chassis} server chassis for {s.gpus_per_server} x {s.gpu} cards (cards on their own line)"
             r = line(CATEGORY_CHASSIS, desc, vendor, None, s.count, s.count,
                      price(price_key("chassis", s.chassis), s.chassis_price), s.chassis_price,
-                     None if over or srv is None else srv.base_price.as_of,
-                     f"scenario {rs.path.name}: prices.{s.chassis}" if over else srv.base_price.source if srv else "",
+                     None if over or srv is None else srv.price_as_of,
+                     f"scenario {rs.path.name}: prices.{s.chassis}" if over else srv.price_source if srv else "",
                      "scenario value" if over else "medium", qty_input=True)
             cards[s.gpu].append((r, s.gpus_per_server))
         refs.server_qty[s.sku] = abs_ref(sheet, 6, r)

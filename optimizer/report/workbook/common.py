@@ -64,11 +64,13 @@ def override(rs: ResolvedScenario, name: str) -> bool:
 
 
 def gpu_power_w(line: ServerLine, rs: ResolvedScenario) -> float:
+    if line.hourly_price is not None:  # a cloud instance draws no site power
+        return 0.0
     gpu = rs.catalog.gpus.get(line.gpu)
     if gpu is not None:
         return gpu.tdp_w
     chassis = rs.catalog.servers.get(line.chassis)
-    return (line.power_w - chassis.base_power_w) / line.gpus_per_server if chassis else 0.0
+    return (line.power_w - chassis.power_units[0]) / line.gpus_per_server if chassis else 0.0
 
 
 def chassis_power_w(line: ServerLine, rs: ResolvedScenario) -> float:

@@ -136,6 +136,15 @@ def write_summary(ws: Worksheet, plan: Plan, rs: ResolvedScenario, refs: Refs) -
                                   FormulaRule(formula=[OVER_BUDGET], fill=OVER_FILL, font=OVER_FONT,
                                               stopIfTrue=False))
 
+    if plan.hourly_cost is not None:
+        section("Cloud instances (rented by the hour, objective hourly)")
+        for s in plan.servers:
+            if s.hourly_price is not None:
+                fig(f"{s.count} x {s.sku} at {s.hourly_price:,.4g} per hour ({s.price_source})",
+                    s.hourly_price * s.count, money, unit="per hour", shown=s.hourly_price * s.count)
+        fig("Price per hour of the instances", plan.hourly_cost, money, unit="per hour", shown=plan.hourly_cost,
+            bold=True)
+
     section("Cost of ownership")
     fig('="TCO over "&Horizon_Years&" years (total cash out)"', "=Schedule_Cash_Out", money,
         shown_label=f"TCO over {plan.horizon_years:g} years (total cash out)", shown=plan.tco * 1.2, bold=True)

@@ -1,0 +1,74 @@
+"""Objective ``hourly``: the least Σ hourly price x instances of rented cloud instance types."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from optimizer.errors import SolverError
+from optimizer.model.check import check_plan
+from optimizer.model.pipeline import solve_scenario
+from optimizer.sizing.candidates import server_skus
+from tests.model.helpers import SETTINGS, candidate, counts, scenario, solve, workload
+
+
+def instance(name: str, gpu: str, usd_per_h: float) -> dict[str, Any]:
+    return {"name": name, "vendor": "test cloud", "description": f"1 x {gpu}", "gpu_form_factor": "pcie",
+            "compatible_gpus": [gpu], "gpu_slots": 1, "allowed_populations": [1], "hourly_usd": usd_per_h,
+            "source": "test price list", "as_of": "2026-01-01"}
+
+
+CLOUD = {"servers": [instance("small.l4", "L4-24GB", 0.80), instance("big.h100", "H100-SXM-80GB", 3.00)]}
+SMALL, BIG = "small.l4/L4-24GB/1", "big.h100/H100-SXM-80GB/1"
+
+
+def test_hourly_one_bucket_by_hand() -> None:
+    # 5 req/s, headroom 1. small: 1.0 req/s at 0.80/h; big: 4.0 req/s at 3.00/h.
+    # 5 small = 4.00/h; 2 big = 6.00/h; 1 big + 1 small = 3.80/h (5.0 req/s) is the least.
+    rs = scenario([workload("chat", 5.0)], objective="hourly", catalog=CLOUD)
+    cands = [candidate("chat", SMALL, 1.0), candidate("chat", BIG, 4.0)]
+    out, mm = solve(rs, cands)
+    assert out.status == "optimal"
+    assert counts(out, mm) == {SMALL: 1, BIG: 1}
+    assert out.objective == pytest.approx(3.80, abs=1e-6)
+    assert out.bound == pytest.approx(3.80, abs=2e-3)  # the folded tie-breaks are worth at most 0.001/h
+
+
+def test_hourly_price_override_changes_the_choice() -> None:
+    # prices: big.h100 at 2.50/h: 2 big = 5.00/h, 1 big + 1 small = 3.30/h, 5 small = 4.00/h -> 3.30
+    # with big at 3.50/h: 1 big + 1 small = 4.30/h > 5 small = 4.00/h -> five small
+    for price, want, cost in ((2.50, {SMALL: 1, BIG: 1}, 3.30), (3.50, {SMALL: 5}, 4.00)):
+        rs = scenario([workload("chat", 5.0)], objective="hourly", catalog=CLOUD, prices={"big.h100": price})
+        out, mm = solve(rs, [candidate("chat", SMALL, 1.0), candidate("chat", BIG, 4.0)])
+        assert counts(out, mm) == want
+        assert out.objective == pytest.approx(cost, abs=1e-6)
+
+
+def test_capex_objective_ignores_hourly_prices() -> None:
+    # the same demand under capex buys servers (the shipped PCIe chassis), never the instances
+    rs = scenario([workload("chat", 5.0)], catalog=CLOUD, constraints={"gpus": ["L4-24GB"]})
+    skus = server_skus(rs)
+    assert skus and all(s.hourly_price is None for s in skus.values())
+
+
+def test_hourly_plan_end_to_end() -> None:
+    """Real sizing: the plan rents the instance type with the least price per req/s of capacity,
+    ceil(λ / capacity) of them (one workload, one candidate per instance type: both GPUs run
+    Qwen2-7B at TP1), and the objective, hourly_cost and the checker agree."""
+    rs = scenario([workload("chat", 6.0)], objective="hourly", catalog=CLOUD)
+    res = solve_scenario(rs, SETTINGS)
+    plan = res.plan
+    caps = {c.sku: c.capacity_rps for c in res.candidates.inference if c.tp == 1}
+    price = {SMALL: 0.80, BIG: 3.00}
+    # cost of serving 6 req/s on one type alone: ceil(6 / cap) x price; the mix can only be cheaper
+    alone = min(math.ceil(6.0 / caps[k] - 1e-9) * price[k] for k in caps)
+    assert plan.objective == pytest.approx(plan.hourly_cost, abs=1e-9)
+    assert plan.hourly_cost == pytest.approx(sum(price[s.sku] * s.count for s in plan.servers))
+    assert plan.hourly_cost <= alone + 1e-9
+    assert plan.capex == 0.0 and plan.power_kw == 0.0  # rented: nothing bought, no site power
+    assert "hourly cost recomputed" in res.checks
+    wrong = plan.model_copy(update={"hourly_cost": plan.hourly_cost + 1.0})
+    with pytest.raises(SolverError, match="hourly cost recomputed"):
+        check_plan(wrong, rs)
