@@ -281,7 +281,7 @@ def test_demand_and_length_mix_in_the_form(server: Server, browser: Any, downloa
     assert "invalid" in box.get_attribute("class")
     assert "lengths_file is not read from a web request" in box.text and "root:" not in d.page_source
     Select(d.find_element(By.ID, "f-workloads-0-lengths-form")).select_by_value("mix")
-    wait(d, lambda d: "length mix of 1 buckets" in text_of(d, "#inputs li.mix"), what="the mix replacing the file")
+    wait(d, lambda d: "length mix of 1 bucket —" in text_of(d, "#inputs li.mix"), what="the mix replacing the file")
     assert d.find_element(By.ID, "form-error").get_attribute("hidden") is not None
     shot(d, "07-lengths-file-refused")
     logs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE" and "/api/" not in e.get("message", "")]

@@ -443,7 +443,7 @@ function renderInputs() {
       if (w.peak_rate) lines.push(el("li", { class: "rate" }, w.peak_rate));
       if (w.lengths) {
         w.lengths.forEach((b, j) => { const c = $(`derived-bucket-${i}-${j}`); if (c) c.textContent = num(b.requests_per_s, 3); });
-        lines.push(el("li", { class: "mix" }, `${w.name}: length mix of ${w.lengths.length} buckets — ` +
+        lines.push(el("li", { class: "mix" }, `${w.name}: length mix of ${w.lengths.length} bucket${w.lengths.length === 1 ? "" : "s"} — ` +
           w.lengths.map((b) => `${num(b.input_tokens, 0)} → ${num(b.output_tokens, 0)} tokens ${pct(b.share)} ` +
             `(${num(b.requests_per_s, 3)} req/s)`).join("; ") + (w.lengths_source ? ` — ${w.lengths_source}` : "")));
       }
