@@ -60,6 +60,7 @@ from optimizer.loaders import ResolvedScenario, closest, resolve_gpu, resolve_sc
 from optimizer.model.check import check_plan
 from optimizer.model.pipeline import settings_of, solve_scenario, with_overrides
 from optimizer.model.solve import SolveSettings
+from optimizer.report.inputs import unused_measured_warnings
 from optimizer.schema.base import Record
 from optimizer.schema.catalog import GPU, Server
 from optimizer.schema.plan import Plan
@@ -149,6 +150,8 @@ class Comparison(Record):
     recommendation: str = Field(default="", description="The rule, and what it picked")
     jobs: int
     wall_time_s: float
+    warnings: list[str] = Field(default_factory=list,
+        description="measured: entries that match no candidate deployment in any variant (not used)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -573,7 +576,9 @@ def run_comparison(rs: ResolvedScenario, variants: Sequence[VariantSpec], *, tim
                         horizon_years=sc.horizon_years, objective=sc.objective,
                         workloads=[w.name for w in sc.workloads],
                         priorities={w.name: getattr(w, "priority", 1.0) for w in sc.workloads},
-                        variants=out, jobs=n_jobs, wall_time_s=time.perf_counter() - t0)
+                        variants=out, jobs=n_jobs, wall_time_s=time.perf_counter() - t0,
+                        warnings=unused_measured_warnings(rs, set().union(*(g.cands.measured_used
+                                                                             for g in groups.values()))))
     recommend(result)
     return result
 

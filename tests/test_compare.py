@@ -50,6 +50,8 @@ from optimizer.compare import (
 )
 from optimizer.errors import ScenarioError, UsageError
 from optimizer.loaders import load_scenario
+from optimizer.model.pipeline import with_overrides
+from optimizer.schema.scenario import InferenceWorkload
 from tests.conftest import REPO
 
 BANK = REPO / "scenarios" / "bank-rollout.yaml"
@@ -354,3 +356,36 @@ def test_recommendation_is_the_knee() -> None:
         v.served_fraction = 0.5
     assert recommend(cmp) is None and cmp.recommended is None
     assert cmp.recommendation.startswith("none: no variant qualifies (the most served is 50.0%)")
+
+
+def test_demand_scale_scales_a_length_mix_and_keeps_its_shares(write_scenario: Callable[[Any], Path],
+                                                               base_scenario: dict[str, Any]) -> None:
+    # The chat's 1.5 req/s as a mix: 0.75 at 500/100 tokens and 0.25 at 2,500/500 (means 0.75 x 500 +
+    # 0.25 x 2,500 = 1,000 and 0.75 x 100 + 0.25 x 500 = 200, the base scenario's lengths). A what-if
+    # demand_scale 2 (and --demand-scale 2, the same group) plans 3.0 req/s: 2.25 and 0.75 per bucket,
+    # shares still 0.75 / 0.25; the scenario as written routes 1.125 and 0.375.
+    w = base_scenario["workloads"][0]
+    del w["input_tokens"], w["output_tokens"]
+    w["lengths"] = [{"input_tokens": 500, "output_tokens": 100, "share": 0.75},
+                    {"input_tokens": 2500, "output_tokens": 500, "share": 0.25}]
+    base_scenario["whatif"] = [{"name": "double", "demand_scale": 2}]
+    rs = load_scenario(write_scenario(base_scenario))
+    variants = build_variants(rs, demand_scale=2.0)
+    assert [(v.name, v.demand_scale) for v in variants] == [("base", 1.0), ("demand x2", 2.0),
+                                                            ("double", 2.0)]
+    result = run_comparison(rs, variants, jobs=1)
+    assert [v.group for v in result.variants] == [0, 1, 1]
+    for v, rate in zip(result.variants, (1.5, 3.0, 3.0), strict=True):
+        assert v.plan is not None and v.served_fraction == pytest.approx(1.0)
+        (cov,) = v.plan.coverage
+        assert cov.demand_rps == pytest.approx(rate, rel=1e-12)
+        routed: dict[tuple[int, int], float] = {}
+        for d in v.plan.deployments:
+            for b in d.buckets:
+                routed[(b.input_tokens, b.output_tokens)] = routed.get((b.input_tokens, b.output_tokens), 0.0) \
+                    + b.planned_rps
+        assert routed == pytest.approx({(500, 100): 0.75 * rate, (2500, 500): 0.25 * rate}, rel=1e-6)
+    scaled = with_overrides(rs, demand_scale=2.0).scenario.workloads[0]
+    assert isinstance(scaled, InferenceWorkload)
+    assert scaled.buckets() == [(500, 100, 0.75), (2500, 500, 0.25)]
+    assert (scaled.input_tokens, scaled.output_tokens, scaled.requests_per_s) == (1000, 200, 3.0)

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, FiniteFloat, print_json, stdout
+from optimizer.cli.notes import demand_lines
 from optimizer.compare import (
     Comparison,
     ProgressEvent,
@@ -58,7 +59,10 @@ def compare_command(scenario: Path, fmt: str, budgets: tuple[str, ...], budget_r
     Variants come from the options (one per budget, each with the --price/--allow-gpus/--demand-scale
     overrides; without budgets, the scenario as written plus one variant with the overrides) and from
     the scenario's whatif: section. A budget too small for all demand buys the most priority-weighted
-    demand it can, then the cheapest such plan. Exit 0 when some variant has a plan, 1 when none has,
+    demand it can, then the cheapest such plan. As solve does, the peak rate derived from each
+    workload's demand: is printed first and measured: entries no variant uses are warned about
+    (stderr with --format json); --demand-scale scales demand: volumes with the rate and keeps a
+    length mix's shares. Exit 0 when some variant has a plan, 1 when none has,
     2 for bad input.
     """
     rs = load_scenario(scenario)
@@ -83,6 +87,10 @@ def compare_command(scenario: Path, fmt: str, budgets: tuple[str, ...], budget_r
                               what="workbook", suffix=".xlsx")  # fail before solving
 
     err = Console(stderr=True)
+    # derived rates and warnings go beside the tables: stderr when stdout carries the JSON (as solve)
+    say = err if fmt == "json" else stdout()
+    for line in demand_lines(rs):
+        say.print(f"peak rate {line}", markup=False, highlight=False, soft_wrap=True)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     # auto_refresh off: no display thread runs while the solver worker processes are forked.
@@ -94,6 +102,8 @@ def compare_command(scenario: Path, fmt: str, budgets: tuple[str, ...], budget_r
             bar.refresh()
 
         result = run_comparison(rs, variants, time_limit_s=time_limit, jobs=jobs or default_jobs(), progress=show)
+    for line in result.warnings:
+        say.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
 
     written = None
     if target is not None:

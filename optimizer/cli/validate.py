@@ -8,8 +8,9 @@ import click
 from rich.table import Table
 
 from optimizer.cli.common import FORMAT_OPTION, print_json, stdout
-from optimizer.cli.notes import demand_lines, measured_warnings
+from optimizer.cli.notes import demand_lines
 from optimizer.loaders import ResolvedScenario, load_scenario
+from optimizer.report.inputs import scenario_summary, validate_payload
 from optimizer.schema.scenario import InferenceWorkload
 
 
@@ -23,37 +24,9 @@ def length_table(w: InferenceWorkload) -> Table:
     return t
 
 
-def _measured_warnings(rs: ResolvedScenario) -> list[str]:
-    """Unmatched measured: entries; sizing the candidates only when there are entries to match."""
-    if not rs.measured:
-        return []
-    from optimizer.sizing.candidates import build_candidates
-
-    return measured_warnings(rs, build_candidates(rs))
-
-
 def summary(rs: ResolvedScenario) -> dict[str, object]:
-    sc = rs.scenario
-    return {
-        "scenario": sc.name,
-        "file": str(rs.path),
-        "currency": sc.currency,
-        "objective": sc.objective,
-        "budget": sc.constraints.budget,
-        "gpus": sorted(rs.gpus),
-        "servers": sorted(rs.servers),
-        "workloads": [
-            {"name": w.name, "kind": w.kind, "model": rs.models[w.name].name,
-             "config": str(rs.models[w.name].path),
-             **({"lengths": [{"input_tokens": i, "output_tokens": o, "share": f} for i, o, f in w.buckets()],
-                 "lengths_source": w.lengths_source}
-                if isinstance(w, InferenceWorkload) and w.lengths is not None else {}),
-             **({"requests_per_s": w.requests_per_s, "demand": w.demand.explain()}
-                if isinstance(w, InferenceWorkload) and w.demand is not None else {})}
-            for w in sc.workloads
-        ],
-        "measured": len(rs.measured),
-    }
+    """The scenario in brief (``procure validate --format json`` without ``valid`` and ``warnings``)."""
+    return scenario_summary(rs)
 
 
 @click.command("validate")
@@ -65,9 +38,10 @@ def validate_command(scenario: Path, fmt: str) -> None:
     Prints the peak rate derived from each workload's demand: and, when the scenario has measured:
     entries, sizes the candidates to warn about entries that match no candidate deployment."""
     rs = load_scenario(scenario)
-    warnings = _measured_warnings(rs)
+    payload = validate_payload(rs)
+    warnings: list[str] = payload["warnings"]
     if fmt == "json":
-        print_json({"valid": True, **summary(rs), "warnings": warnings})
+        print_json(payload)
         return
     sc = rs.scenario
     con = stdout()

@@ -12,7 +12,8 @@ API (docs/web.md has the table and examples):
   a solve is already running.
 
 Every request body is capped; a scenario body is parsed by the strict loader with the CLI's
-messages and may only read model and calibration files in the allowed folders (``sources``).
+messages and may only read model, calibration and measured files in the allowed folders, and
+never a workload's ``lengths_file`` (``sources``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from optimizer import __version__
 from optimizer.errors import ProcureError
 from optimizer.loaders import MAX_YAML_BYTES, ResolvedScenario, load_catalog, parse_yaml_bytes
+from optimizer.report.inputs import validate_payload
 from optimizer.report.payload import catalog_payload, finite_json, json_text
 from optimizer.schema.plan import Plan
 from optimizer.web.sources import Sources
@@ -266,9 +268,10 @@ def create_app(sources: Sources | None = None, worker: SolveWorker | None = None
     @app.post("/api/validate")
     @_guarded
     async def validate(request: Request, source: str | None = None) -> Response:
-        """`procure validate`: load, validate and resolve the scenario, without solving."""
+        """`procure validate --format json`: load, validate and resolve the scenario, without solving
+        (the derived peak rates, length buckets and unmatched-measured warnings the page shows)."""
         rs = await load(await read_body(request, MAX_YAML_BYTES, "the scenario"), source)
-        return _json({"valid": True, "scenario": rs.scenario.name, "file": str(rs.path)}, exit_code=0)
+        return _json(await run_in_threadpool(validate_payload, rs), exit_code=0)
 
     @app.post("/api/scenario/yaml")
     @_guarded

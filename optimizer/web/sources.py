@@ -5,7 +5,9 @@ A posted scenario is read with the same strict loader and messages as a file
 its source is (the file given to ``procure serve``, or a shipped scenario), else in the shipped
 scenarios folder. Relative (or absolute) ``model:`` and ``calibration:`` paths in it may only reach
 files inside the catalogs folder, the shipped scenarios folder and the folder of the file given on
-the command line: the page must not read ``/etc/passwd`` through a model path.
+the command line: the page must not read ``/etc/passwd`` through a model path. The same holds for
+``measured_file:``. A workload's ``lengths_file:`` is refused outright (before anything is read):
+a request names no file for the server to bin; it sends the buckets as ``lengths:``.
 """
 
 from __future__ import annotations
@@ -79,12 +81,19 @@ class Sources:
         return scenario_from_data(data, path)
 
     def guard(self, data: dict[str, Any], path: Path) -> None:
-        """Refuse model and calibration paths that reach outside the allowed folders."""
+        """Refuse any lengths_file, and model, calibration and measured_file paths that reach outside
+        the allowed folders."""
         roots = self.roots()
         catalog = load_catalog()
         names = {n.lower() for m in catalog.models.values() for n in (m.name, m.hf_id, *m.aliases)}
         workloads = data.get("workloads")
         for i, w in enumerate(workloads if isinstance(workloads, list) else []):
+            if isinstance(w, dict) and "lengths_file" in w:
+                raise ScenarioError(
+                    "lengths_file is not read from a web request (the server reads no file a request names)",
+                    file=str(path), field=f"workloads[{i}].lengths_file",
+                    hint="give the buckets as lengths: [{input_tokens, output_tokens, share}, ...]; "
+                         "`procure validate FILE --format json` prints them from your request file")
             spec = w.get("model") if isinstance(w, dict) else None
             if not isinstance(spec, str) or spec.strip().lower() in names:
                 continue
@@ -100,6 +109,12 @@ class Sources:
             raise ScenarioError(f"calibration path {cal[:200]!r} is outside the folders the web app reads",
                                 file=str(path), field="calibration",
                                 hint="put the calibration file beside the scenario given to `procure serve`")
+        mfile = data.get("measured_file")
+        if isinstance(mfile, str) and not _inside(path.parent / mfile, roots):
+            raise ScenarioError(f"measured_file path {mfile[:200]!r} is outside the folders the web app reads",
+                                file=str(path), field="measured_file",
+                                hint="put the measured file beside the scenario given to `procure serve`, or "
+                                     "give its entries as measured: in the scenario")
 
 
 def _inside(path: Path, roots: tuple[Path, ...]) -> bool:

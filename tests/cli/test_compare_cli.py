@@ -137,3 +137,30 @@ def test_scenario_whatif_section() -> None:
     assert by["no Ascend (NVIDIA only)"]["capex"] == pytest.approx(full, abs=0.005)
     # the sweep group is the base's (base and budget 1.2M); the knee is the base: 1.2M serves < 99%
     assert by["budget 1.2M"]["served_fraction"] < 0.99 and data["recommended"] == "base"
+
+
+def test_peak_rate_and_unused_measured_lines_as_solve_prints_them(write_scenario: Writer,
+                                                                   base_scenario: dict[str, Any]) -> None:
+    # 2,000 users x 20 req/day x 13.5 % in the peak hour / 3,600 s = 1.5 req/s (the base rate); the
+    # entry was measured at TTFT 3,000 ms, looser than the chat's 2,000 ms, so no variant uses it
+    w = base_scenario["workloads"][0]
+    del w["requests_per_s"]
+    w["demand"] = {"users": 2000, "requests_per_user_per_day": 20, "peak_hour_share": 0.135}
+    base_scenario["measured"] = [{"model": "Qwen/Qwen2-7B-Instruct", "gpu": "L20-48GB", "tp": 1, "precision": "bf16",
+                                  "input_tokens": 1000, "output_tokens": 200, "requests_per_s": 6.0,
+                                  "slo": {"ttft_ms": 3000, "tpot_ms": 60}, "source": "looser bench"}]
+    path = write_scenario(base_scenario)
+    rate = "peak rate chat: 2,000 users × 20 req/day × 13.5 % in the peak hour = 1.50 req/s"
+    warn = "warning: measured entry 1 (looser bench) matches no candidate deployment, so it is not used"
+    solved = run_cli("solve", str(path), "--format", "json", "--no-workbook")
+    res = run_cli("compare", str(path), "--demand-scale", "2", "--format", "json", "--no-workbook", "--jobs", "1")
+    assert solved.exit_code == 0 and res.exit_code == 0, res.output
+    for out in (solved.stderr, res.stderr):
+        assert rate in out and warn in out
+    data = json.loads(res.stdout)  # the lines stay off the JSON
+    assert data["warnings"] == [line.removeprefix("warning: ") for line in res.stderr.splitlines()
+                                if line.startswith("warning: ")]
+    assert [v["plan"]["coverage"][0]["demand_rps"] for v in data["variants"]] == pytest.approx([1.5, 3.0])
+    table = run_cli("compare", str(path), "--demand-scale", "2", "--no-workbook", "--jobs", "1")
+    assert table.exit_code == 0 and table.stdout.index(rate) < table.stdout.index("What-if comparison")
+    assert warn in table.stdout

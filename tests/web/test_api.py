@@ -239,3 +239,73 @@ def test_serve_refuses_a_bad_scenario_and_a_busy_port(tmp_path: Path) -> None:
         port = s.getsockname()[1]
         res = CliRunner().invoke(main, ["serve", "--port", str(port)])
     assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.output
+
+
+def mixed_inputs() -> dict[str, Any]:
+    """The small test scenario with business volumes, a length mix and a measured entry no candidate
+    uses: 2,000 users x 20 req/day x 13.5 % / 3,600 s = 1.5 req/s, split 0.75 / 0.25 into 1.125 and
+    0.375 req/s; the entry was measured at TTFT 3,000 ms, looser than the workload's 2,000 ms."""
+    from tests.conftest import BASE_SCENARIO
+
+    data = json.loads(json.dumps(BASE_SCENARIO))
+    w = data["workloads"][0]
+    for key in ("requests_per_s", "input_tokens", "output_tokens"):
+        del w[key]
+    w["demand"] = {"users": 2000, "requests_per_user_per_day": 20, "peak_hour_share": 0.135}
+    w["lengths"] = [{"input_tokens": 500, "output_tokens": 100, "share": 0.75},
+                    {"input_tokens": 2500, "output_tokens": 500, "share": 0.25}]
+    data["measured"] = [{"model": "Qwen/Qwen2-7B-Instruct", "gpu": "L20-48GB", "tp": 1, "precision": "bf16",
+                         "input_tokens": 500, "output_tokens": 100, "requests_per_s": 6.0,
+                         "slo": {"ttft_ms": 3000, "tpot_ms": 60}, "source": "own bench at a looser TTFT"}]
+    return data
+
+
+def test_validate_answers_the_clis_derived_inputs(server: Server, tmp_path: Path) -> None:
+    data = mixed_inputs()
+    text = yaml.safe_dump(data, sort_keys=False)
+    copy = tmp_path / "posted.yaml"
+    copy.write_text(text)
+    reply = server.request("POST", "/api/validate", text.encode())
+    code, printed, err = cli_json("validate", str(copy), "--format", "json")
+    assert code == 0 and reply.status == 200, (err, reply.body)
+    body = reply.json()
+    assert body["file"] == str(SCENARIOS / "posted.yaml")
+    assert {k: v for k, v in body.items() if k != "file"} == {k: v for k, v in printed.items() if k != "file"}
+    (w,) = body["workloads"]
+    assert w["requests_per_s"] == pytest.approx(1.5, rel=1e-12)
+    assert w["peak_rate"] == "peak rate chat: 2,000 users × 20 req/day × 13.5 % in the peak hour = 1.50 req/s"
+    assert [(b["input_tokens"], b["output_tokens"], b["share"]) for b in w["lengths"]] == [(500, 100, 0.75),
+                                                                                          (2500, 500, 0.25)]
+    assert [b["requests_per_s"] for b in w["lengths"]] == pytest.approx([1.125, 0.375], rel=1e-12)
+    (warning,) = body["warnings"]
+    assert warning.startswith("measured entry 1 (own bench at a looser TTFT) matches no candidate deployment")
+
+
+@pytest.mark.parametrize("ref", ["/etc/passwd", "../../../../../../etc/passwd", "requests.csv",
+                                 "../catalogs/models/does-not-matter.csv"])
+def test_lengths_file_is_refused_before_anything_is_read(server: Server, ref: str) -> None:
+    data = yaml.safe_load((SCENARIOS / "startup-api.yaml").read_text())
+    data["workloads"][0]["lengths_file"] = ref
+    for path in ("/api/validate", "/api/solve", "/api/scenario/parse"):
+        reply = server.request("POST", path, yaml.safe_dump(data).encode())
+        text = reply.body.decode()
+        assert "root:" not in text and "not found" not in text
+        if path == "/api/scenario/parse":  # the form still loads, with the error beside the field
+            assert reply.status == 200
+            body = reply.json()["error"]
+        else:
+            assert reply.status == 400 and reply.headers["x-procure-exit-code"] == "2"
+            body = reply.json()
+        assert body["field"] == "workloads[0].lengths_file"
+        assert body["message"] == ("lengths_file is not read from a web request (the server reads no file a "
+                                   "request names)")
+        assert "give the buckets as lengths:" in body["hint"]
+
+
+def test_measured_file_outside_the_allowed_folders_is_refused(server: Server) -> None:
+    data = yaml.safe_load((SCENARIOS / "startup-api.yaml").read_text())
+    data["measured_file"] = "/etc/passwd"
+    reply = server.request("POST", "/api/validate", yaml.safe_dump(data).encode())
+    assert reply.status == 400 and reply.json()["field"] == "measured_file"
+    assert "outside the folders the web app reads" in reply.json()["message"]
+    assert "root:" not in reply.body.decode()

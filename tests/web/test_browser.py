@@ -3,7 +3,9 @@
 One walk through the page, a screenshot after each step (tests/web/screenshots/, git-ignored): load
 bank-rollout, change the budget, solve and see the CLI's capex, download the plan workbook and open
 it, solve a second variant and see both side by side, download the comparison workbook and the
-edited YAML, and see an invalid field's message beside it. Skipped where no browser is installed.
+edited YAML, and see an invalid field's message beside it. A second walk edits business volumes and
+a length mix in the form (figures in its comments) and sees a pasted lengths_file refused. Skipped
+where no browser is installed.
 """
 
 from __future__ import annotations
@@ -175,5 +177,112 @@ def test_what_if_walk_through(server: Server, browser: Any, downloads: Path) -> 
     wait(d, lambda d: d.find_element(By.ID, "progress").get_attribute("hidden") is not None)
     assert len(d.find_elements(By.CSS_SELECTOR, "#variants-table th[data-variant]")) == 2
     shot(d, "04-invalid-field")
+    logs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE" and "/api/" not in e.get("message", "")]
+    assert not logs, logs
+
+
+def paste(driver: Any, data: dict[str, Any]) -> None:
+    loads = driver.find_element(By.TAG_NAME, "body").get_attribute("data-loads")
+    driver.find_element(By.ID, "paste-open").click()
+    driver.execute_script("document.getElementById('yaml-text').value = arguments[0]", json.dumps(data))
+    driver.find_element(By.ID, "paste-load").click()
+    wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loads") != loads, what="the paste")
+
+
+def text_of(driver: Any, css: str) -> str:
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return " ".join(f.text for f in found)
+
+
+def field_box(driver: Any, field: str) -> Any:
+    return driver.find_element(By.CSS_SELECTOR, f'[data-field="{field}"]').find_element(By.XPATH, "..")
+
+
+def test_demand_and_length_mix_in_the_form(server: Server, browser: Any, downloads: Path) -> None:
+    from tests.conftest import BASE_SCENARIO
+
+    d = browser
+    d.get(server.url + "/")
+    wait(d, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", what="page start")
+    data = json.loads(json.dumps(BASE_SCENARIO))
+    # measured at TTFT 3,000 ms, looser than the chat's 2,000 ms: no candidate uses it
+    data["measured"] = [{"model": "Qwen/Qwen2-7B-Instruct", "gpu": "L20-48GB", "tp": 1, "precision": "bf16",
+                         "input_tokens": 1000, "output_tokens": 200, "requests_per_s": 6.0,
+                         "slo": {"ttft_ms": 3000, "tpot_ms": 60}, "source": "looser bench"}]
+    paste(d, data)
+    wait(d, lambda d: "warning: measured entry 1 (looser bench) matches no candidate deployment"
+         in text_of(d, "#inputs li.warn"), what="the unused-measured warning")
+
+    # business volumes: switching keeps the rate (1.5 req/s x 3,600 = 5,400 users x 10 req/day x 10 %)
+    Select(d.find_element(By.CSS_SELECTOR, 'select[data-field="workloads[0].demand"]')).select_by_value("users")
+    assert d.find_element(By.CSS_SELECTOR, 'input[data-field="workloads[0].demand.users"]').get_attribute("value") \
+        == "5400"
+    assert not d.find_elements(By.CSS_SELECTOR, 'input[data-field="workloads[0].requests_per_s"]')
+    typed(d, "workloads[0].demand.users", "2000")
+    typed(d, "workloads[0].demand.requests_per_user_per_day", "20")
+    typed(d, "workloads[0].demand.peak_hour_share", "0.135")
+    line = "peak rate chat: 2,000 users × 20 req/day × 13.5 % in the peak hour = 1.50 req/s"  # 5,400 / 3,600
+    wait(d, lambda d: d.find_element(By.ID, "derived-rate-0").text == line, what="the derived peak rate")
+    assert line in text_of(d, "#inputs li.rate")
+
+    # a length mix: the one length becomes the first bucket; a new bucket splits the last (twice its
+    # lengths, half its share each); a cell that is not a number gets the message beside it
+    Select(d.find_element(By.ID, "f-workloads-0-lengths-form")).select_by_value("mix")
+    cell = 'workloads[0].lengths[{}].{}'
+
+    def cells() -> list[list[str]]:
+        return [[d.find_element(By.CSS_SELECTOR, f'input[data-field="{cell.format(j, k)}"]').get_attribute("value")
+                 for k in ("input_tokens", "output_tokens", "share")]
+                for j in range(len(d.find_elements(By.CSS_SELECTOR, "table.buckets tbody tr")))]
+
+    assert cells() == [["1000", "200", "1"]]
+    d.find_element(By.ID, "f-workloads-0-lengths-add").click()
+    assert cells() == [["1000", "200", "0.5"], ["2000", "400", "0.5"]]
+    typed(d, cell.format(1, "input_tokens"), "lots")
+    wait(d, lambda d: "give a number" in field_box(d, cell.format(1, "input_tokens")).text, what="the bad cell")
+    for j, (i_tok, o_tok, share) in enumerate([("500", "100", "0.75"), ("2500", "500", "0.5")]):
+        typed(d, cell.format(j, "input_tokens"), i_tok)
+        typed(d, cell.format(j, "output_tokens"), o_tok)
+        typed(d, cell.format(j, "share"), share)
+    wait(d, lambda d: "lengths shares sum to 1.25; they must sum to 1" in d.find_element(By.ID, "form-error").text,
+         what="the shares' message")
+    typed(d, cell.format(1, "share"), "0.25")
+    # 1.5 req/s x 0.75 = 1.125 and x 0.25 = 0.375
+    wait(d, lambda d: [d.find_element(By.ID, f"derived-bucket-0-{j}").text for j in (0, 1)] == ["1.125", "0.375"],
+         what="the buckets' rates")
+    assert d.find_element(By.ID, "form-error").get_attribute("hidden") is not None
+    assert "length mix of 2 buckets" in text_of(d, "#inputs li.mix")
+    shot(d, "05-demand-and-mix")
+
+    solve_and_wait(d, len(d.find_elements(By.CSS_SELECTOR, "#variants-table th[data-variant]")))
+    assert d.find_element(By.ID, "routed").is_displayed()
+    rows = [[c.text for c in r.find_elements(By.TAG_NAME, "td")]
+            for r in d.find_elements(By.CSS_SELECTOR, "#routed tbody tr")]
+    routed: dict[str, float] = {}
+    for r in rows:
+        routed[r[4]] = routed.get(r[4], 0.0) + float(r[5])
+    assert routed == pytest.approx({"500 → 100": 1.125, "2,500 → 500": 0.375}, abs=1e-3)
+    cov = [c.text for c in d.find_elements(By.CSS_SELECTOR, "#coverage tbody tr td")]
+    assert cov[:3] == ["chat", "inference", "1.5"]
+    shot(d, "06-routed-buckets")
+
+    # the edited scenario downloads as YAML the CLI reads: the volumes and the mix, no requests_per_s
+    before = set(os.listdir(downloads))
+    d.find_element(By.ID, "download-yaml").click()
+    edited = load_scenario(downloaded(downloads, ".yaml", before)).scenario.workloads[0]
+    assert edited.kind == "inference" and edited.requests_per_s == pytest.approx(1.5, rel=1e-12)
+    assert edited.buckets() == [(500, 100, 0.75), (2500, 500, 0.25)]
+
+    # a pasted lengths_file is refused beside its field; choosing a mix replaces it
+    data = json.loads(json.dumps(BASE_SCENARIO))
+    data["workloads"][0]["lengths_file"] = "/etc/passwd"
+    paste(d, data)
+    box = field_box(d, "workloads[0].lengths_file")
+    assert "invalid" in box.get_attribute("class")
+    assert "lengths_file is not read from a web request" in box.text and "root:" not in d.page_source
+    Select(d.find_element(By.ID, "f-workloads-0-lengths-form")).select_by_value("mix")
+    wait(d, lambda d: "length mix of 1 bucket —" in text_of(d, "#inputs li.mix"), what="the mix replacing the file")
+    assert d.find_element(By.ID, "form-error").get_attribute("hidden") is not None
+    shot(d, "07-lengths-file-refused")
     logs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE" and "/api/" not in e.get("message", "")]
     assert not logs, logs

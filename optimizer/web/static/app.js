@@ -17,6 +17,7 @@ const state = {
   current: null,      // the variant shown in the plan panel
   solving: false,
   validateTimer: null,
+  inputs: null,       // the last valid scenario's `procure validate --format json`: derived rates, buckets, warnings
 };
 
 const $ = (id) => document.getElementById(id);
@@ -109,6 +110,7 @@ function typedValue(text, kind) {
   const t = text.trim();
   if (t === "") return undefined;
   if (kind === "number") return NUMBER.test(t) ? Number(t) : t;
+  if (kind === "numbers") return t.split(/[\s,;]+/).filter((x) => x).map((x) => NUMBER.test(x) ? Number(x) : x);
   return t;
 }
 const shown = (v) => (v === undefined || v === null) ? "" : String(v);
@@ -153,15 +155,34 @@ function fieldFor(path) {
   return best;
 }
 
+// With a length mix the loader fills input_tokens/output_tokens from the buckets, and says they are
+// missing when a bucket is incomplete: point at the bucket cell that is not a number instead.
+function bucketError(err) {
+  const m = err && err.field && err.field.match(/^(workloads\[\d+\])\.(input_tokens|output_tokens)$/);
+  const w = m ? getPath(state.doc, m[1]) : null;
+  if (!w || !Array.isArray(w.lengths)) return err;
+  for (const [j, b] of w.lengths.entries()) {
+    for (const k of ["input_tokens", "output_tokens", "share"]) {
+      if (!b || typeof b[k] !== "number") {
+        const message = `give a number: every bucket needs its prompt tokens, answer tokens and share`;
+        const field = `${m[1]}.lengths[${j}].${k}`;
+        return { ...err, field, message, hint: null, error: `${field}: ${message}` };
+      }
+    }
+  }
+  return err;
+}
+
 function showError(err) {
   clearErrors();
   if (!err) return;
+  err = bucketError(err);
   const text = err.message + (err.hint ? `\nhint: ${err.hint}` : "");
   const input = fieldFor(err.field);
   const wrap = input ? input.closest(".field") : null;
   if (wrap) {
     wrap.classList.add("invalid");
-    wrap.querySelector(".field-error").textContent = err.field === input.dataset.field ? text : `${err.field}: ${text}`;
+    wrap.querySelector(":scope > .field-error").textContent = err.field === input.dataset.field ? text : `${err.field}: ${text}`;
   }
   const box = $("form-error");
   box.textContent = err.error || text;
@@ -176,9 +197,11 @@ function inputField(path, label, opts = {}) {
   const id = fieldId(path);
   const input = el("input", { type: "text", id, "data-field": path, "data-kind": opts.kind || "number",
     inputmode: (opts.kind || "number") === "number" ? "decimal" : null, placeholder: opts.placeholder || "" });
-  input.value = shown(getPath(state.doc, path));
+  const cur = getPath(state.doc, path);
+  input.value = Array.isArray(cur) ? cur.join(", ") : shown(cur);
   input.addEventListener("input", () => {
     setPath(state.doc, path, typedValue(input.value, input.dataset.kind));
+    if (opts.onInput) opts.onInput();
     changed();
   });
   return el("div", { class: "field" + (opts.wide ? " wide" : "") },
@@ -255,6 +278,182 @@ function pricesField() {
   return wrap;
 }
 
+// --- a workload's peak rate: requests_per_s, or business volumes (demand:) ------------------------
+
+const DEMAND_MODES = { rps: "requests/s", users: "users", daily: "requests a day", hourly: "hourly profile" };
+
+function demandMode(w) {
+  const d = w && w.demand;
+  if (!d || typeof d !== "object") return "rps";
+  if ("users" in d) return "users";
+  if ("requests_per_day" in d) return "daily";
+  if ("hourly_requests" in d) return "hourly";
+  return "users";
+}
+
+// The workload's current peak rate (typed, or derived by the last validation), to carry across a switch.
+function currentRate(w, i) {
+  if (typeof w.requests_per_s === "number" && w.requests_per_s > 0) return w.requests_per_s;
+  const known = state.inputs && state.inputs.workloads && state.inputs.workloads[i];
+  return known && typeof known.requests_per_s === "number" ? known.requests_per_s : 1;
+}
+
+// Switching the form keeps the rate: volumes are prefilled so that they give the same peak rate.
+function setDemandMode(i, mode) {
+  const w = state.doc.workloads[i];
+  const rate = currentRate(w, i);
+  if (mode === "rps") {
+    w.requests_per_s = Number(rate.toPrecision(6));
+    delete w.demand;
+  } else {
+    if (mode === "users") w.demand = { users: Math.max(1, Math.round(rate * 3600)), requests_per_user_per_day: 10,
+      peak_hour_share: 0.1 };  // users x 10 x 0.1 / 3600 s = rate
+    if (mode === "daily") w.demand = { requests_per_day: Math.round(rate * 86400 / 2), peak_factor: 2 };
+    if (mode === "hourly") w.demand = { hourly_requests: Array(24).fill(Math.round(rate * 3600)) };
+    delete w.requests_per_s;
+  }
+  renderForm(); changed();
+}
+
+function demandFields(w, i) {
+  const p = `workloads[${i}]`;
+  const mode = demandMode(w);
+  const pick = el("select", { id: fieldId(`${p}.demand-form`), "data-field": `${p}.demand` },
+    Object.entries(DEMAND_MODES).map(([k, label]) => el("option", { value: k }, label)));
+  pick.value = mode;
+  pick.addEventListener("change", () => setDemandMode(i, pick.value));
+  // a typed volume replaces a requests_per_s given beside it (the two must otherwise agree)
+  const edits = { onInput: () => { delete state.doc.workloads[i].requests_per_s; } };
+  const d = `${p}.demand`;
+  const out = [el("div", { class: "field" }, el("label", { for: pick.id }, "Peak rate given as"), pick,
+    el("div", { class: "field-error" }))];
+  if (mode === "rps") out.push(inputField(`${p}.requests_per_s`, "Peak rate", { unit: "req/s" }));
+  if (mode === "users") out.push(
+    inputField(`${d}.users`, "Users", edits),
+    inputField(`${d}.requests_per_user_per_day`, "Requests per user", { unit: "a day", ...edits }),
+    inputField(`${d}.peak_hour_share`, "Peak-hour share", { unit: "of a day's requests, ≥ 1/24", ...edits }));
+  if (mode === "daily") out.push(
+    inputField(`${d}.requests_per_day`, "Requests a day", edits),
+    inputField(`${d}.peak_factor`, "Peak factor", { unit: "peak / mean rate, ≥ 1", ...edits }));
+  if (mode === "hourly") out.push(inputField(`${d}.hourly_requests`, "Requests in each hour", { kind: "numbers",
+    wide: true, unit: "24 numbers, 00:00 first", ...edits }));
+  if (mode !== "rps") out.push(el("div", { class: "derived wide", id: `derived-rate-${i}`, "data-derived": "rate" }));
+  return out;
+}
+
+// --- a workload's lengths: one prompt/answer length, or a length mix (lengths: buckets) -------------
+
+function lengthMode(w) {
+  if (w && "lengths_file" in w) return "file";
+  return w && Array.isArray(w.lengths) ? "mix" : "one";
+}
+
+function mixMeans(buckets) {
+  const ok = buckets.filter((b) => b && [b.input_tokens, b.output_tokens, b.share].every((x) => typeof x === "number"));
+  const total = ok.reduce((a, b) => a + b.share, 0);
+  if (!total) return [1000, 200];
+  const mean = (k) => Math.max(1, Math.round(ok.reduce((a, b) => a + b[k] * b.share, 0) / total));
+  return [mean("input_tokens"), mean("output_tokens")];
+}
+
+function setLengthMode(i, mode) {
+  const w = state.doc.workloads[i];
+  if (mode === "mix") {
+    const inp = typeof w.input_tokens === "number" ? w.input_tokens : 1000;
+    const out = typeof w.output_tokens === "number" ? w.output_tokens : 200;
+    if (!Array.isArray(w.lengths)) w.lengths = [{ input_tokens: inp, output_tokens: out, share: 1 }];
+    // with a mix, input_tokens/output_tokens are its means, filled in by the loader
+    delete w.input_tokens; delete w.output_tokens;
+  } else if (mode === "one") {
+    [w.input_tokens, w.output_tokens] = Array.isArray(w.lengths) ? mixMeans(w.lengths) : [1000, 200];
+    delete w.lengths;
+  }
+  delete w.lengths_file; delete w.lengths_bins; delete w.lengths_source;
+  renderForm(); changed();
+}
+
+function lengthFields(w, i) {
+  const p = `workloads[${i}]`;
+  const mode = lengthMode(w);
+  const choices = { one: "one length", mix: "length mix", ...(mode === "file" ? { file: "lengths_file (not read here)" } : {}) };
+  const pick = el("select", { id: fieldId(`${p}.lengths-form`), "data-field": mode === "file" ? `${p}.lengths_file` : null },
+    Object.entries(choices).map(([k, label]) => el("option", { value: k }, label)));
+  pick.value = mode;
+  pick.addEventListener("change", () => setLengthMode(i, pick.value));
+  const out = [el("div", { class: "field" }, el("label", { for: pick.id }, "Request lengths"), pick,
+    el("div", { class: "field-error" }))];
+  if (mode === "one") {
+    out.push(inputField(`${p}.input_tokens`, "Prompt length", { unit: "tokens" }),
+      inputField(`${p}.output_tokens`, "Answer length", { unit: "tokens" }));
+  } else if (mode === "mix") {
+    out.push(bucketTable(w, i));
+  } else {
+    out.push(el("div", { class: "derived wide" }, "The page does not read files named in a scenario: choose ",
+      el("b", {}, "length mix"), " and type the buckets (procure validate FILE --format json prints them)."));
+  }
+  return out;
+}
+
+function cellInput(path, label) {
+  const input = el("input", { type: "text", inputmode: "decimal", "data-field": path, "data-kind": "number",
+    id: fieldId(path), "aria-label": label });
+  input.value = shown(getPath(state.doc, path));
+  input.addEventListener("input", () => { setPath(state.doc, path, typedValue(input.value, "number")); changed(); });
+  return el("td", { class: "field" }, input, el("div", { class: "field-error" }));
+}
+
+// A new bucket splits the last one: twice its lengths, half its share each, so the shares still sum to 1.
+function addBucket(buckets) {
+  const last = buckets[buckets.length - 1] || {};
+  const n = (x, d) => typeof x === "number" ? x : d;
+  const share = n(last.share, 1) / 2;
+  last.share = share;
+  buckets.push({ input_tokens: 2 * n(last.input_tokens, 1000), output_tokens: 2 * n(last.output_tokens, 200), share });
+}
+
+function bucketTable(w, i) {
+  const p = `workloads[${i}].lengths`;
+  const rows = w.lengths.map((_b, j) => el("tr", { "data-bucket": j },
+    cellInput(`${p}[${j}].input_tokens`, `bucket ${j + 1} prompt tokens`),
+    cellInput(`${p}[${j}].output_tokens`, `bucket ${j + 1} answer tokens`),
+    cellInput(`${p}[${j}].share`, `bucket ${j + 1} share`),
+    el("td", { class: "derived-rps", id: `derived-bucket-${i}-${j}` }),
+    el("td", {}, el("button", { type: "button", class: "link", title: `remove bucket ${j + 1}`, disabled: w.lengths.length < 2,
+      onclick: () => { w.lengths.splice(j, 1); renderForm(); changed(); } }, "✕"))));
+  const add = el("button", { type: "button", id: fieldId(`${p}-add`), class: "secondary",
+    onclick: () => { addBucket(w.lengths); renderForm(); changed(); } }, "add bucket");
+  return el("div", { class: "field wide" },
+    el("label", {}, "Length mix", el("span", { class: "unit" }, " (shares sum to 1; each bucket is sized on its own lengths)")),
+    el("table", { class: "grid buckets", "data-field": p, id: fieldId(p) },
+      el("thead", {}, el("tr", {}, ["Prompt tokens", "Answer tokens", "Share", "req/s", ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows)),
+    add, el("div", { class: "field-error" }));
+}
+
+// --- what the server derived from the inputs (the last valid `procure validate --format json`) -----
+
+function renderInputs() {
+  const info = state.inputs;
+  for (const node of document.querySelectorAll("[data-derived], .derived-rps")) node.textContent = "";
+  const lines = [];
+  if (info) {
+    (info.workloads || []).forEach((w, i) => {
+      const rate = $(`derived-rate-${i}`);
+      if (rate && w.peak_rate) rate.textContent = w.peak_rate;
+      if (w.peak_rate) lines.push(el("li", { class: "rate" }, w.peak_rate));
+      if (w.lengths) {
+        w.lengths.forEach((b, j) => { const c = $(`derived-bucket-${i}-${j}`); if (c) c.textContent = num(b.requests_per_s, 3); });
+        lines.push(el("li", { class: "mix" }, `${w.name}: length mix of ${w.lengths.length} bucket${w.lengths.length === 1 ? "" : "s"} — ` +
+          w.lengths.map((b) => `${num(b.input_tokens, 0)} → ${num(b.output_tokens, 0)} tokens ${pct(b.share)} ` +
+            `(${num(b.requests_per_s, 3)} req/s)`).join("; ") + (w.lengths_source ? ` — ${w.lengths_source}` : "")));
+      }
+    });
+    for (const text of info.warnings || []) lines.push(el("li", { class: "warn" }, `warning: ${text}`));
+  }
+  $("inputs").replaceChildren(...lines);
+  $("inputs").hidden = !lines.length;
+}
+
 function workloadFieldset(w, i) {
   const p = `workloads[${i}]`;
   const kind = w && w.kind === "finetune" ? "finetune" : "inference";
@@ -264,10 +463,9 @@ function workloadFieldset(w, i) {
   const fields = [model];
   if (kind === "inference") {
     fields.push(
-      inputField(`${p}.requests_per_s`, "Peak rate", { unit: "req/s" }),
+      ...demandFields(w, i),
       inputField(`${p}.min_replicas`, "Min replicas"),
-      inputField(`${p}.input_tokens`, "Prompt length", { unit: "tokens" }),
-      inputField(`${p}.output_tokens`, "Answer length", { unit: "tokens" }),
+      ...lengthFields(w, i),
       inputField(`${p}.slo.ttft_ms`, "SLO: time to first token, mean", { unit: "ms" }),
       inputField(`${p}.slo.tpot_ms`, "SLO: time per output token, mean", { unit: "ms" }),
       inputField(`${p}.slo.ttft_p90_ms`, "SLO: time to first token, p90", { unit: "ms", placeholder: "optional" }),
@@ -321,6 +519,7 @@ function renderForm() {
     ...(Array.isArray(d.workloads) ? d.workloads.map(workloadFieldset) : []),
     el("datalist", { id: "model-names" }, state.catalog.models.map((m) => el("option", { value: m.hf_id || m.name }))),
   );
+  renderInputs();
 }
 
 function changed() {
@@ -335,6 +534,8 @@ async function validate() {
   const r = await api("POST", "/api/validate" + query({ source: state.source }), sent);
   if (sent !== docText()) return;  // edited again meanwhile: the next check will tell
   showError(r.ok ? null : r.data);
+  state.inputs = r.ok ? r.data : null;
+  renderInputs();
 }
 
 // --- loading ------------------------------------------------------------------------------------
@@ -357,6 +558,9 @@ async function loadText(text, source, fileName) {
   renderForm();
   setSourceLine();
   showError(r.data.error);
+  state.inputs = null;
+  renderInputs();
+  if (!r.data.error) validate();
   $("solve").disabled = false;
   $("download-yaml").disabled = false;
   $("variant-name").value = "";
@@ -446,28 +650,33 @@ async function solve() {
 // With ``short``: the last key and the new value only ("budget 1,200,000"), for a variant's default name.
 function describeChanges(doc, short = false) {
   const out = [];
+  const removed = [];  // a short name leaves out what was unset when anything else changed
+  const isObj = (x) => x && typeof x === "object" && !Array.isArray(x);
   const walk = (a, b, path) => {
     if (JSON.stringify(a) === JSON.stringify(b)) return;
-    const objects = a && b && typeof a === "object" && typeof b === "object" && !Array.isArray(a) && !Array.isArray(b);
-    if (objects) {
-      for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) walk(a[k], b[k], path ? `${path}.${k}` : k);
+    // a section added or removed whole (a workload's demand:) is described key by key
+    if ((isObj(a) || a === undefined) && (isObj(b) || b === undefined)) {
+      const x = a || {}, y = b || {};
+      for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) walk(x[k], y[k], path ? `${path}.${k}` : k);
       return;
     }
     if (Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.some((x) => x && typeof x === "object")) {
       a.forEach((x, i) => walk(x, b[i], `${path}[${i}]`));
       return;
     }
-    const f = (x) => x === undefined ? "unset" : Array.isArray(x) ? x.join(", ") :
+    const f = (x) => x === undefined ? "unset" :
+      Array.isArray(x) && x.some((y) => y && typeof y === "object") ? `${x.length} buckets` :
+      Array.isArray(x) ? x.join(", ") : x && typeof x === "object" ? JSON.stringify(x) :
       typeof x === "number" ? x.toLocaleString("en-US") : String(x);
     let label = path;
     const m = path.match(/^workloads\[(\d+)\]\.(.*)$/);
     if (m && state.baseDoc && state.baseDoc.workloads && state.baseDoc.workloads[m[1]]) {
       label = `${state.baseDoc.workloads[m[1]].name}.${m[2]}`;
     }
-    out.push(short ? `${label.split(".").pop()} ${f(b)}` : `${label} ${f(a)} → ${f(b)}`);
+    (short && b === undefined ? removed : out).push(short ? `${label.split(".").pop()} ${f(b)}` : `${label} ${f(a)} → ${f(b)}`);
   };
   walk(state.baseDoc, doc, "");
-  return out;
+  return out.length ? out : removed;
 }
 
 // --- the plan -----------------------------------------------------------------------------------
@@ -580,6 +789,12 @@ function renderPlan(v) {
       num(d.capacity_rps, 2), num(d.planned_rps, 2), num(d.ttft_ms, 0), num(d.tpot_ms, 1)]),
      ...(plan.finetunes || []).map((f) => [f.workload, f.model, f.gpu, `${f.gpus} GPUs`, f.method, "", "", "",
       `${num(f.hours, 1)} h`, `of ${num(f.deadline_hours, 0)} h`])]);
+  const routed = (plan.deployments || []).flatMap((d) => (d.buckets || []).map((b) => [d.workload, d.gpu,
+    `${d.tp}×${d.pp}`, d.precision, `${num(b.input_tokens, 0)} → ${num(b.output_tokens, 0)}`, num(b.planned_rps, 3),
+    num(b.capacity_rps, 2), num(b.ttft_ms, 0), num(b.tpot_ms, 1)]));
+  $("routed-head").hidden = $("routed").hidden = !routed.length;
+  table($("routed"), ["~Workload", "~GPU", "TP×PP", "~Precision", "~Bucket tokens", "Routed req/s", "req/s each",
+    "TTFT ms", "TPOT ms"], routed);
   table($("coverage"), ["~Workload", "~Kind", "Demand req/s", "Capacity req/s", "Served"],
     (plan.coverage || []).map((c) => [c.workload, c.kind, num(c.demand_rps, 2), num(c.capacity_rps, 2),
       el("span", {}, el("span", { class: "bar-under", style: `width:${Math.round(40 * c.served_fraction)}px` }), " ", pct(c.served_fraction))]));
