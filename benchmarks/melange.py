@@ -408,8 +408,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.format == "json":
             pro = solve_procure(inp, **kw)
+            # exactly the contract's keys (DESIGN.md); a plan a limit stopped says so on stderr
             print(json.dumps({"cost": pro.cost, "solve_time_s": round(pro.solve_time_s, 4),
-                              "allocation": pro.allocation, "status": pro.status}))
+                              "allocation": pro.allocation}))
+            if pro.status != "optimal":
+                print(f"note: procure's plan is {pro.status} (a solver limit stopped it)", file=sys.stderr)
         else:
             _print_table([_row(args.input.name, inp, args)])
         return 0

@@ -131,5 +131,6 @@ def test_json_contract(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=False, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
+    assert set(out) == {"cost", "solve_time_s", "allocation"}  # DESIGN.md's contract, nothing else
     assert out["cost"] == pytest.approx(4.68) and out["allocation"] == {"A100-80GB": 1, "A10G": 1}
     assert out["solve_time_s"] > 0
