@@ -132,3 +132,10 @@ def test_missing_lengths_file_exits_2(base_scenario: dict[str, Any], write_scena
     path = write_scenario(_mix_scenario(base_scenario, "nowhere.jsonl"))
     assert_user_error(["solve", str(path), "--no-workbook"], "nowhere.jsonl", "file not found",
                       "relative to the scenario's folder")
+
+
+def test_an_incomplete_bucket_is_reported_at_its_own_path() -> None:
+    # a bucket without output_tokens: the error names lengths[0], not the mean it could not fill in
+    with pytest.raises(ValidationError) as err:
+        _w(lengths=[{"input_tokens": 3000, "share": 0.3}, {"input_tokens": 300, "output_tokens": 400, "share": 0.7}])
+    assert [e["loc"] for e in err.value.errors()] == [("lengths", 0, "output_tokens")]

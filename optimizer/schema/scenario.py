@@ -273,7 +273,9 @@ class InferenceWorkload(Strict):
         try:
             means = _mix_means(buckets)
         except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            return data  # the field validators report the malformed bucket with its path
+            # the field validators report the malformed bucket with its path; stand-in means keep
+            # "input_tokens missing" from being reported first (the bucket's error fails validation)
+            return {"input_tokens": 1, "output_tokens": 1, **data}
         data = dict(data)
         for key, mean in zip(("input_tokens", "output_tokens"), means, strict=True):
             given = data.setdefault(key, mean)
