@@ -19,21 +19,30 @@ def _inference(mm: MipModel) -> list[InferenceWorkload]:
 
 
 def add_variables(mm: MipModel) -> None:
-    """r, x, n, z, y, u with tight upper bounds derived from demand."""
+    """r, x, n, z, y, u with tight upper bounds derived from demand.
+
+    n[s] ≤ ⌈Σ_{items on s} GPUs at their bounds / G_s⌉ + (spread workloads with candidates on s):
+    footprints are powers of two dividing G_s, so first-fit decreasing packs any plan's items on s
+    into ⌈GPUs / G_s⌉ servers, and one more server per spread workload moves one of its replicas
+    off a server holding them all; no plan needs more."""
     from optimizer.model.build import replica_upper_bound
 
     m, cands = mm.model, mm.cands
     gpus_on: dict[str, int] = defaultdict(int)
+    spread_on: dict[str, set[str]] = defaultdict(set)
     workloads = mm.rs.scenario.inference_workloads()
     for i, c in enumerate(cands.inference):
-        ub = replica_upper_bound(workloads[c.workload], c, mm.rs.scenario.headroom)
+        wl = workloads[c.workload]
+        ub = replica_upper_bound(wl, c, mm.rs.scenario.headroom)
         mm.r[i] = m.add_integer_variable(lb=0, ub=ub, name=f"r[{i}]")
         gpus_on[c.sku] += ub * c.gpus_per_replica
+        if wl.min_replicas >= 2:
+            spread_on[c.sku].add(wl.name)
     for i, f in enumerate(cands.finetune):
         mm.x[i] = m.add_binary_variable(name=f"x[{i}]")
         gpus_on[f.sku] += f.gpus
     for key, sku in cands.skus.items():
-        ub = math.ceil(gpus_on[key] / sku.gpus)
+        ub = math.ceil(gpus_on[key] / sku.gpus) + len(spread_on[key]) if gpus_on[key] else 0
         if mm.limits.budget:
             ub = min(ub, math.floor(mm.limits.budget / sku.unit_price))
         mm.n[key] = m.add_integer_variable(lb=0, ub=max(ub, 0), name=f"n[{key}]")
