@@ -7,7 +7,8 @@ Formulation (names as in the code)::
             k ∈ racks, g ∈ GPU types
     vars    r[c] ∈ Z+      replicas of candidate c
             x[f] ∈ {0,1}   finetune job j_f runs on candidate f
-            n[s] ∈ Z+      servers of SKU s bought
+            n[s] ∈ Z+      servers of SKU s bought, ≤ ⌈GPUs of its candidates at their bounds / G_s⌉
+                           + spread workloads with candidates on s (add_variables)
             a[s,k] ∈ Z+    servers of SKU s in rack k (only with exact_racks, see add_racks)
             z[g] ∈ {0,1}   GPU type g is bought
             v[w,s] ∈ {0,1} workload w has replicas on SKU s (only for min_replicas ≥ 2)
