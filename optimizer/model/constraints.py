@@ -354,6 +354,8 @@ def _aggregate_racks(mm: MipModel, count: mathopt.Variable | int) -> None:
     site = mm.rs.scenario.site
     live = {k: s for k, s in mm.cands.skus.items() if mm.n[k].upper_bound > 0}
     for row in aggregate_rows(live, site.rack_power_kw, site.rack_units):
+        if not math.isfinite(row.per_rack):  # a SKU of no power and no height: nothing to bound
+            continue
         most = sum(c * mm.n[k].upper_bound for k, c in row.coef.items())
         if isinstance(count, int) and most <= row.per_rack * count:
             continue
