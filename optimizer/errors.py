@@ -66,6 +66,12 @@ class SolverError(ProcureError):
     exit_code = 3
 
 
+class RackingError(SolverError):
+    """The servers the MIP chose under its aggregate rack rows fit no layout in the racks it allowed.
+    The pipeline answers it by re-solving with the exact per-rack rows; it reaches a user only if
+    that fails."""
+
+
 class PlacementError(SolverError):
     """No assignment of the MIP's replicas to numbered servers of ``sku`` exists. The pipeline
     answers it by re-solving with that SKU's exact spread rows; it reaches a user only if that fails."""

@@ -7,8 +7,9 @@ Formulation (names as in the code)::
             k ∈ racks, g ∈ GPU types
     vars    r[c] ∈ Z+      replicas of candidate c
             x[f] ∈ {0,1}   finetune job j_f runs on candidate f
-            n[s] ∈ Z+      servers of SKU s bought
-            a[s,k] ∈ Z+    servers of SKU s in rack k (only when racks can bind, see add_racks)
+            n[s] ∈ Z+      servers of SKU s bought, ≤ ⌈GPUs of its candidates at their bounds / G_s⌉
+                           + spread workloads with candidates on s (add_variables)
+            a[s,k] ∈ Z+    servers of SKU s in rack k (only with exact_racks, see add_racks)
             z[g] ∈ {0,1}   GPU type g is bought
             v[w,s] ∈ {0,1} workload w has replicas on SKU s (only for min_replicas ≥ 2)
             y[w] ∈ [0,1]   served fraction (coverage objective; else fixed 1), u[w] ∈ {0,1} served at all
@@ -33,17 +34,25 @@ Formulation (names as in the code)::
                         Q = quote lines (optimizer/quote.py, add_quote_costs): Σ_s q_s·n[s] (support,
                         fractions of hardware, per server) + Σ_{c multi-server} l_s·servers_c·r[c]
                         + Σ_{f > one server} l_s·(gpus_f/G_s)·x[f] (links, PCIe NICs) + P_sw·w with
-                        integer w ≥ ports/32 (switches) + P_rk·k with k ≥ ΣU·n/U_rack, ΣW·n/W_rack (racks
-                        when bought: a lower bound on first-fit racks) + storage (a constant)
+                        integer w ≥ ports/32 (switches) + P_rk·K (racks when bought: add_racks' K,
+                        met by the exact racking, or Σ_k rack_used[k]) + storage (a constant)
     add_site_power      PUE·Σ_s W_s·n[s] ≤ site_power
     add_racks           n[s] = 0 if W_s > rack_power or U_s > rack_units         (fits no rack)
-                        if N_ub > racks, for k < racks:
+                        nothing more if N_ub ≤ racks and racks are not bought, where N_ub =
+                        server_bound ≥ Σ_s n[s] in every plan: one server per rack always fits
+                        (the plan is racked first-fit, model/racks.py). Otherwise, by default,
+                        aggregate rows for K racks (K = racks, or an integer K ≤ racks priced per
+                        rack when racks are bought):
+                        Σ_s W_s·n[s] ≤ K·rack_power;  Σ_s U_s·n[s] ≤ K·rack_units;
+                        n[s] ≤ K·⌊min(rack_power/W_s, rack_units/U_s)⌋;
+                        Σ_{s: W_s > rack_power/2} n[s] ≤ K;  Σ_{s: U_s > rack_units/2} n[s] ≤ K
+                        (necessary, not sufficient: extraction racks the plan exactly, first-fit
+                        then CP-SAT, and a plan no K racks hold is re-solved with exact_racks)
+                        exact_racks, for k < K (K = racks; min(racks, N_ub) when bought):
                         Σ_k a[s,k] = n[s];  Σ_s W_s·a[s,k] ≤ rack_power;  Σ_s U_s·a[s,k] ≤ rack_units;
                         Σ_s W_s·a[s,k] ≥ Σ_s W_s·a[s,k+1]                       (symmetry)
-                        where N_ub = server_bound ≥ Σ_s n[s] in every plan; racks are identical and
-                        each used one holds ≥ 1 server, so at most N_ub racks are ever used, and when
-                        N_ub ≤ racks one server per rack always fits: the rows cannot bind and are
-                        left out (no a[s,k]; the plan's servers are racked first-fit, model/racks.py)
+                        racks are identical and each used one holds ≥ 1 server, so at most N_ub
+                        racks are ever used
     add_availability    Σ_{s of g} G_s·n[s] ≤ avail_g
     add_gpu_types       n[s] ≤ N_s·z[g_s];  Σ_g z[g] ≤ max_gpu_types
     objective           capex    = Σ_s price_s·n[s]
@@ -116,8 +125,10 @@ class MipModel:
     tco: mathopt.LinearExpression | None = None
     power_w: mathopt.LinearExpression | None = None
 
-    racks_modelled: int = 0  # racks with per-rack variables a[s,k]; 0 when the rack rows cannot bind
-    rack_used: list[mathopt.Variable] = field(default_factory=list)  # only when racks are bought
+    exact_racks: bool = False  # per-rack variables a[s,k] where racks can bind (else aggregate rows)
+    racks_modelled: int = 0  # racks with per-rack variables a[s,k]; 0 without them
+    rack_used: list[mathopt.Variable] = field(default_factory=list)  # exact rows and racks bought
+    rack_count: mathopt.Variable | None = None  # racks bought, aggregate rows (the K they bound)
 
     @property
     def num_racks(self) -> int:
@@ -191,11 +202,12 @@ def replica_upper_bound(w: InferenceWorkload, c: InferenceCandidate, headroom: f
 
 
 def build_model(rs: ResolvedScenario, cands: CandidateSet, limits: Limits | None = None,
-                objective: str | None = None, exact_spread: frozenset[str] = frozenset()) -> MipModel:
+                objective: str | None = None, exact_spread: frozenset[str] = frozenset(),
+                exact_racks: bool = False) -> MipModel:
     """The whole MIP, constraint families added in the order of the module docstring."""
     limits = limits or limits_of(rs)
     mm = MipModel(model=mathopt.Model(name="procure"), rs=rs, cands=cands, limits=limits,
-                  exact_spread=exact_spread)
+                  exact_spread=exact_spread, exact_racks=exact_racks)
     cons.add_variables(mm)
     cons.add_demand(mm)
     cons.add_demand_bounds(mm)
@@ -203,7 +215,7 @@ def build_model(rs: ResolvedScenario, cands: CandidateSet, limits: Limits | None
     cons.add_spread(mm)
     cons.add_finetune(mm)
     cons.add_gpu_packing(mm)
-    cons.add_racks(mm)  # before the budget: bought racks are priced from its rack-used variables
+    cons.add_racks(mm)  # before the budget: bought racks are priced from its rack count
     cons.add_budget(mm)
     cons.add_site_power(mm)
     cons.add_availability(mm)

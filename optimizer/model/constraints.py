@@ -19,21 +19,30 @@ def _inference(mm: MipModel) -> list[InferenceWorkload]:
 
 
 def add_variables(mm: MipModel) -> None:
-    """r, x, n, z, y, u with tight upper bounds derived from demand."""
+    """r, x, n, z, y, u with tight upper bounds derived from demand.
+
+    n[s] ≤ ⌈Σ_{items on s} GPUs at their bounds / G_s⌉ + (spread workloads with candidates on s):
+    footprints are powers of two dividing G_s, so first-fit decreasing packs any plan's items on s
+    into ⌈GPUs / G_s⌉ servers, and one more server per spread workload moves one of its replicas
+    off a server holding them all; no plan needs more."""
     from optimizer.model.build import replica_upper_bound
 
     m, cands = mm.model, mm.cands
     gpus_on: dict[str, int] = defaultdict(int)
+    spread_on: dict[str, set[str]] = defaultdict(set)
     workloads = mm.rs.scenario.inference_workloads()
     for i, c in enumerate(cands.inference):
-        ub = replica_upper_bound(workloads[c.workload], c, mm.rs.scenario.headroom)
+        wl = workloads[c.workload]
+        ub = replica_upper_bound(wl, c, mm.rs.scenario.headroom)
         mm.r[i] = m.add_integer_variable(lb=0, ub=ub, name=f"r[{i}]")
         gpus_on[c.sku] += ub * c.gpus_per_replica
+        if wl.min_replicas >= 2:
+            spread_on[c.sku].add(wl.name)
     for i, f in enumerate(cands.finetune):
         mm.x[i] = m.add_binary_variable(name=f"x[{i}]")
         gpus_on[f.sku] += f.gpus
     for key, sku in cands.skus.items():
-        ub = math.ceil(gpus_on[key] / sku.gpus)
+        ub = math.ceil(gpus_on[key] / sku.gpus) + len(spread_on[key]) if gpus_on[key] else 0
         if mm.limits.budget:
             ub = min(ub, math.floor(mm.limits.budget / sku.unit_price))
         mm.n[key] = m.add_integer_variable(lb=0, ub=max(ub, 0), name=f"n[{key}]")
@@ -287,10 +296,9 @@ def add_quote_costs(mm: MipModel) -> None:
     Per server of s: support, fractions of hardware, per-server items. Per server in a multi-server
     group (c spanning servers: servers_per_replica·r[c]; a fine-tuning job f larger than one server:
     gpus_f/G_s·x[f]): PCIe NICs and one link per port. Switches: integer w ≥ ports/per. Racks (when
-    bought): the rack-used binaries of add_racks, which then always models racks one by one, so the
-    MIP prices exactly the racks the plan fills (with the rack rows lifted, as the diagnosis does,
-    an integer k ≥ Σ U_s·n[s]/rack_units and ≥ Σ W_s·n[s]/rack_power bounds them from below).
-    Storage: a constant.
+    bought, add_racks): the integer K of the aggregate rack rows, which extraction's exact racking
+    must meet (else the pipeline re-solves with the per-rack rows), or those rows' rack-used
+    binaries; so the plan's priced racks are the racks it fills. Storage: a constant.
     """
     from optimizer import quote
 
@@ -317,16 +325,10 @@ def add_quote_costs(mm: MipModel) -> None:
         w = m.add_integer_variable(lb=0, name="quote_switches")
         m.add_linear_constraint(t.ports_per_switch * w >= mathopt.fast_sum(ports), name="quote_switch_ports")
         extra.append(t.switch_price * w)
-    if t.per_rack and mm.rack_used:  # the racks the plan fills (add_racks): exact
+    if t.per_rack and mm.rack_used:  # the racks the plan fills (add_racks' exact rows): exact
         extra.append(t.per_rack * mathopt.fast_sum(mm.rack_used))
-    elif t.per_rack:  # no rack rows (a relaxation in the diagnosis): a lower bound
-        site = mm.rs.scenario.site
-        k_r = m.add_integer_variable(lb=0, name="quote_racks")
-        m.add_linear_constraint(site.rack_units * k_r >= mathopt.fast_sum(
-            s.rack_units * mm.n[k] for k, s in cands.skus.items()), name="quote_racks_units")
-        m.add_linear_constraint(site.rack_power_kw * 1000.0 * k_r >= mathopt.fast_sum(
-            s.power_w * mm.n[k] for k, s in cands.skus.items()), name="quote_racks_power")
-        extra.append(t.per_rack * k_r)
+    elif t.per_rack and mm.rack_count is not None:  # K of the aggregate rows: met by the exact racking
+        extra.append(t.per_rack * mm.rack_count)
     if t.constant:  # storage: bought with the first server (a plan that buys nothing costs nothing)
         bound = sum(mm.n[k].upper_bound for k in cands.skus)
         if bound > 0:
@@ -344,37 +346,78 @@ def add_site_power(mm: MipModel) -> None:
 
 
 def add_racks(mm: MipModel) -> None:
-    """Servers go into racks, each within its power (kW) and rack units; racks are filled in order.
+    """Servers go into racks, each within its power (kW) and rack units.
 
     A SKU of which one server draws more than a rack's power or is taller than its units fits no
     rack, whatever their number: n[s] = 0 (``build_candidates`` already drops such SKUs with a
     rejection; this keeps hand-made tables honest and lets the diagnosis lift the rack count alone).
 
-    Racks are identical, so they are modelled only as far as a plan can use them. Every used rack
-    holds at least one server, and the symmetry row fills racks in order (load non-increasing, so
-    the empty ones are last); a plan of N servers uses at most racks 1..N, and N ≤ N_ub =
-    ``server_bound(mm)`` in every plan. So K = min(racks, N_ub) racks lose no plan. When N_ub ≤
-    racks, every remaining SKU fits a rack alone and one server per rack is a valid layout of any
-    plan: the rack rows cannot bind and none are made (``mm.a`` stays empty; extraction racks the
-    bought servers first-fit, ``optimizer.model.racks``). Otherwise K = racks with a[s,k] for every
-    SKU and rack; ``site.racks: 100000`` thus costs nothing once the plan cannot fill the site.
+    When N_ub = ``server_bound(mm)`` ≤ racks and racks are not bought, every remaining SKU fits a
+    rack alone and one server per rack is a valid layout of any plan: the rack rows cannot bind and
+    none are made. Otherwise, by default, the aggregate rows of :func:`_aggregate_racks` (necessary
+    for K racks; no per-rack variables) stand in, and extraction racks the plan exactly
+    (``optimizer.model.racks.rack_plan``); a plan they admit that no K racks hold raises
+    ``RackingError`` and the pipeline re-solves with ``mm.exact_racks``, the per-rack block of
+    :func:`_exact_racks`. Racks that are bought are priced per rack: by an integer K ≥ the
+    aggregate rows, which the exact racking then meets or the re-solve prices rack by rack.
     """
     from optimizer import quote
     from optimizer.model.build import server_bound
     from optimizer.sizing.candidates import fits_rack
 
     site = mm.rs.scenario.site
-    skus = mm.cands.skus
-    for key, sku in skus.items():
+    for key, sku in mm.cands.skus.items():
         if not fits_rack(sku, site.rack_power_kw, site.rack_units):
             mm.n[key].upper_bound = 0
     bought = any(item.category == "rack" for item in quote.items(mm.rs))
-    if not mm.limits.racks or (server_bound(mm) <= mm.limits.racks and not bought):
-        mm.racks_modelled = 0
+    racks = mm.limits.racks
+    mm.racks_modelled = 0
+    if not bought and (not racks or server_bound(mm) <= racks):
         return
-    # bought racks are priced per rack used, so the MIP counts exactly the racks the plan fills:
-    # then at most min(racks, N_ub) racks are ever used (the ordering rows keep empty ones last)
-    racks = mm.racks_modelled = min(mm.limits.racks, max(server_bound(mm), 1)) if bought else mm.limits.racks
+    if mm.exact_racks and racks:
+        # bought racks are priced per rack used, so the MIP counts exactly the racks the plan fills:
+        # then at most min(racks, N_ub) racks are ever used (the ordering rows keep empty ones last)
+        _exact_racks(mm, min(racks, max(server_bound(mm), 1)) if bought else racks, bought)
+        return
+    count: mathopt.Variable | int = racks or 0
+    if bought:
+        count = mm.rack_count = mm.model.add_integer_variable(lb=0, ub=racks or math.inf, name="rack_count")
+    _aggregate_racks(mm, count)
+
+
+def _aggregate_racks(mm: MipModel, count: mathopt.Variable | int) -> None:
+    """The rows of ``racks.aggregate_rows`` for K = ``count`` racks: necessary for a layout in K
+    racks, not sufficient (extraction racks the plan exactly). With a fixed K a one-SKU row is the
+    bound of n[s]; a row no plan can reach is left out."""
+    from optimizer.model.racks import aggregate_rows
+
+    site = mm.rs.scenario.site
+    live = {k: s for k, s in mm.cands.skus.items() if mm.n[k].upper_bound > 0}
+    for row in aggregate_rows(live, site.rack_power_kw, site.rack_units):
+        if not math.isfinite(row.per_rack):  # a SKU of no power and no height: nothing to bound
+            continue
+        most = sum(c * mm.n[k].upper_bound for k, c in row.coef.items())
+        if isinstance(count, int) and most <= row.per_rack * count:
+            continue
+        if isinstance(count, int) and len(row.coef) == 1:
+            (key,) = row.coef
+            mm.n[key].upper_bound = math.floor(row.per_rack * count + 1e-9)
+            continue
+        lhs = mathopt.fast_sum(c * mm.n[k] for k, c in row.coef.items())
+        mm.model.add_linear_constraint(lhs <= row.per_rack * count, name=f"racks_{row.name}")
+
+
+def _exact_racks(mm: MipModel, racks: int, bought: bool) -> None:
+    """Per-rack rows for K = ``racks`` identical racks, filled in order::
+
+        Σ_k a[s,k] = n[s];  Σ_s W_s·a[s,k] ≤ rack_power;  Σ_s U_s·a[s,k] ≤ rack_units;
+        Σ_s W_s·a[s,k] ≥ Σ_s W_s·a[s,k+1]                       (symmetry)
+
+    Every used rack holds at least one server, so a plan of N ≤ N_ub servers uses at most racks
+    1..N: K = min(racks, N_ub) loses no plan. Bought racks get a rack-used binary per rack."""
+    skus = mm.cands.skus
+    site = mm.rs.scenario.site
+    mm.racks_modelled = racks
     for key in skus:
         for k in range(racks):
             mm.a[(key, k)] = mm.model.add_integer_variable(lb=0, ub=mm.n[key].upper_bound, name=f"a[{key},{k}]")

@@ -125,7 +125,7 @@ def minimum_of(res: mathopt.SolveResult, *, integral: bool = False) -> Minimum |
 
 def _min_of(rs: ResolvedScenario, cands: CandidateSet, limits: Limits, settings: SolveSettings,
             expr: Callable[[MipModel], mathopt.LinearExpression], integral: bool = False) -> Minimum | None:
-    mm = build_model(rs, cands, limits)
+    mm = build_model(rs, cands, limits, exact_racks=True)  # every figure quoted is one a layout meets
     mm.model.minimize(expr(mm))
     return minimum_of(_run(mm.model, replace(settings, gap=PROVEN_GAP)), integral=integral)
 
@@ -135,7 +135,7 @@ def _probe(rs: ResolvedScenario, cands: CandidateSet, limits: Limits,
     """Whether a plan exists (None: not decided within the limits) and, if found, its server counts.
 
     The least-power plan is sought, so its servers need few racks."""
-    mm = build_model(rs, cands, limits)
+    mm = build_model(rs, cands, limits, exact_racks=True)  # every figure quoted is one a layout meets
     assert mm.power_w is not None
     mm.model.minimize(mm.power_w)
     res = _run(mm.model, settings)

@@ -6,10 +6,11 @@ from collections import defaultdict
 from typing import Any
 
 from optimizer import __version__, quote
+from optimizer.errors import RackingError
 from optimizer.loaders import ResolvedScenario
 from optimizer.model.build import MipModel
 from optimizer.model.placement import Item, place
-from optimizer.model.racks import first_fit_racks
+from optimizer.model.racks import first_fit_racks, rack_plan
 from optimizer.model.solve import SolveOutcome, SolveSettings
 from optimizer.schema.plan import (
     BucketLoad,
@@ -115,6 +116,25 @@ def finance_figures(rs: ResolvedScenario, hardware: float, lines: list[QuoteLine
     return {"capex": capex, "contingency": contingency, "tax": tax, "total_with_tax": capex + contingency + tax}
 
 
+def rack_layout(mm: MipModel, counts: dict[str, int], val: dict[Any, float]) -> dict[str, list[int]]:
+    """The rack of each server when the MIP had no per-rack variables (add_racks): first-fit, else
+    the exact packing, into the site's racks, or the K the MIP priced when racks are bought.
+    RackingError when none exists: the aggregate rows admitted the plan, the per-rack rows decide."""
+    site = mm.rs.scenario.site
+    if mm.rack_count is not None:
+        limit: int | None = _int(val[mm.rack_count])
+    else:
+        limit = mm.limits.racks
+    if limit is None:  # racks lifted (the diagnosis's relaxations) and not bought
+        return first_fit_racks(counts, mm.cands.skus, site.rack_power_kw, site.rack_units)
+    layout = rack_plan(counts, mm.cands.skus, site.rack_power_kw, site.rack_units, limit)
+    if layout is None:
+        servers = ", ".join(f"{n} x {k}" for k, n in sorted(counts.items()))
+        raise RackingError(f"no layout of {servers} in {limit} racks of {site.rack_power_kw:g} kW / "
+                           f"{site.rack_units} U was found, though the MIP's aggregate rack rows admit it")
+    return layout
+
+
 def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objective: str) -> Plan:
     rs, cands, val = mm.rs, mm.cands, out.values
     sc = rs.scenario
@@ -206,8 +226,8 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
     if mm.a:
         for (k, rack), var in mm.a.items():
             racks_by_sku[k] += [rack + 1] * _int(val[var])
-    else:  # no per-rack variables: the rack rows could not bind (add_racks), so rack first-fit
-        racks_by_sku.update(first_fit_racks(counts, cands.skus, sc.site.rack_power_kw, sc.site.rack_units))
+    else:
+        racks_by_sku.update(rack_layout(mm, counts, val))
     placement = place(dict(racks_by_sku), {k: cands.skus[k].gpus for k in counts}, items)
     used_racks = {p.rack for p in placement}
     solver = SolverReport(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from optimizer.errors import InfeasibleError, PlacementError
+from optimizer.errors import InfeasibleError, PlacementError, RackingError
 from optimizer.loaders import ResolvedScenario
 from optimizer.model.build import build_model, limits_of
 from optimizer.model.check import check_plan
@@ -104,8 +104,9 @@ def solve_scenario(rs: ResolvedScenario, settings: SolveSettings | None = None,
         raise InfeasibleError("no feasible plan:\n  " + "\n  ".join(missing))
     say(f"solving MIP over {len(cands.inference) + len(cands.finetune)} candidates")
     exact: frozenset[str] = frozenset()
+    exact_racks = False
     while True:
-        mm = build_model(rs, cands, limits_of(rs), objective, exact_spread=exact)
+        mm = build_model(rs, cands, limits_of(rs), objective, exact_spread=exact, exact_racks=exact_racks)
         if coverage and coverage_floor is not None:
             mm.model.add_linear_constraint(coverage_expression(mm) >= coverage_floor - 2e-6, name="coverage_floor")
         out = solve_model(mm, settings, objective)
@@ -116,6 +117,13 @@ def solve_scenario(rs: ResolvedScenario, settings: SolveSettings | None = None,
         try:
             plan = extract_plan(mm, out, settings, objective)
             break
+        except RackingError:
+            # the aggregate rack rows admitted servers no layout in the site's racks holds: solve
+            # again with the per-rack rows (once)
+            if exact_racks:
+                raise
+            say("re-solving with exact rack rows")
+            exact_racks = True
         except PlacementError as exc:
             # the necessary spread row admitted counts no numbered servers can hold: give that SKU
             # the exact rows and solve again (at most once per SKU)

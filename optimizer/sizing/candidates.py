@@ -588,10 +588,26 @@ def serves_at_least(d: InferenceCandidate, c: InferenceCandidate) -> bool:
 def prune_dominated(cands: list[InferenceCandidate]) -> list[InferenceCandidate]:
     """Drop candidates another candidate of the same workload and SKU beats on every count.
 
-    c is dominated by d when d uses no more GPUs per replica (and servers per replica) and serves at
-    least as many requests/s: any plan using c stays feasible, at no higher cost, with d instead
-    (demand, packing, minimum replicas and spread only improve). Ties keep the first in a fixed
-    order (fewer GPUs, then lower TP, then precision name), so the table is deterministic.
+    d dominates c (g: GPUs per replica, μ: requests/s a replica serves) when either
+
+    - d uses no more GPUs per replica (and servers per replica) and μ_d ≥ μ_c; or
+    - d fits in one server, g_d divides g_c and (g_c/g_d)·μ_d ≥ μ_c: across layouts (TP, PP,
+      attention-DP, precision), k = g_c/g_d replicas of d fill exactly c's GPUs and serve at least
+      as much.
+
+    Any plan using c stays feasible at no higher cost with d instead (one d per c, or k d's in each
+    c's GPUs): demand only gains; packing is unchanged or freer (k aligned blocks of g_d inside c's
+    aligned block of g_c, footprints being powers of two); minimum replicas only gain; spread only
+    improves (the k replicas sit on c's servers: a c spanning m ≥ 2 whole servers has k ≥ m
+    replicas of d to put one or more on each); quote lines only fall (a one-server d needs no
+    scale-out NICs, links or switch ports); servers, power, racks, budget and GPU types are
+    unchanged; replicas of d beyond its bound ⌈λ/(ρ·μ_d)⌉ (or min_replicas) are never needed and
+    can be dropped. So the optimal cost is unchanged; among equally cheap plans the tie-breaks now
+    choose from fewer layouts (more, smaller replicas where those serve as much per GPU).
+
+    Ties keep the first in a fixed order (fewer GPUs, fewer servers, higher capacity, then lower
+    TP, precision name, DP, EP), so the table is deterministic: a candidate is only ever dropped
+    for one kept before it.
     """
     groups: dict[tuple[str, str], list[InferenceCandidate]] = {}
     for c in cands:
@@ -602,8 +618,17 @@ def prune_dominated(cands: list[InferenceCandidate]) -> list[InferenceCandidate]
                                   c.precision, c.dp, c.ep))
         front: list[InferenceCandidate] = []
         for c in group:
-            if not any(d.gpus_per_replica <= c.gpus_per_replica and d.servers_per_replica <= c.servers_per_replica
-                       and serves_at_least(d, c) for d in front):
+            if not any(_dominates(d, c) for d in front):
                 front.append(c)
         kept += front
     return kept
+
+
+def _dominates(d: InferenceCandidate, c: InferenceCandidate) -> bool:
+    """Whether d dominates c (same workload and SKU; see :func:`prune_dominated`)."""
+    g_d, g_c = d.gpus_per_replica, c.gpus_per_replica
+    if g_d <= g_c and d.servers_per_replica <= c.servers_per_replica and serves_at_least(d, c):
+        return True
+    # with a length mix, on every bucket: k replicas of d carry whatever routed mix c's replica does
+    return (d.servers_per_replica == 1 and g_c % g_d == 0
+            and all((g_c // g_d) * a >= b for a, b in zip(d.bucket_rps, c.bucket_rps, strict=True)))

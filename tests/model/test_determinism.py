@@ -160,3 +160,15 @@ def test_a_loaded_machine_gives_the_same_plan(write_scenario: Writer) -> None:
     for res in (idle, busy):
         assert json.loads(res.stdout)["solver"]["stopped_by"] != "time_limit"
     assert _fingerprint(idle.stdout) == _fingerprint(busy.stdout)
+
+
+def test_highs_settings_are_fixed_not_machine_chosen() -> None:
+    # one thread, fixed seed, and no root restarts (measured faster on the generated benchmark at
+    # 5, 20 and 60 workloads; optimizer/model/solve.py): the same options on every machine
+    from ortools.math_opt.python import mathopt
+
+    from optimizer.model.solve import SolveSettings, _params
+
+    params = _params(SolveSettings(seed=7), 10.0, mathopt.SolverType.HIGHS)
+    assert params.highs.int_options["threads"] == 1 and params.random_seed == 7
+    assert params.highs.bool_options["mip_allow_restart"] is False

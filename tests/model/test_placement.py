@@ -201,8 +201,9 @@ def test_reported_failure_end_to_end() -> None:
 def test_unplaceable_counts_get_the_exact_rows() -> None:
     # COUNTER through the real MIP. The necessary spread row (n ≥ 2) admits two 4-GPU servers and
     # placement proves them unplaceable (PlacementError naming the SKU); with that SKU's exact
-    # named-server rows, the two servers are refused, and the replica bounds (the demand) allow no
-    # third, so no plan remains.
+    # named-server rows, the two servers are refused and a third is bought: 3 x (20k + 4 x 5k) =
+    # 120k (o + a + b | a + b + c | c). The bound on n is ⌈8 GPUs / 4⌉ + 3 spread workloads = 5: the
+    # demand's GPUs alone (2) once cut that plan off.
     rs = scenario([workload(w, float(n), m) for w, (n, _, m) in
                    {"o": (1, 2, 1), "a": (2, 1, 2), "b": (2, 1, 2), "c": (2, 1, 2)}.items()],
                   prices=PRICES, constraints={"gpus": ["L20-48GB"]})
@@ -212,14 +213,17 @@ def test_unplaceable_counts_get_the_exact_rows() -> None:
              for c in full.inference if c.sku == L20_4 and c.tp == 1 and c.pp == 1 and c.precision == "bf16"]
     table = CandidateSet(skus={L20_4: full.skus[L20_4]}, inference=cands, archs=full.archs)
     mm = build_model(rs, table, objective="capex")
-    assert mm.n[L20_4].upper_bound == 2
+    assert mm.n[L20_4].upper_bound == 5
     out = solve_model(mm, SETTINGS, "capex")
-    assert out.status == "optimal"
+    assert out.status == "optimal" and out.objective == pytest.approx(80_000)
     with pytest.raises(PlacementError) as err:
         extract_plan(mm, out, SETTINGS, "capex")
     assert err.value.sku == L20_4
     exact = build_model(rs, table, objective="capex", exact_spread=frozenset({L20_4}))
-    assert solve_model(exact, SETTINGS, "capex").status == "infeasible"
+    again = solve_model(exact, SETTINGS, "capex")
+    assert again.status == "optimal" and again.objective == pytest.approx(120_000)
+    placement = extract_plan(exact, again, SETTINGS, "capex").placement
+    assert len(placement) == 3 and all(len(hosts(placement)[w]) == 2 for w in "abc")
 
 
 def test_spread_rows_admit_what_the_old_row_refused() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,3 +72,39 @@ def test_random_scenarios_solve_and_check_or_explain(data: dict[str, Any]) -> No
     assert sense * (plan.solver.objective - plan.solver.bound) >= -1e-6 * max(1.0, abs(plan.solver.bound))
     if rs.scenario.constraints.budget:
         assert plan.capex <= rs.scenario.constraints.budget + 1e-6
+
+
+H20 = "HGX-H20-8GPU/H20-96GB/8"
+L20_4 = "PCIe-4GPU-4U/L20-48GB/4"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.floats(1, 40), st.integers(1, 3)), min_size=1, max_size=2),
+       st.lists(st.tuples(st.sampled_from([H20, L20_4]), st.sampled_from([1, 2, 4, 8, 16]), st.floats(0.5, 60)),
+                min_size=1, max_size=8))
+def test_dominance_pruning_keeps_the_optimal_cost(loads: list[tuple[float, int]],
+                                                  table: list[tuple[str, int, float]]) -> None:
+    # prune_dominated (across layouts too) never changes the cheapest plan: random tables of
+    # replicas of 1-16 GPUs (16 on H20: two whole servers, PP across them) on two SKUs
+    import dataclasses
+
+    from optimizer.sizing.candidates import prune_dominated
+    from tests.model.helpers import candidate, scenario, solve, workload
+
+    prices = {"HGX-H20-8GPU": 100_000, "H20-96GB": 10_000, "PCIe-4GPU-4U": 15_000, "L20-48GB": 5_000}
+    rs = scenario([workload(f"w{i}", rps, m) for i, (rps, m) in enumerate(loads)], prices=prices,
+                  constraints={"gpus": ["H20-96GB", "L20-48GB"]})
+    cands = []
+    for i in range(len(loads)):
+        for sku, gpus, rps in table:
+            slots = 8 if sku == H20 else 4
+            if gpus > slots and sku != H20:
+                continue
+            servers = max(1, gpus // slots)
+            c = candidate(f"w{i}", sku, rps, tp=min(gpus, slots))
+            cands.append(dataclasses.replace(c, pp=gpus // min(gpus, slots), servers_per_replica=servers))
+    full, _ = solve(rs, cands)
+    pruned, _ = solve(rs, prune_dominated(cands))
+    assert full.status == pruned.status
+    if full.status == "optimal":
+        assert pruned.objective == pytest.approx(full.objective, rel=1e-6)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from optimizer.loaders import load_catalog, resolve_scenario
 from optimizer.schema.scenario import Scenario
-from optimizer.sizing.candidates import build_candidates, group_size, server_skus
+from optimizer.sizing.candidates import (
+    InferenceCandidate,
+    build_candidates,
+    group_size,
+    prune_dominated,
+    server_skus,
+)
 from tests.conftest import BASE_SCENARIO
+from tests.model.helpers import candidate
 
 
 def resolved(**constraints: object) -> object:
@@ -37,7 +45,32 @@ def test_no_candidate_is_dominated() -> None:
     for c in cands.inference:
         for d in cands.inference:
             if d is not c and (d.workload, d.sku) == (c.workload, c.sku):
-                assert not (d.gpus_per_replica <= c.gpus_per_replica and d.capacity_rps >= c.capacity_rps)
+                g_d, g_c = d.gpus_per_replica, c.gpus_per_replica
+                assert not (g_d <= g_c and d.capacity_rps >= c.capacity_rps)
+                # across layouts: g_c / g_d one-server replicas of d would serve at least c's load
+                assert not (d.servers_per_replica == 1 and g_c % g_d == 0
+                            and g_c // g_d * d.capacity_rps >= c.capacity_rps)
+
+
+def _cand(tp: int, rps: float, pp: int = 1, servers: int = 1, precision: str = "bf16") -> InferenceCandidate:
+    base = candidate("w", "HGX-H20-8GPU/H20-96GB/8", rps, tp=tp)
+    return dataclasses.replace(base, pp=pp, servers_per_replica=servers, precision=precision)
+
+
+def test_dominance_across_layouts() -> None:
+    # One 8-GPU SKU. TP1 serves 10 req/s. TP2 at 19 goes (2 x 10 = 20 >= 19), TP2 int4 at 21 stays
+    # (20 < 21); TP4 at 45 stays (4 x 10 = 40, 2 x 21 = 42 < 45); TP8 at 85 goes (2 x 45 = 90);
+    # TP8 x PP2 over two servers (16 GPUs) at 170 goes (4 x 45 = 180), at 200 stays (180 < 200).
+    # A two-server replica never dominates across layouts: TP8 x PP4 (32 GPUs, 4 servers) at 390
+    # stays, though 2 x 200 = 400 (one-server ones reach 8 x 45 = 360 < 390). An exact tie (TP1 fp8
+    # at 10 req/s) keeps the first in order (bf16 before fp8).
+    table = [_cand(8, 85.0), _cand(2, 19.0), _cand(1, 10.0, precision="fp8"), _cand(4, 45.0),
+             _cand(8, 170.0, pp=2, servers=2), _cand(2, 21.0, precision="int4"), _cand(1, 10.0),
+             _cand(8, 390.0, pp=4, servers=4), _cand(8, 200.0, pp=2, servers=2)]
+    kept = prune_dominated(table)
+    assert [(c.tp, c.pp, c.precision, c.capacity_rps) for c in kept] == [
+        (1, 1, "bf16", 10.0), (2, 1, "int4", 21.0), (4, 1, "bf16", 45.0), (8, 2, "bf16", 200.0),
+        (8, 4, "bf16", 390.0)]
 
 
 def test_tp_divides_heads_and_fits_server() -> None:
