@@ -407,7 +407,8 @@ def _run_task(task: _Task) -> _Done:
 
 def _solve_task(task: _Task, g: _Group) -> _Done:
     if task.kind == "base":
-        rs = _without_budget(g.rs, "capex")
+        # the cheapest plan without the budget: its objective, or capex (coverage asks for a cost)
+        rs = _without_budget(g.rs, "hourly" if g.rs.scenario.objective == "hourly" else "capex")
     else:
         rs = g.rs if task.budget is None else with_overrides(g.rs, budget=task.budget)
         if task.coverage:
@@ -479,6 +480,10 @@ def run_comparison(rs: ResolvedScenario, variants: Sequence[VariantSpec], *, tim
     t0 = time.perf_counter()
     say = progress or (lambda _e: None)
     settings = settings_of(rs, time_limit_s=time_limit_s)
+    if rs.scenario.objective == "hourly" and any(v.budget is not None for v in variants):
+        raise UsageError("a budget bounds capex, and an hourly plan rents cloud instances and buys nothing",
+                         field="budget", hint="compare hourly plans with --price, --allow-gpus or "
+                                              "--demand-scale, or remove the budget")
     # groups: one candidate table per distinct (prices, GPUs, demand)
     keys: dict[tuple[Any, ...], int] = {}
     group_of: list[int] = []

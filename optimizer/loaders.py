@@ -593,7 +593,16 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
         priced(v.prices, f"whatif[{v_i}].prices")
     return ResolvedScenario(scenario=scenario, path=path, catalog=catalog, gpus=gpus,
                             servers=servers, models=models, declared=declared,
-                            measured=resolve_measured(scenario, path, catalog))
+                            measured=resolve_measured(scenario, path, catalog, models))
+
+
+def _catalog_model_name(spec: str, catalog: Catalog) -> str | None:
+    """The catalog name of a model given by name, Hugging Face id or alias (case-insensitive)."""
+    key = spec.strip().lower()
+    for m in catalog.models.values():
+        if key in {n.lower() for n in (m.name, m.hf_id, *m.aliases)}:
+            return m.name
+    return None
 
 
 def read_measured_file(path: Path, file: str) -> list[MeasuredEntry]:
@@ -614,9 +623,16 @@ def read_measured_file(path: Path, file: str) -> list[MeasuredEntry]:
         raise validation_error(exc, str(path)) from exc
 
 
-def resolve_measured(scenario: Scenario, path: Path, catalog: Catalog) -> tuple[MeasuredEntry, ...]:
-    """The scenario's measured: entries and its measured_file's, with model and GPU names resolved
-    as workloads resolve them; two entries for the same deployment at the same SLO are an error."""
+def resolve_measured(scenario: Scenario, path: Path, catalog: Catalog,
+                     models: Mapping[str, ResolvedModel] | None = None) -> tuple[MeasuredEntry, ...]:
+    """The scenario's measured: entries and its measured_file's, with model and GPU names resolved;
+    two entries for the same deployment at the same SLO are an error.
+
+    An entry's model is a catalog model (name, Hugging Face id or alias) or exactly one of the
+    workloads' own ``model:`` values (``models``, already resolved): an entry never names a file of
+    its own, so no path in a measured list is ever opened (the web app reads no file a request
+    names)."""
+    own = {w.model: models[w.name].name for w in scenario.workloads if models and w.name in models}
     from optimizer.sizing.measured import duplicates, label
 
     sources: list[tuple[str, str, MeasuredEntry]] = [
@@ -627,10 +643,12 @@ def resolve_measured(scenario: Scenario, path: Path, catalog: Catalog) -> tuple[
                     for i, e in enumerate(read_measured_file(mfile, str(path)))]
     out: list[MeasuredEntry] = []
     for file, where, e in sources:
-        try:
-            model = resolve_model(e.model, catalog, base=path.parent).name
-        except CatalogError as exc:
-            raise ScenarioError(exc.message, file=file, field=f"{where}.model", hint=exc.hint) from exc
+        model = own.get(e.model) or _catalog_model_name(e.model, catalog)
+        if model is None:
+            raise ScenarioError(f"model {e.model[:200]!r} is neither a catalog model nor one of the workloads' "
+                                "models", file=file, field=f"{where}.model",
+                                hint="name the model as a workload names it, or by its catalog name "
+                                     "(`procure catalog models`)")
         try:
             gpu = resolve_gpu(e.gpu, catalog).name
         except CatalogError as exc:

@@ -36,6 +36,10 @@ _UNITS = {"per_scaleout_gpu": "NIC", "per_scaleout_port": "link", "per_switch_po
 
 
 def enabled(rs: ResolvedScenario, item: QuoteItem) -> bool:
+    """Whether the quote buys ``item``: never under ``objective: hourly``, whose plan rents cloud
+    instances (their hourly price covers the provider's network, storage, racks and support)."""
+    if rs.scenario.objective == "hourly":
+        return False
     q, site = rs.scenario.quote, rs.scenario.site
     return {"network": q.network, "storage": q.storage, "rack": q.racks_bought(site),
             "shipping": q.shipping_installation, "support": q.support}[item.category]

@@ -31,14 +31,14 @@ from optimizer.sizing.candidates import (
     slo_tails,
 )
 from optimizer.sizing.layout import moe_layout_problems
-from optimizer.sizing.measured import measured_match, slo_targets, with_measured
+from optimizer.sizing.measured import LATENCY_KEYS, measured_match, slo_targets, with_measured
 from optimizer.sizing.memory import serving_memory
 from optimizer.sizing.perf import ReplicaPerf, replica_perf
 from optimizer.sizing.uncertainty import planning_time_scale
 from optimizer.units import HOURS_PER_YEAR
 
 #: SLO targets the checker compares with the recomputed replica (ReplicaPerf has the same names).
-_SLO_KEYS = ("ttft_ms", "tpot_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p90_ms", "tpot_p99_ms")
+_SLO_KEYS = LATENCY_KEYS
 
 REL = 1e-6
 

@@ -43,7 +43,7 @@ def add_variables(mm: MipModel) -> None:
         gpus_on[f.sku] += f.gpus
     for key, sku in cands.skus.items():
         ub = math.ceil(gpus_on[key] / sku.gpus) + len(spread_on[key]) if gpus_on[key] else 0
-        if mm.limits.budget:
+        if mm.limits.budget and sku.unit_price > 0:  # a rented cloud instance costs no capex
             ub = min(ub, math.floor(mm.limits.budget / sku.unit_price))
         mm.n[key] = m.add_integer_variable(lb=0, ub=max(ub, 0), name=f"n[{key}]")
     for g in sorted({sku.gpu.name for sku in cands.skus.values()}):  # sorted: hash order would vary the model

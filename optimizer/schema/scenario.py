@@ -325,8 +325,10 @@ class InferenceWorkload(Strict):
             raise ValueError(
                 f"input_tokens + output_tokens = {self.input_tokens + self.output_tokens} exceeds "
                 f"max_context {self.max_context}; raise max_context or shorten the request")
-        if self.prefix is not None and self.prefix.tokens > self.input_tokens:
-            raise ValueError(f"prefix.tokens {self.prefix.tokens} exceeds input_tokens {self.input_tokens}: "
+        shortest = min(i for i, _, _ in self.buckets())  # every bucket's prompt holds the prefix
+        if self.prefix is not None and self.prefix.tokens > shortest:
+            what = "input_tokens" if self.lengths is None else "the shortest length bucket's input_tokens"
+            raise ValueError(f"prefix.tokens {self.prefix.tokens} exceeds {what} {shortest}: "
                              "the shared prefix is part of the prompt")
         return self
 

@@ -73,15 +73,18 @@ def measured_capacity(entries: Sequence[MeasuredEntry], *, model: str, gpu: str,
     return None if i is None else entries[i]
 
 
+#: The latency figures of a ReplicaPerf an SLO target can bound (mean and p90/p99 TTFT and TPOT).
+LATENCY_KEYS = ("ttft_ms", "tpot_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p90_ms", "tpot_p99_ms")
+
+
 def with_measured(perf: ReplicaPerf, entry: MeasuredEntry, slo: Mapping[str, float]) -> ReplicaPerf:
-    """``perf`` with the measured capacity (``source="measured"``). Its TTFT and TPOT become the
-    bounds the entry was measured against (the workload's targets for an entry without ``slo``):
+    """``perf`` with the measured capacity (``source="measured"``). Its TTFT and TPOT (means and
+    tails) become the bounds the entry was measured against (the workload's targets for an entry without ``slo``):
     the latency at the planned rate was not measured, only that it stayed within them. The memory
     account and the offline throughput stay the model's."""
     bounds = {**slo, **(entry.slo.targets() if entry.slo else {})}
-    return replace(perf, requests_per_s=entry.requests_per_s, source="measured",
-                   ttft_ms=bounds.get("ttft_ms", perf.ttft_ms), tpot_ms=bounds.get("tpot_ms", perf.tpot_ms),
-                   measured_scale=1.0)
+    latencies = {k: bounds.get(k, getattr(perf, k)) for k in LATENCY_KEYS}  # tails too, not only the means
+    return replace(perf, requests_per_s=entry.requests_per_s, source="measured", measured_scale=1.0, **latencies)
 
 
 def _key(e: MeasuredEntry) -> tuple[Any, ...]:

@@ -119,6 +119,16 @@ def test_bad_entries_exit_2(tmp_path: Path, write_scenario: Callable[[Any], Path
     assert_user_error(["validate", str(path)], "m.yaml: measured[0]", "duplicates measured[0] of")
 
 
+def test_an_entry_never_opens_a_path(tmp_path: Path, write_scenario: Callable[[Any], Path]) -> None:
+    # a config.json path in an entry is refused without being read (the web app reads no file a
+    # request names); the same path as a workload's own model: is matched as that workload's model
+    config = tmp_path / "secret.json"
+    config.write_text("{not json")
+    path = write_scenario(_scenario([{**ENTRY, "model": str(config)}]))
+    text = assert_user_error(["validate", str(path)], "measured[0].model", "neither a catalog model")
+    assert "JSON" not in text
+
+
 def test_owner_vouched_entry_opens_a_layout_the_estimate_rejects(write_scenario: Callable[[Any], Path]) -> None:
     # TPOT 15 ms is beyond the estimate for an 8B model on one L20 (~864 GB/s streams 16 GB of bf16
     # weights in ~19 ms a step), so the estimate gives no TP1 candidate; the owner's measurement
