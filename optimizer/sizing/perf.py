@@ -874,12 +874,21 @@ def replica_perf_mix_many(arch: ModelArch, queries: Sequence[PerfQuery], *,
       The TPOT target applies to the mixed batch.
     * **Prefill queue, M/G/1.** A prompt of bucket b (probability ``phi_b``) takes ``S_b`` to
       prefill alone (:func:`prefill_array`) and ``S_busy,b`` of the server's time in a batch;
-      ``rho = lambda sum_b phi_b S_busy,b``, Pollaczek-Khinchine's mean wait with the mix's
-      moments ``W = rho (E[S^2] / E[S]) / (2 (1 - rho))`` (for one length ``rho S / (2 (1 - rho))``,
-      the M/D/1 of :func:`md1_wait_s`), mean ``TTFT = W + E[S] + TPOT(B)``. The p90/p99 TTFT is
-      the p-quantile of ``W + S`` over the discrete ``S_b``
-      (:func:`optimizer.sizing.queueing.sojourn_quantile`, the gamma-fitted wait) plus
-      ``TPOT(B)``: long prompts queue ahead of short ones, which the bucket-alone M/D/1 ignores.
+      ``rho = lambda sum_b phi_b S_busy,b``, and Pollaczek-Khinchine's mean wait with the mix's
+      moments is ``W = rho (E[S^2] / E[S]) / (2 (1 - rho))`` (for one length
+      ``rho S / (2 (1 - rho))``, the M/D/1 of :func:`md1_wait_s`); the wait's p-quantile ``W_p``
+      is the gamma fit to the mix's first three moments (:mod:`optimizer.sizing.queueing`). FCFS
+      makes a request's wait independent of its own prompt, so bucket b's mean TTFT is
+      ``W + S_b + TPOT(B)`` and its p-quantile ``W_p + S_b + TPOT(B)``.
+    * **Targets hold on every bucket** (as the checker tests them): the binding bucket is the
+      longest prompt, so ``ttft_ms`` is ``W + max_b S_b + TPOT(B)`` and the tails
+      ``W_p + max_b S_b + TPOT(B)`` (``prefill_ms`` is ``max_b S_b``). The whole mix's mean
+      ``W + E[S] + TPOT`` or its pooled quantile
+      (:func:`~optimizer.sizing.queueing.sojourn_quantile`) would let the long prompts miss the
+      target while the short ones carry the average; judged on those, a shared queue is almost
+      never worse than time-sharing, so they would hide the effect this models: short prompts
+      wait behind long ones (``E[S^2] / E[S]`` grows) and long prompts behind the short ones'
+      work (``rho`` grows).
     * The largest rate meeting every target at ``utilization`` is found as in
       :func:`replica_perf_many` (the same root finders on the mixed shape); ``output_tokens_per_s``
       is requests/s x ``sum_b phi_b O_b``. Efficiency measured points (``measured``) are matched
@@ -950,13 +959,13 @@ def replica_perf_mix_many(arch: ModelArch, queries: Sequence[PerfQuery], *,
                        for i_b, pw_b in zip(mix.inputs, mix.prefixes, strict=True)], axis=-1)
     sb_all = np.minimum(sp_all, np.stack([prefill_work_array(cols, i_b, pw_b) * scale for i_b, pw_b
                                           in zip(mix.inputs, mix.prefixes, strict=True)], axis=-1))
-    probs = mix.shares
-    if sp_all.shape[1] == 1:  # deterministic: E[S] = E[S^2] / E[S] = S
+    moments = _queueing.service_moments(sp_all, mix.shares)  # one bucket: exactly S, S^2, S^3
+    if sp_all.shape[1] == 1:  # deterministic: E[S^2] / E[S] = S
         s_prefill = s_resid = sp_all[:, 0]
         s_busy = sb_all[:, 0]
-    else:
-        m1, m2, _ = _queueing.service_moments(sp_all, probs)
-        s_prefill, s_resid, s_busy = m1, m2 / m1, np.sum(probs * sb_all, axis=-1)
+    else:  # every bucket must meet the targets: the longest prompt's TTFT is the binding one
+        s_prefill, s_resid = sp_all.max(axis=-1), moments[1] / moments[0]
+        s_busy = np.sum(mix.shares * sb_all, axis=-1)
     ones = np.ones(n)
     t_one = tpot_s(ctx_cols, ones, scale)
     t_bmax = tpot_s(ctx_cols, np.maximum(b_max, 1).astype(np.float64), scale)
@@ -1005,8 +1014,7 @@ def replica_perf_mix_many(arch: ModelArch, queries: Sequence[PerfQuery], *,
     tp_now = np.zeros(n)
     mu = np.zeros(n)
     # tails at the operating point; the best values (batch 1, no queue) where the SLO fails
-    s_p = {p: _queueing.sojourn_quantile(p, np.zeros(n), sp_all, probs) for p in (0.9, 0.99)}  # at rate 0
-    ttft_p90, ttft_p99 = s_p[0.9] + t_one, s_p[0.99] + t_one
+    ttft_p90, ttft_p99 = (s_prefill + t_one).copy(), (s_prefill + t_one).copy()
     tpot_p90, tpot_p99 = t_one.copy(), t_one.copy()
     bs_cap = np.maximum(b_max, 1).astype(np.float64)  # the engine's batch limit caps the Poisson batch
     live = np.flatnonzero(status == 0)
@@ -1028,7 +1036,8 @@ def replica_perf_mix_many(arch: ModelArch, queries: Sequence[PerfQuery], *,
                 b_slo[live[jj]] = np.maximum(1, np.minimum(bs[jj], np.ceil(mu_l[jj] * steps * t_bslo[jj])))
                 limited[live[jj]] = "tpot"
         lam = utilization * mu_l
-        sp, sb, sr, sv = s_prefill[live], s_busy[live], s_resid[live], sp_all[live]
+        sp, sb, sr = s_prefill[live], s_busy[live], s_resid[live]
+        sp3 = tuple(m[live] for m in moments)  # the queue's service moments (one length: S, S^2, S^3)
 
         def ttft_at(rate: NDArray[np.float64], b_star: NDArray[np.float64]
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -1079,14 +1088,14 @@ def replica_perf_mix_many(arch: ModelArch, queries: Sequence[PerfQuery], *,
                 b_now[j] = b_exact
         for p, target in tails.ttft():
             rate = utilization * mu_l
-            ttft_p = _queueing.sojourn_quantile(p, rate * sb, sv, probs) + tp_l
+            ttft_p = sp + _queueing.wait_quantile(p, rate * sb, *sp3) + tp_l
             over = (status[live] == 0) & (ttft_p * 1e3 > target)
-            never = over & ((s_p[p][live] + t_one[live]) * 1e3 > target)
+            never = over & ((sp + t_one[live]) * 1e3 > target)
             status[live[never]] = 3
             j = np.flatnonzero(over & ~never)
             if j.size:
-                lam_j, b_j, tp_j = _ttft_tail_rate(sub.take(j), sc[j], rate[j], bs[j], sv[j], probs, sb[j], p,
-                                                   target, sh)
+                lam_j, b_j, tp_j = _ttft_tail_rate(sub.take(j), sc[j], rate[j], bs[j], sp[j],
+                                                   tuple(m[j] for m in sp3), sb[j], p, target, sh)
                 ttft_l[j] = _md1_wait_array(lam_j, sr[j], sb[j]) + sp[j] + tp_j
                 tp_l[j], b_now[j], mu_l[j] = tp_j, b_j, lam_j / utilization
                 b_slo[live[j]] = np.maximum(1, np.minimum(bs[j], np.ceil(mu_l[j] * steps * t_bslo[j])))
@@ -1097,7 +1106,7 @@ def replica_perf_mix_many(arch: ModelArch, queries: Sequence[PerfQuery], *,
         rho_now = utilization * mu_l[ok] * sb[ok]
         sub_ok = sub.take(ok)
         for p, tt_q, tp_q in ((0.9, ttft_p90, tpot_p90), (0.99, ttft_p99, tpot_p99)):
-            tt_q[live[ok]] = _queueing.sojourn_quantile(p, rho_now, sv[ok], probs) + tp_l[ok]
+            tt_q[live[ok]] = sp[ok] + _queueing.wait_quantile(p, rho_now, *(m[ok] for m in sp3)) + tp_l[ok]
             k_q = np.minimum(np.maximum(_queueing.poisson_quantile(p, b_now[ok]), 1.0), bs_cap[live[ok]])
             tp_q[live[ok]] = tpot_s(sub_ok, k_q, sc[ok], exact=False)  # MoE power: numpy's
 
@@ -1457,7 +1466,8 @@ def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.
                                NDArray[np.float64]]:
     """Rate in ``[0, lam]`` where ``W_q(rate) + S + TPOT(max(B(rate), 1)) = ttft_ms``
     (safeguarded Newton to 1e-13 lam; ``TTFT(0) <= ttft_ms < TTFT(lam)`` is known). ``s_prefill``
-    is the mean service ``E[S]``, ``s_resid`` the ``E[S^2] / E[S]`` of the P-K wait (default
+    is the prompt's own prefill ``S`` (the longest bucket's for a mix), ``s_resid`` the
+    ``E[S^2] / E[S]`` of the P-K wait (default
     ``s_prefill``: deterministic service).
 
     Returns the rate, the batch there and ``dB/drate``, and the half-width around the rate
@@ -1505,14 +1515,15 @@ def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.
 
 
 def _ttft_tail_rate(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.float64],
-                    b_hi: NDArray[np.float64], s_values: NDArray[np.float64], s_probs: NDArray[np.float64],
-                    s_busy: NDArray[np.float64], p: float, target_ms: float, sh: DecodeShape,
+                    b_hi: NDArray[np.float64], s_prefill: NDArray[np.float64],
+                    moments: tuple[NDArray[np.float64], ...], s_busy: NDArray[np.float64], p: float,
+                    target_ms: float, sh: DecodeShape,
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Largest rate in ``[0, lam]`` with ``(W + S)_p(rate) + TPOT(max(B(rate), 1)) <= target_ms``
+    """Largest rate in ``[0, lam]`` with ``S + W_p(rate) + TPOT(max(B(rate), 1)) <= target_ms``
     (the TTFT p-quantile, increasing in the rate; it meets the target at rate 0 and misses it at
     ``lam``), by bisection to ``1e-9 lam``; returns the rate, the batch there and its TPOT.
-    ``s_values`` (rows x buckets) and ``s_probs`` are the discrete service time
-    (:func:`queueing.sojourn_quantile`; one column: ``S + W_p``)."""
+    ``moments``: the first three raw moments of the queue's service time (of ``S`` for one
+    length; of the mix's ``S_b`` with ``s_prefill`` the longest, for a length mix)."""
     lo = np.zeros_like(lam)
     hi = lam.copy()
     b = np.zeros_like(lam)
@@ -1522,7 +1533,7 @@ def _ttft_tail_rate(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.
         mid = 0.5 * (lo + hi)
         b = _fixed_batch(c, scale, mid, b_hi, sh, start=b)
         t = _decode_step(c, np.maximum(b, 1.0), sh, True) * scale
-        q = _queueing.sojourn_quantile(p, mid * s_busy, s_values, s_probs) + t
+        q = s_prefill + _queueing.wait_quantile(p, mid * s_busy, *moments) + t
         meets = q * 1e3 <= target_ms
         lo = np.where(act & meets, mid, lo)
         hi = np.where(act & ~meets, mid, hi)
