@@ -538,7 +538,13 @@ def mix_perf(perfs: Sequence[ReplicaPerf], buckets: Sequence[tuple[int, int, flo
     request of the mix on bucket b, so it serves ``1 / sum_b share_b / mu_b`` requests/s of the mix
     (``optimizer.sizing.lengths.mix_requests_per_s``; 0 when a bucket cannot meet the SLO here).
     Latencies are the worst bucket's that can be served, batch and limit the largest bucket's;
-    offline throughput is time-weighted by output tokens (``mix_throughput``)."""
+    offline throughput is time-weighted by output tokens (``mix_throughput``).
+
+    Time-sharing ignores that one replica's requests share a decode batch and a prefill queue
+    (long prompts queueing ahead of short ones): :func:`apply_mix` scales the bucket capacities
+    down to the mix-aware evaluation where that is lower, and a candidate's ``perf`` is that
+    evaluation; this function remains the time-share reference (``mu_ts``) and the fallback when
+    the model can serve no bucket."""
     mix = LengthMix("workload", tuple(LengthBin(i, o, share) for i, o, share in buckets))
     served = [p for p in perfs if p.requests_per_s > 0] or list(perfs)
     main = max(zip([b[2] for b in buckets], range(len(perfs)), perfs, strict=True), key=lambda t: (t[0], -t[1]))[2]

@@ -85,7 +85,9 @@ first two moments (Pollaczek-Khinchine, Takacs); p90/p99 TPOT is the step time a
 of the decoding batch, Poisson with mean ``B(lambda)`` (M/G/inf occupancy) capped at the batch
 limit. Tail targets lower the rate like the mean ones. **Shared prefixes** (:func:`prefix_work`):
 a cached prefix of ``P`` tokens hit with probability ``h`` leaves ``I - h P`` tokens to prefill
-and is held once in the KV cache.
+and is held once in the KV cache. **Length mixes** (:func:`replica_perf_mix_many`): one decode
+batch at the residence-weighted mean context and one M/G/1 prefill queue with the mix's service
+times, every bucket meeting the targets (docs/perf.md "Length mixes").
 
 **Efficiency factors** (``e_c``, ``e_bw``, ``overhead``, ``t_layer``) are fitted per GPU family and engine on
 published benchmarks (:mod:`optimizer.sizing.calibration`, ``catalogs/calibration/``); the
