@@ -23,10 +23,14 @@ from optimizer.schema.scenario import InferenceWorkload
 from optimizer.sizing.architecture import parse_config
 from optimizer.sizing.candidates import (
     FINETUNE_MEMORY_FRACTION,
+    apply_mix,
     finetune_fit,
     hourly_price_of,
+    mix_eval,
+    perf_query,
     plan_efficiency,
     price_of,
+    servable_mix,
     server_power_w,
     slo_tails,
 )
@@ -54,14 +58,18 @@ def _over_slo(perf: ReplicaPerf, w: InferenceWorkload) -> list[str]:
 
 
 def _resized(rs: ResolvedScenario, w: InferenceWorkload, d: Deployment, gpu: str,
-             sized: Callable[..., ReplicaPerf], input_tokens: int, output_tokens: int) -> ReplicaPerf:
-    """A deployment re-sized at these lengths (``sized``: replica_perf with its layout bound), the
-    scenario's own benchmark laid over it as the candidate table did (``optimizer.sizing.measured``)."""
+             sized: Callable[..., ReplicaPerf], input_tokens: int,
+             output_tokens: int) -> tuple[ReplicaPerf, ReplicaPerf, bool]:
+    """A deployment re-sized at these lengths (``sized``: replica_perf with its layout bound): the
+    model's estimate, the same with the scenario's own benchmark laid over it as the candidate
+    table did (``optimizer.sizing.measured``), and whether one was."""
     perf = sized(input_tokens=input_tokens, output_tokens=output_tokens)
     hit = None if d.ep > 1 or d.dp > 1 else measured_match(
         rs.measured, model=rs.models[w.name].name, gpu=gpu, tp=d.tp, pp=d.pp, precision=d.precision,
         input_tokens=input_tokens, output_tokens=output_tokens, slo=slo_targets(w.slo))
-    return perf if hit is None else with_measured(perf, rs.measured[hit], slo_targets(w.slo))
+    if hit is None:
+        return perf, perf, False
+    return perf, with_measured(perf, rs.measured[hit], slo_targets(w.slo)), True
 
 
 def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False) -> list[str]:
@@ -220,13 +228,28 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
                         prefix_tokens=w.prefix.tokens if w.prefix else 0,
                         prefix_hit_rate=w.prefix.hit_rate if w.prefix else 0.0)
         if len(w.buckets()) > 1:
-            # a length mix: each routed bucket re-sized alone; the replicas' time carries them
-            shares = {(i_tok, o_tok) for i_tok, o_tok, _ in w.buckets()}
+            # a length mix: every bucket re-sized alone, scaled by the mix factor as the candidate
+            # table did (candidates.apply_mix on the mix-aware evaluation); the replicas' time
+            # carries the routed buckets
+            mix = w.buckets()
+            alone = [_resized(rs, w, d, gpu.name, sized, i_tok, o_tok) for i_tok, o_tok, _ in mix]
+            model = [a[0] for a in alone]
+            sub = servable_mix(model, mix)
+            mixed = mix_eval(arch, w, d.kv_dtype, rs, [perf_query(gpu, mem, (gpu.name, d.tp, d.pp, d.precision,
+                                                                           d.ep, d.dp), eff, sc.confidence)],
+                             sub)[0] if sub else None
+            scaled, _ = apply_mix(model, [a[1] for a in alone], [a[2] for a in alone], mix, mixed)
+            if mixed is not None and mixed.requests_per_s > 0:  # the kappa capacity meets the SLO on the mix
+                over = _over_slo(mixed, w)
+                require(not over, f"{d.workload} on {d.gpu} TP{d.tp} SLO on the length mix", "; ".join(over) + " ms")
+            per_bucket = {(i_tok, o_tok): p for (i_tok, o_tok, _), p in zip(mix, scaled, strict=True)}
             busy = 0.0
             for b in d.buckets:
-                require((b.input_tokens, b.output_tokens) in shares, f"{d.workload} bucket {b.input_tokens}/"
+                require((b.input_tokens, b.output_tokens) in per_bucket, f"{d.workload} bucket {b.input_tokens}/"
                         f"{b.output_tokens}", "not a bucket of the workload's lengths")
-                perf = _resized(rs, w, d, gpu.name, sized, b.input_tokens, b.output_tokens)
+                perf = per_bucket.get((b.input_tokens, b.output_tokens))
+                if perf is None:
+                    continue
                 require(_close(perf.requests_per_s, b.capacity_rps, 1e-6) and perf.requests_per_s > 0,
                         f"{d.workload} bucket {b.input_tokens}/{b.output_tokens} capacity recomputed",
                         f"{b.capacity_rps} != {perf.requests_per_s}")
@@ -242,7 +265,7 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
                     f"{d.workload} planned load", "bucket loads do not add up to planned_rps")
             count[d.workload] += d.replicas
             continue
-        perf = _resized(rs, w, d, gpu.name, sized, w.input_tokens, w.output_tokens)
+        _, perf, _ = _resized(rs, w, d, gpu.name, sized, w.input_tokens, w.output_tokens)
         require(_close(perf.requests_per_s, d.capacity_rps, 1e-6), f"{d.workload} capacity recomputed",
                 f"{d.capacity_rps} != {perf.requests_per_s}")
         over = _over_slo(perf, w)

@@ -34,6 +34,7 @@ from optimizer.sizing.perf import (
     TailTargets,
     load_efficiency,
     replica_perf_many,
+    replica_perf_mix_many,
 )
 from optimizer.sizing.uncertainty import planning_time_scale
 from optimizer.units import GIB
@@ -94,8 +95,9 @@ class InferenceCandidate:
     ep: int = 1
     dp: int = 1
     #: with a length mix (``InferenceWorkload.lengths``, two or more buckets): the replica's
-    #: performance on each bucket alone, in the workload's bucket order; ``perf`` is then the mix
-    #: (:func:`mix_perf`). Empty for a one-length workload.
+    #: performance on each bucket alone, in the workload's bucket order, its capacity scaled by
+    #: the mix factor kappa (:func:`apply_mix`); ``perf`` is then the mix-aware evaluation of the
+    #: whole mix (:func:`optimizer.sizing.perf.replica_perf_mix_many`). Empty for one length.
     bucket_perf: tuple[ReplicaPerf, ...] = ()
 
     @property
@@ -319,9 +321,13 @@ def inference_candidates(rs: ResolvedScenario, w: InferenceWorkload, arch: Model
     if len(buckets) == 1:
         perfs = _perf_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, memo, out.measured_used)
     else:
+        model: list[dict[LayoutKey, ReplicaPerf]] = [{} for _ in buckets]
+        hits: list[set[LayoutKey]] = [set() for _ in buckets]
         by_bucket = [_perf_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, memo,
-                                 out.measured_used, (i, o)) for i, o, _ in buckets]
-        perfs = {key: mix_perf([per[key] for per in by_bucket], buckets) for key in fitting}
+                                 out.measured_used, (i, o), model[b], hits[b])
+                     for b, (i, o, _) in enumerate(buckets)]
+        by_bucket, perfs = _mix_batch(arch, w, kv_dtype, fitting, rs, efficiency, calibration, model,
+                                      by_bucket, hits)
     for ev in events:
         if isinstance(ev, Rejection):
             out.rejections.append(ev)
@@ -367,11 +373,14 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
                 fitting: dict[LayoutKey, tuple[GPU, ServingMemory]],
                 rs: ResolvedScenario, efficiency: dict[str, Efficiency], calibration: Path | None,
                 memo: dict[PerfKey, ReplicaPerf], measured_used: set[int] | None = None,
-                lengths: tuple[int, int] | None = None) -> dict[LayoutKey, ReplicaPerf]:
+                lengths: tuple[int, int] | None = None,
+                model_out: dict[LayoutKey, ReplicaPerf] | None = None,
+                measured_keys: set[LayoutKey] | None = None) -> dict[LayoutKey, ReplicaPerf]:
     """SLO capacity of every fitting layout of ``w`` (at ``lengths`` = (input, output) tokens, one
     bucket of a length mix, else the workload's own): memo hits, the rest in one
     :func:`replica_perf_many` call; then a scenario's ``measured:`` entry for a TP/PP layout
-    replaces the estimate (:mod:`optimizer.sizing.measured`; its index goes to ``measured_used``)."""
+    replaces the estimate (:mod:`optimizer.sizing.measured`; its index goes to ``measured_used``,
+    the layout to ``measured_keys``). ``model_out`` receives the estimates before that."""
     isl, osl = lengths or (w.input_tokens, w.output_tokens)
     sc = rs.scenario
     serving = sc.serving
@@ -393,8 +402,7 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
             efficiency[gname] = plan_efficiency(gpu, serving, calibration)
         eff = efficiency[gname]
         todo.append((key, mkey))
-        queries.append(PerfQuery(gpu, tp, pp, precision, mem.kv_cache_tokens, eff,
-                                 planning_time_scale(eff.band_log_sd, sc.confidence), ep, dp))
+        queries.append(perf_query(gpu, mem, key, eff, sc.confidence))
     perfs = replica_perf_many(arch, queries, kv_dtype=kv_dtype, input_tokens=isl,
                               output_tokens=osl, ttft_ms=slo.ttft_ms,
                               tpot_ms=slo.tpot_ms, max_num_seqs=serving.max_num_seqs,
@@ -402,6 +410,8 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
                               prefix_hit_rate=prefix[1])
     for (key, mkey), perf in zip(todo, perfs, strict=True):
         out[key] = memo[mkey] = perf
+    if model_out is not None:
+        model_out.update(out)
     if rs.measured:  # the memo keeps the estimate; the measured figure is laid over it here
         targets = slo_targets(slo)
         for key in out:
@@ -413,7 +423,105 @@ def _perf_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
                 out[key] = with_measured(out[key], rs.measured[m_i], targets)
                 if measured_used is not None:
                     measured_used.add(m_i)
+                if measured_keys is not None:
+                    measured_keys.add(key)
     return out
+
+
+def perf_query(gpu: GPU, mem: ServingMemory, key: LayoutKey, eff: Efficiency, confidence: float) -> PerfQuery:
+    """The :class:`PerfQuery` of one sized layout (``key``: GPU name, TP, PP, precision, EP, DP) at
+    the scenario's confidence (the candidate table and the checker build it alike)."""
+    _, tp, pp, precision, ep, dp = key
+    return PerfQuery(gpu, tp, pp, precision, mem.kv_cache_tokens, eff,
+                     planning_time_scale(eff.band_log_sd, confidence), ep, dp)
+
+
+def mix_eval(arch: ModelArch, w: InferenceWorkload, kv_dtype: str, rs: ResolvedScenario,
+             queries: Sequence[PerfQuery], buckets: Sequence[tuple[int, int, float]]) -> list[ReplicaPerf]:
+    """The mix-aware evaluation (:func:`replica_perf_mix_many`) of ``queries`` on ``buckets`` at
+    the workload's SLO and the scenario's serving settings (used by the candidates and the checker)."""
+    sc, slo = rs.scenario, w.slo
+    return replica_perf_mix_many(arch, queries, buckets=buckets, kv_dtype=kv_dtype, ttft_ms=slo.ttft_ms,
+                                 tpot_ms=slo.tpot_ms, max_num_seqs=sc.serving.max_num_seqs,
+                                 utilization=sc.headroom, tails=slo_tails(slo),
+                                 prefix_tokens=w.prefix.tokens if w.prefix else 0,
+                                 prefix_hit_rate=w.prefix.hit_rate if w.prefix else 0.0)
+
+
+def servable_mix(model: Sequence[ReplicaPerf], buckets: Sequence[tuple[int, int, float]]
+                 ) -> list[tuple[int, int, float]]:
+    """The buckets the model can serve alone (capacity > 0), shares renormalised to sum 1: the mix
+    :func:`apply_mix` evaluates (empty when no bucket can be served)."""
+    kept = [b for b, p in zip(buckets, model, strict=True) if p.requests_per_s > 0]
+    total = math.fsum(b[2] for b in kept)
+    return [(i, o, share / total) for i, o, share in kept]
+
+
+def apply_mix(model: Sequence[ReplicaPerf], perfs: Sequence[ReplicaPerf], measured: Sequence[bool],
+              buckets: Sequence[tuple[int, int, float]], mixed: ReplicaPerf | None,
+              ) -> tuple[tuple[ReplicaPerf, ...], ReplicaPerf]:
+    """A layout's bucket capacities and its whole-mix performance on a length mix.
+
+    ``model``: its estimate on each bucket alone; ``perfs``: the same with ``measured:`` entries
+    laid over (``measured[b]`` True where bucket b's capacity is such an entry); ``mixed``: the
+    mix-aware evaluation (:func:`mix_eval`) on :func:`servable_mix`, None when that is empty.
+
+    Bucket capacities alone time-share to ``mu_ts = 1 / sum_b phi_b / mu_b`` (:func:`mix_perf`);
+    the mix-aware capacity ``mu_mix`` also counts that long prompts queue ahead of short ones and
+    that the decode batch mixes contexts. Where ``mu_mix < mu_ts`` every modelled bucket capacity
+    is scaled by ``kappa = mu_mix / mu_ts``, so serving the mix in proportion gives exactly
+    ``mu_mix``; measured capacities are not scaled, and buckets the model cannot serve stay 0
+    (``mu_ts`` and ``mu_mix`` are then both taken over the servable buckets, renormalised).
+    Approximation: a deployment the MIP routes only a sub-mix to is scaled with the whole
+    (servable) mix's kappa. ``kappa`` is capped at 1: a mix is never credited above time-sharing.
+
+    Returns the bucket perfs and the candidate's ``perf``: the mix-aware evaluation (latencies at
+    its operating point) with the capacity of the whole mix served in proportion
+    (``1 / sum_b phi_b / mu_b`` of the returned buckets; 0 when some bucket cannot be served)."""
+    if mixed is None:
+        return tuple(perfs), mix_perf(perfs, buckets)
+    sub = servable_mix(model, buckets)
+    mu_ts = mix_requests_per_s(LengthMix("mix", tuple(LengthBin(i, o, f) for i, o, f in sub)),
+                               [p.requests_per_s for p in model if p.requests_per_s > 0])
+    kappa = min(1.0, mixed.requests_per_s / mu_ts)
+    scaled = tuple(p if hit or kappa >= 1.0 else replace(p, requests_per_s=kappa * p.requests_per_s)
+                   for p, hit in zip(perfs, measured, strict=True))
+    whole = mix_requests_per_s(LengthMix("mix", tuple(LengthBin(i, o, f) for i, o, f in buckets)),
+                               [p.requests_per_s for p in scaled])
+    return scaled, replace(mixed, requests_per_s=whole)
+
+
+def _mix_batch(arch: ModelArch, w: InferenceWorkload, kv_dtype: str,
+               fitting: dict[LayoutKey, tuple[GPU, ServingMemory]], rs: ResolvedScenario,
+               efficiency: dict[str, Efficiency], calibration: Path | None,
+               model: list[dict[LayoutKey, ReplicaPerf]],
+               perfs: list[dict[LayoutKey, ReplicaPerf]], measured: list[set[LayoutKey]],
+               ) -> tuple[list[dict[LayoutKey, ReplicaPerf]], dict[LayoutKey, ReplicaPerf]]:
+    """:func:`apply_mix` for every fitting layout: the mix-aware evaluations in one
+    :func:`mix_eval` call per set of servable buckets (in first-seen order, so deterministic).
+    Returns the scaled bucket perfs (one dict per bucket) and each layout's whole-mix perf."""
+    buckets = w.buckets()
+    groups: dict[tuple[int, ...], list[LayoutKey]] = {}
+    for key in fitting:
+        served = tuple(b for b in range(len(buckets)) if model[b][key].requests_per_s > 0)
+        if served:
+            groups.setdefault(served, []).append(key)
+    mixed: dict[LayoutKey, ReplicaPerf] = {}
+    for keys in groups.values():
+        sub = servable_mix([model[b][keys[0]] for b in range(len(buckets))], buckets)
+        for k in keys:
+            if k[0] not in efficiency:
+                efficiency[k[0]] = plan_efficiency(fitting[k][0], rs.scenario.serving, calibration)
+        queries = [perf_query(*fitting[k], k, efficiency[k[0]], rs.scenario.confidence) for k in keys]
+        mixed.update(zip(keys, mix_eval(arch, w, kv_dtype, rs, queries, sub), strict=True))
+    scaled: list[dict[LayoutKey, ReplicaPerf]] = [{} for _ in buckets]
+    whole: dict[LayoutKey, ReplicaPerf] = {}
+    for key in fitting:
+        per, whole[key] = apply_mix([m[key] for m in model], [p[key] for p in perfs],
+                                    [key in hit for hit in measured], buckets, mixed.get(key))
+        for b, p in enumerate(per):
+            scaled[b][key] = p
+    return scaled, whole
 
 
 def slo_tails(slo: SLO) -> TailTargets:
@@ -430,7 +538,13 @@ def mix_perf(perfs: Sequence[ReplicaPerf], buckets: Sequence[tuple[int, int, flo
     request of the mix on bucket b, so it serves ``1 / sum_b share_b / mu_b`` requests/s of the mix
     (``optimizer.sizing.lengths.mix_requests_per_s``; 0 when a bucket cannot meet the SLO here).
     Latencies are the worst bucket's that can be served, batch and limit the largest bucket's;
-    offline throughput is time-weighted by output tokens (``mix_throughput``)."""
+    offline throughput is time-weighted by output tokens (``mix_throughput``).
+
+    Time-sharing ignores that one replica's requests share a decode batch and a prefill queue
+    (long prompts queueing ahead of short ones): :func:`apply_mix` scales the bucket capacities
+    down to the mix-aware evaluation where that is lower, and a candidate's ``perf`` is that
+    evaluation; this function remains the time-share reference (``mu_ts``) and the fallback when
+    the model can serve no bucket."""
     mix = LengthMix("workload", tuple(LengthBin(i, o, share) for i, o, share in buckets))
     served = [p for p in perfs if p.requests_per_s > 0] or list(perfs)
     main = max(zip([b[2] for b in buckets], range(len(perfs)), perfs, strict=True), key=lambda t: (t[0], -t[1]))[2]

@@ -85,7 +85,9 @@ first two moments (Pollaczek-Khinchine, Takacs); p90/p99 TPOT is the step time a
 of the decoding batch, Poisson with mean ``B(lambda)`` (M/G/inf occupancy) capped at the batch
 limit. Tail targets lower the rate like the mean ones. **Shared prefixes** (:func:`prefix_work`):
 a cached prefix of ``P`` tokens hit with probability ``h`` leaves ``I - h P`` tokens to prefill
-and is held once in the KV cache.
+and is held once in the KV cache. **Length mixes** (:func:`replica_perf_mix_many`): one decode
+batch at the residence-weighted mean context and one M/G/1 prefill queue with the mix's service
+times, every bucket meeting the targets (docs/perf.md "Length mixes").
 
 **Efficiency factors** (``e_c``, ``e_bw``, ``overhead``, ``t_layer``) are fitted per GPU family and engine on
 published benchmarks (:mod:`optimizer.sizing.calibration`, ``catalogs/calibration/``); the
@@ -659,6 +661,87 @@ def _check_prefix(input_tokens: int, prefix_tokens: int, hit_rate: float) -> Non
         raise UsageError(f"prefix hit rate must be in [0, 1], got {hit_rate}", field="prefix_hit_rate")
 
 
+class DecodeShape(NamedTuple):
+    """What a steady-state decode step depends on besides the batch (per request of the workload):
+    ``steps`` = decode steps a request spends in the batch (``O - 1``, at least 1), ``new`` =
+    prompt tokens prefilled per request, ``span`` = the mean prompt those tokens' causal attention
+    spans (``span / 2`` keys each), ``context`` = the mean context a decoding sequence attends."""
+
+    steps: float
+    new: float
+    span: float
+    context: float
+
+
+def decode_shape(input_tokens: int, output_tokens: int, prefix: PrefixWork | None = None) -> DecodeShape:
+    """The :class:`DecodeShape` of one length (``I + O/2`` mean context; a cached prefix leaves
+    its new tokens to prefill, :func:`prefix_work`)."""
+    new, span = (input_tokens, input_tokens) if prefix is None else prefix
+    return DecodeShape(max(output_tokens - 1, 1), new, span, input_tokens + output_tokens / 2.0)
+
+
+@dataclass(frozen=True)
+class _Mix:
+    """A length mix as :func:`replica_perf_mix_many` evaluates it (one bucket: the plain model)."""
+
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    shares: NDArray[np.float64]           # normalised, one per bucket
+    prefixes: tuple[PrefixWork | None, ...]
+    shape: DecodeShape                    # the mixed decode step
+    held_new: float                       # residence-weighted prompt tokens a sequence holds
+    held_out: float                       # residence-weighted output tokens (times r in the KV limit)
+    out_mean: float                       # output tokens per request
+    ctx_scale: float                      # sliding windows: held share of the context
+    match_lengths: tuple[int, int]        # (I, O) at which efficiency measured points are matched
+
+    @property
+    def cached(self) -> bool:
+        return self.prefixes[0] is not None
+
+
+def _window_scale(arch: ModelArch, context: float) -> tuple[float, float]:
+    """(tokens the layers hold on average, the rounded context) at mean ``context``."""
+    ctx = max(1, round(context))
+    return float(kv_tokens_held(arch, ctx)), max(1.0, float(ctx))
+
+
+def _length_mix(arch: ModelArch, buckets: Sequence[tuple[int, int, float]], prefix_tokens: int,
+                hit_rate: float) -> _Mix:
+    """The mixed :class:`DecodeShape` and batch figures of ``buckets`` (see
+    :func:`replica_perf_mix_many`); one bucket gives the one-length figures exactly."""
+    if not buckets:
+        raise UsageError("a length mix needs at least one bucket", field="lengths")
+    for i_b, _, share in buckets:
+        if not (math.isfinite(share) and share > 0):
+            raise UsageError(f"length bucket shares must be > 0, got {share}", field="share")
+        _check_prefix(i_b, prefix_tokens, hit_rate)
+    inputs = tuple(b[0] for b in buckets)
+    outputs = tuple(b[1] for b in buckets)
+    prefixes = tuple(prefix_work(i_b, prefix_tokens, hit_rate) for i_b in inputs)
+    if len(buckets) == 1:
+        (isl,), (osl,), (pw,) = inputs, outputs, prefixes
+        held, ctx = _window_scale(arch, isl + osl / 2.0)
+        return _Mix(inputs, outputs, np.ones(1), prefixes, decode_shape(isl, osl, pw),
+                    isl if pw is None else pw.new_tokens, osl, osl, held / ctx, (isl, osl))
+    total = math.fsum(b[2] for b in buckets)
+    phi = [b[2] / total for b in buckets]
+    shapes = [decode_shape(i_b, o_b, pw) for i_b, o_b, pw in zip(inputs, outputs, prefixes, strict=True)]
+    res = [f * s.steps for f, s in zip(phi, shapes, strict=True)]  # residence weights
+    steps, new = math.fsum(res), math.fsum(f * s.new for f, s in zip(phi, shapes, strict=True))
+    span = math.fsum(f * s.new * s.span for f, s in zip(phi, shapes, strict=True)) / new
+    context = math.fsum(w * s.context for w, s in zip(res, shapes, strict=True)) / steps
+    windows = [_window_scale(arch, s.context) for s in shapes]
+    ctx_scale = (math.fsum(w * h for w, (h, _) in zip(res, windows, strict=True))
+                 / math.fsum(w * c for w, (_, c) in zip(res, windows, strict=True)))
+    held_new = math.fsum(w * s.new for w, s in zip(res, shapes, strict=True)) / steps
+    held_out = math.fsum(w * o for w, o in zip(res, outputs, strict=True)) / steps
+    out_mean = math.fsum(f * o for f, o in zip(phi, outputs, strict=True))
+    in_mean = math.fsum(f * i for f, i in zip(phi, inputs, strict=True))
+    return _Mix(inputs, outputs, np.array(phi), prefixes, DecodeShape(steps, new, span, context),
+                held_new, held_out, out_mean, ctx_scale, (max(1, round(in_mean)), max(1, round(out_mean))))
+
+
 def _check_perf_inputs(input_tokens: int, output_tokens: int, kv_cache_tokens: int,
                        utilization: float, max_num_seqs: int) -> None:
     if input_tokens < 1 or output_tokens < 1:
@@ -756,20 +839,75 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
 
     Nothing is cached here beyond :func:`step_model`; a caller that sees the same query twice
     (e.g. :func:`optimizer.sizing.candidates.build_candidates`) keeps its own table.
+
+    This is :func:`replica_perf_mix_many` on the one-bucket mix ``((I, O, 1),)``.
     """
-    _check_perf_inputs(input_tokens, output_tokens, min((q.kv_cache_tokens for q in queries), default=0),
-                       utilization, max_num_seqs)
-    _check_prefix(input_tokens, prefix_tokens, prefix_hit_rate)
+    return replica_perf_mix_many(arch, queries, buckets=((input_tokens, output_tokens, 1.0),),
+                                 kv_dtype=kv_dtype, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
+                                 max_num_seqs=max_num_seqs, utilization=utilization, measured=measured,
+                                 tails=tails, prefix_tokens=prefix_tokens, prefix_hit_rate=prefix_hit_rate)
+
+
+def replica_perf_mix_many(arch: ModelArch, queries: Sequence[PerfQuery], *,
+                          buckets: Sequence[tuple[int, int, float]], kv_dtype: str = "auto",
+                          ttft_ms: float | None = None, tpot_ms: float | None = None,
+                          max_num_seqs: int = 256, utilization: float = 0.8,
+                          measured: tuple[MeasuredPoint, ...] | list[MeasuredPoint] | None = None,
+                          tails: TailTargets | None = None, prefix_tokens: int = 0,
+                          prefix_hit_rate: float = 0.0) -> list[ReplicaPerf]:
+    """One replica serving a length mix, on many deployments at once: ``buckets`` are
+    (input tokens ``I_b``, output tokens ``O_b``, share ``phi_b``) of the requests (shares > 0,
+    normalised to sum 1; a one-bucket mix is exactly :func:`replica_perf_many`). The requests of
+    all buckets share one decode batch and one prefill queue (docs/perf.md "Length mixes"):
+
+    * **Decode batch.** By Little's law per bucket, ``B_b = lambda phi_b (O_b - 1) TPOT``
+      sequences of bucket b decode (each is in the batch for ``O_b - 1`` steps), so
+      ``B(lambda) = lambda TPOT(B) sum_b phi_b (O_b - 1)``: the one-length fixed point with
+      ``O - 1`` replaced by ``steps = sum_b phi_b (O_b - 1)``. A sequence's context grows from
+      ``I_b`` to ``I_b + O_b`` while it decodes, mean ``I_b + O_b / 2`` (the one-length model's);
+      the step's attention is linear in the (sequence, context token) pairs, so the batch reads as
+      ``B`` sequences at the residence-weighted mean context
+      ``sum_b phi_b (O_b - 1) (I_b + O_b/2) / steps``, exactly in the model. Likewise the prompt
+      tokens prefilled per step are ``B x sum_b phi_b new_b / steps`` and their causal attention
+      spans the ``phi_b new_b``-weighted mean prompt (``new_b = I_b``, less a cached prefix).
+      Sliding-window layers: the held share of the context, residence-weighted.
+    * **Batch limits.** The KV limit uses the residence-weighted mean of the tokens a sequence
+      holds, ``new_b + r O_b`` (the mean occupancy, not a worst case); ``max_num_seqs`` as ever.
+      The TPOT target applies to the mixed batch.
+    * **Prefill queue, M/G/1.** A prompt of bucket b (probability ``phi_b``) takes ``S_b`` to
+      prefill alone (:func:`prefill_array`) and ``S_busy,b`` of the server's time in a batch;
+      ``rho = lambda sum_b phi_b S_busy,b``, and Pollaczek-Khinchine's mean wait with the mix's
+      moments is ``W = rho (E[S^2] / E[S]) / (2 (1 - rho))`` (for one length
+      ``rho S / (2 (1 - rho))``, the M/D/1 of :func:`md1_wait_s`); the wait's p-quantile ``W_p``
+      is the gamma fit to the mix's first three moments (:mod:`optimizer.sizing.queueing`). FCFS
+      makes a request's wait independent of its own prompt, so bucket b's mean TTFT is
+      ``W + S_b + TPOT(B)`` and its p-quantile ``W_p + S_b + TPOT(B)``.
+    * **Targets hold on every bucket** (as the checker tests them): the binding bucket is the
+      longest prompt, so ``ttft_ms`` is ``W + max_b S_b + TPOT(B)`` and the tails
+      ``W_p + max_b S_b + TPOT(B)`` (``prefill_ms`` is ``max_b S_b``). The whole mix's mean
+      ``W + E[S] + TPOT`` or its pooled quantile
+      (:func:`~optimizer.sizing.queueing.sojourn_quantile`) would let the long prompts miss the
+      target while the short ones carry the average; judged on those, a shared queue is almost
+      never worse than time-sharing, so they would hide the effect this models: short prompts
+      wait behind long ones (``E[S^2] / E[S]`` grows) and long prompts behind the short ones'
+      work (``rho`` grows).
+    * The largest rate meeting every target at ``utilization`` is found as in
+      :func:`replica_perf_many` (the same root finders on the mixed shape); ``output_tokens_per_s``
+      is requests/s x ``sum_b phi_b O_b``. Efficiency measured points (``measured``) are matched
+      at the mix's mean (I, O), rounded. A shared prefix applies to every bucket.
+    """
+    mix = _length_mix(arch, buckets, prefix_tokens, prefix_hit_rate)
+    for i_b, o_b in zip(mix.inputs, mix.outputs, strict=True):
+        _check_perf_inputs(i_b, o_b, min((q.kv_cache_tokens for q in queries), default=0),
+                           utilization, max_num_seqs)
     tails = tails or TailTargets()
     n = len(queries)
     if n == 0:
         return []
-    isl, osl = input_tokens, output_tokens
-    pw = prefix_work(isl, prefix_tokens, prefix_hit_rate)
-    steps = max(osl - 1, 1)
-    # Sliding-window layers hold at most `window` tokens: use the mean context those layers see.
-    mean_ctx = isl + osl / 2.0
-    ctx_scale = kv_tokens_held(arch, max(1, round(mean_ctx))) / max(1.0, round(mean_ctx))
+    isl, osl = mix.match_lengths  # for measured points (one bucket: its lengths)
+    sh = mix.shape
+    steps = sh.steps
+    ctx_scale = mix.ctx_scale  # sliding-window layers: the share of the context they hold
     table = _step_table(arch)  # step_model's cache, the architecture hashed once for the batch
     for q in queries:
         _check_step_args(q.tp, q.pp, q.precision, kv_dtype, q.ep, q.dp)
@@ -797,32 +935,43 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
                                                                   hit.output_tokens))
         scales[i] = pred / hit.output_tokens_per_s
         sources[i] = "measured"
-        if hit.input_tokens == isl and hit.output_tokens == osl:
+        if len(mix.inputs) == 1 and hit.input_tokens == isl and hit.output_tokens == osl:
             offline_override[i] = hit.output_tokens_per_s
 
     cols = StepColumns.of(sms, effs)
     ctx_cols = cols.with_context_scale(ctx_scale)
     scale = np.array(scales)
-    if pw is None:
-        kv_limit = [q.dp * int(q.kv_cache_tokens // max(isl + e.kv_reserve_output_fraction * osl, 1.0))
+    held_new, held_out = mix.held_new, mix.held_out  # residence-weighted means over the batch
+    if not mix.cached:
+        kv_limit = [q.dp * int(q.kv_cache_tokens // max(held_new + e.kv_reserve_output_fraction * held_out, 1.0))
                     for q, e in zip(queries, effs, strict=True)]
     else:  # one copy of the prefix per DP rank's cache, then each sequence's own tokens
         kv_limit = [q.dp * int(max(q.kv_cache_tokens - prefix_tokens, 0)
-                               // max(pw.new_tokens + e.kv_reserve_output_fraction * osl, 1.0))
+                               // max(held_new + e.kv_reserve_output_fraction * held_out, 1.0))
                     for q, e in zip(queries, effs, strict=True)]
     seq_cap = [max_num_seqs * q.dp for q in queries]
     b_max = np.array([min(cap, k) for cap, k in zip(seq_cap, kv_limit, strict=True)], dtype=np.int64)
 
     def tpot_s(c: StepColumns, b: NDArray[np.float64], sc: NDArray[np.float64],
                exact: bool = True) -> NDArray[np.float64]:
-        return decode_step_array(c, b, isl, osl, exact, pw) * sc
+        return _decode_step(c, b, sh, exact) * sc
 
-    s_prefill = prefill_array(cols, isl, pw) * scale
-    s_busy = np.minimum(s_prefill, prefill_work_array(cols, isl, pw) * scale)
+    # the prefill queue's service: S_b (a prompt of bucket b alone) with probability share_b
+    sp_all = np.stack([prefill_array(cols, i_b, pw_b) * scale
+                       for i_b, pw_b in zip(mix.inputs, mix.prefixes, strict=True)], axis=-1)
+    sb_all = np.minimum(sp_all, np.stack([prefill_work_array(cols, i_b, pw_b) * scale for i_b, pw_b
+                                          in zip(mix.inputs, mix.prefixes, strict=True)], axis=-1))
+    moments = _queueing.service_moments(sp_all, mix.shares)  # one bucket: exactly S, S^2, S^3
+    if sp_all.shape[1] == 1:  # deterministic: E[S^2] / E[S] = S
+        s_prefill = s_resid = sp_all[:, 0]
+        s_busy = sb_all[:, 0]
+    else:  # every bucket must meet the targets: the longest prompt's TTFT is the binding one
+        s_prefill, s_resid = sp_all.max(axis=-1), moments[1] / moments[0]
+        s_busy = np.sum(mix.shares * sb_all, axis=-1)
     ones = np.ones(n)
     t_one = tpot_s(ctx_cols, ones, scale)
     t_bmax = tpot_s(ctx_cols, np.maximum(b_max, 1).astype(np.float64), scale)
-    offline = b_max * osl / (steps * t_bmax)
+    offline = b_max * mix.out_mean / (steps * t_bmax)
 
     # status: 0 carries on, 1 no batch fits the KV cache, 2 TPOT target unreachable,
     # 3 TTFT target unreachable
@@ -889,15 +1038,16 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
                 b_slo[live[jj]] = np.maximum(1, np.minimum(bs[jj], np.ceil(mu_l[jj] * steps * t_bslo[jj])))
                 limited[live[jj]] = "tpot"
         lam = utilization * mu_l
-        sp, sb = s_prefill[live], s_busy[live]
+        sp, sb, sr = s_prefill[live], s_busy[live], s_resid[live]
+        sp3 = tuple(m[live] for m in moments)  # the queue's service moments (one length: S, S^2, S^3)
 
         def ttft_at(rate: NDArray[np.float64], b_star: NDArray[np.float64]
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
             b = _replay_fixed_point_bisection(b_star, bs)
             t = tpot_s(sub, np.maximum(b, 1.0), sc)
-            return _md1_wait_array(rate, sp, sb) + sp + t, t
+            return _md1_wait_array(rate, sr, sb) + sp + t, t
 
-        b_lam = _fixed_batch(sub, sc, lam, bs, isl, osl, prefix=pw)
+        b_lam = _fixed_batch(sub, sc, lam, bs, sh)
         ttft_l, tp_l = ttft_at(lam, b_lam)
         b_now = b_lam.copy()  # the batch at the operating point (the exact root, for the tails)
         if ttft_ms is not None:
@@ -909,8 +1059,8 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
             if j.size:
                 sub_j, sc_j = sub.take(j), sc[j]
                 r_star, b_root, db_root, window = _ttft_rate_root(
-                    sub_j, sc_j, lam[j], bs[j], b_lam[j], sp[j], sb[j], isl, osl, ttft_ms, pw)
-                bs_j, sp_j, sb_j = bs[j], sp[j], sb[j]
+                    sub_j, sc_j, lam[j], bs[j], b_lam[j], sp[j], sb[j], sh, ttft_ms, sr[j])
+                bs_j, sp_j, sb_j, sr_j = bs[j], sp[j], sb[j], sr[j]
 
                 def meets_at(mid: NDArray[np.float64], k: NDArray[np.intp]) -> NDArray[np.bool_]:
                     """The scalar test ``TTFT(mid) <= ttft_ms`` with its own fixed-point bisection."""
@@ -919,26 +1069,25 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
                     rate_steps = mid * steps
                     for _ in range(2):  # Newton from the tangent: converged to rounding
                         xb = np.maximum(x, 1e-9)
-                        h = x - rate_steps * (decode_step_array(c_k, xb, isl, osl, False, pw) * sc_k)
-                        dh = 1.0 - rate_steps * (decode_slope_array(c_k, xb, isl, osl, pw) * sc_k)
+                        h = x - rate_steps * (_decode_step(c_k, xb, sh, False) * sc_k)
+                        dh = 1.0 - rate_steps * (_decode_slope(c_k, xb, sh) * sc_k)
                         x = np.clip(x - h / dh, 0.0, bs_j[k])
                     b = _replay_fixed_point_bisection(x, bs_j[k])
                     t = tpot_s(c_k, np.maximum(b, 1.0), sc_k)
-                    ttft_k = _md1_wait_array(mid, sp_j[k], sb_j[k]) + sp_j[k] + t
+                    ttft_k = _md1_wait_array(mid, sr_j[k], sb_j[k]) + sp_j[k] + t
                     return ttft_k * 1e3 <= ttft_ms
 
                 lam_j = _replay_rate_bisection(r_star, lam[j], window, meets_at)
-                b_exact = _fixed_batch(sub_j, sc_j, lam_j, bs[j], isl, osl, prefix=pw)
+                b_exact = _fixed_batch(sub_j, sc_j, lam_j, bs[j], sh)
                 b_j = _replay_fixed_point_bisection(b_exact, bs[j])
                 tp_j = tpot_s(sub_j, np.maximum(b_j, 1.0), sc_j)
-                ttft_l[j] = _md1_wait_array(lam_j, sp[j], sb[j]) + sp[j] + tp_j
+                ttft_l[j] = _md1_wait_array(lam_j, sr[j], sb[j]) + sp[j] + tp_j
                 tp_l[j] = tp_j
                 mu_j = lam_j / utilization
                 mu_l[j] = mu_j
                 b_slo[live[j]] = np.maximum(1, np.minimum(bs[j], np.ceil(mu_j * steps * t_bslo[j])))
                 limited[live[j]] = "ttft"
                 b_now[j] = b_exact
-        sp3 = (sp, sp * sp, sp * sp * sp)  # deterministic service: the moments of S
         for p, target in tails.ttft():
             rate = utilization * mu_l
             ttft_p = sp + _queueing.wait_quantile(p, rate * sb, *sp3) + tp_l
@@ -947,9 +1096,9 @@ def replica_perf_many(arch: ModelArch, queries: Sequence[PerfQuery], *, kv_dtype
             status[live[never]] = 3
             j = np.flatnonzero(over & ~never)
             if j.size:
-                lam_j, b_j, tp_j = _ttft_tail_rate(sub.take(j), sc[j], rate[j], bs[j], sp[j], sb[j], p,
-                                                   target, isl, osl, pw)
-                ttft_l[j] = _md1_wait_array(lam_j, sp[j], sb[j]) + sp[j] + tp_j
+                lam_j, b_j, tp_j = _ttft_tail_rate(sub.take(j), sc[j], rate[j], bs[j], sp[j],
+                                                   tuple(m[j] for m in sp3), sb[j], p, target, sh)
+                ttft_l[j] = _md1_wait_array(lam_j, sr[j], sb[j]) + sp[j] + tp_j
                 tp_l[j], b_now[j], mu_l[j] = tp_j, b_j, lam_j / utilization
                 b_slo[live[j]] = np.maximum(1, np.minimum(bs[j], np.ceil(mu_l[j] * steps * t_bslo[j])))
                 limited[live[j]] = "ttft"
@@ -1138,13 +1287,16 @@ def decode_step_array(c: StepColumns, batch: NDArray[np.float64], input_tokens: 
     """:func:`decode_step_s` per element: ``pp T_stage(B/pp, P/pp) + (pp-1) T_p2p + overhead``.
     With a cached prefix (:class:`PrefixWork`) a newcomer prefills only its new tokens, whose
     attention spans ``attn_prompt / 2`` keys each; decode still reads the whole context."""
-    steps = max(output_tokens - 1, 1)
-    new, span = (input_tokens, input_tokens) if prefix is None else prefix
-    prefill = batch * new / steps
+    return _decode_step(c, batch, decode_shape(input_tokens, output_tokens, prefix), exact)
+
+
+def _decode_step(c: StepColumns, batch: NDArray[np.float64], sh: DecodeShape,
+                 exact: bool = True) -> NDArray[np.float64]:
+    """:func:`decode_step_array` on a :class:`DecodeShape` (one length or a mix)."""
+    prefill = batch * sh.new / sh.steps
     mb_decode, mb_prefill = batch / c.pp, prefill / c.pp
-    context = input_tokens + output_tokens / 2.0
-    t = c.pp * stage_time_array(c, decode=mb_decode, prefill=mb_prefill, context=context,
-                                prompt=span, exact=exact)
+    t = c.pp * stage_time_array(c, decode=mb_decode, prefill=mb_prefill, context=sh.context,
+                                prompt=sh.span, exact=exact)
     t = t + (c.pp - 1) * p2p_array(c, mb_decode + mb_prefill)
     return t + c.step_overhead_ms * 1e-3
 
@@ -1154,13 +1306,16 @@ def decode_slope_array(c: StepColumns, batch: NDArray[np.float64], input_tokens:
     """``d TPOT / d B`` of :func:`decode_step_array` (the slope of the branch each ``max``
     takes; for MoE ``d/dm E (1 - q^m) = -E q^m ln q``, ``q = 1 - k/E``). Used by the root
     finders only, never reported."""
-    steps = max(output_tokens - 1, 1)
+    return _decode_slope(c, batch, decode_shape(input_tokens, output_tokens, prefix))
+
+
+def _decode_slope(c: StepColumns, batch: NDArray[np.float64], sh: DecodeShape) -> NDArray[np.float64]:
+    """:func:`decode_slope_array` on a :class:`DecodeShape`."""
     pp = c.pp
-    new, span = (input_tokens, input_tokens) if prefix is None else prefix
-    per_b = new / steps                                # prefill tokens per decoding sequence
+    span, context = sh.span, sh.context
+    per_b = sh.new / sh.steps                          # prefill tokens per decoding sequence
     dm = (1.0 + per_b) / pp                            # d m / d B, m = B/pp + B I/(O-1)/pp
     m = batch * dm
-    context = input_tokens + output_tokens / 2.0
     bw = c.bandwidth * c.memory_bw
     c_w = c.peak_flops * c.compute
     c_16 = c.peak_flops_16 * c.compute
@@ -1234,21 +1389,20 @@ def _md1_wait_array(rate: NDArray[np.float64], service_s: NDArray[np.float64],
 
 
 def _fixed_batch(c: StepColumns, scale: NDArray[np.float64], rate: NDArray[np.float64],
-                 b_hi: NDArray[np.float64], input_tokens: int, output_tokens: int,
-                 start: NDArray[np.float64] | None = None,
-                 prefix: PrefixWork | None = None) -> NDArray[np.float64]:
+                 b_hi: NDArray[np.float64], sh: DecodeShape,
+                 start: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """Root of ``h(B) = B - rate (O-1) TPOT(max(B, 1e-9))`` in ``[0, b_hi]`` (sequences decoding at
-    arrival rate ``rate``), by safeguarded Newton to ~1e-14 relative; see :func:`replica_perf_many`
-    for why the root is unique. ``start`` is an initial guess (a nearby rate's root)."""
-    steps = max(output_tokens - 1, 1)
-    k = rate * steps
+    arrival rate ``rate``; ``O - 1`` is the shape's ``steps``), by safeguarded Newton to ~1e-14
+    relative; see :func:`replica_perf_many` for why the root is unique. ``start`` is an initial
+    guess (a nearby rate's root)."""
+    k = rate * sh.steps
     lo = np.zeros_like(b_hi)
     hi = b_hi.copy()
     x = np.zeros_like(b_hi) if start is None else np.clip(start, 0.0, b_hi)
     for _ in range(100):
         xb = np.maximum(x, 1e-9)
-        h = x - k * (decode_step_array(c, xb, input_tokens, output_tokens, False, prefix) * scale)
-        dh = 1.0 - k * (decode_slope_array(c, xb, input_tokens, output_tokens, prefix) * scale)
+        h = x - k * (_decode_step(c, xb, sh, False) * scale)
+        dh = 1.0 - k * (_decode_slope(c, xb, sh) * scale)
         lo = np.where(h < 0, x, lo)
         hi = np.where(h > 0, x, hi)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1308,30 +1462,34 @@ def _replay_rate_bisection(r_star: NDArray[np.float64], lam: NDArray[np.float64]
 
 def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.float64],
                     b_hi: NDArray[np.float64], b_lam: NDArray[np.float64],
-                    s_prefill: NDArray[np.float64], s_busy: NDArray[np.float64], input_tokens: int,
-                    output_tokens: int, ttft_ms: float, prefix: PrefixWork | None = None,
+                    s_prefill: NDArray[np.float64], s_busy: NDArray[np.float64], sh: DecodeShape,
+                    ttft_ms: float, s_resid: NDArray[np.float64] | None = None,
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
                                NDArray[np.float64]]:
     """Rate in ``[0, lam]`` where ``W_q(rate) + S + TPOT(max(B(rate), 1)) = ttft_ms``
-    (safeguarded Newton to 1e-13 lam; ``TTFT(0) <= ttft_ms < TTFT(lam)`` is known).
+    (safeguarded Newton to 1e-13 lam; ``TTFT(0) <= ttft_ms < TTFT(lam)`` is known). ``s_prefill``
+    is the prompt's own prefill ``S`` (the longest bucket's for a mix), ``s_resid`` the
+    ``E[S^2] / E[S]`` of the P-K wait (default
+    ``s_prefill``: deterministic service).
 
     Returns the rate, the batch there and ``dB/drate``, and the half-width around the rate
     where a 1e-7 fixed-point bisection's TTFT may test differently from the exact one: 8x (its
     TTFT excess, at most ``1e3 TPOT' 1e-7 max(1, B)``) / ``dTTFT/drate``, at least 1e-6 rate."""
-    steps = max(output_tokens - 1, 1)
+    steps = sh.steps
+    resid = s_prefill if s_resid is None else s_resid
     lo = np.zeros_like(lam)
     hi = lam.copy()
     x = lam.copy()
     b = b_lam.copy()
     for _ in range(100):
-        b = _fixed_batch(c, scale, x, b_hi, input_tokens, output_tokens, start=b, prefix=prefix)
+        b = _fixed_batch(c, scale, x, b_hi, sh, start=b)
         bc = np.maximum(b, 1.0)
-        t = decode_step_array(c, bc, input_tokens, output_tokens, False, prefix) * scale
-        f = (_md1_wait_array(x, s_prefill, s_busy) + s_prefill + t) * 1e3 - ttft_ms
-        slope = decode_slope_array(c, bc, input_tokens, output_tokens, prefix) * scale
+        t = _decode_step(c, bc, sh, False) * scale
+        f = (_md1_wait_array(x, resid, s_busy) + s_prefill + t) * 1e3 - ttft_ms
+        slope = _decode_slope(c, bc, sh) * scale
         rho = x * s_busy
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            d_wait = s_busy * s_prefill / (2.0 * (1.0 - rho) ** 2)
+            d_wait = s_busy * resid / (2.0 * (1.0 - rho) ** 2)
             db = steps * t / (1.0 - x * steps * slope)
             df = 1e3 * (d_wait + np.where(b > 1.0, slope * db, 0.0))
             xn = x - f / df
@@ -1343,14 +1501,14 @@ def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.
         x = xn
         if done.all():
             break
-    b = _fixed_batch(c, scale, x, b_hi, input_tokens, output_tokens, start=b, prefix=prefix)
+    b = _fixed_batch(c, scale, x, b_hi, sh, start=b)
     bc = np.maximum(b, 1.0)
-    t = decode_step_array(c, bc, input_tokens, output_tokens, False, prefix) * scale
-    slope = decode_slope_array(c, bc, input_tokens, output_tokens, prefix) * scale
+    t = _decode_step(c, bc, sh, False) * scale
+    slope = _decode_slope(c, bc, sh) * scale
     rho = x * s_busy
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         db = steps * t / (1.0 - x * steps * slope)
-        d_wait = s_busy * s_prefill / (2.0 * (1.0 - rho) ** 2)
+        d_wait = s_busy * resid / (2.0 * (1.0 - rho) ** 2)
         df = 1e3 * (d_wait + np.where(b > 1.0, slope * db, 0.0))
         excess = 1e3 * slope * 1e-7 * np.maximum(1.0, b)
         window = np.maximum(8.0 * excess / df, 1e-6 * x)
@@ -1360,13 +1518,14 @@ def _ttft_rate_root(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.
 
 def _ttft_tail_rate(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.float64],
                     b_hi: NDArray[np.float64], s_prefill: NDArray[np.float64],
-                    s_busy: NDArray[np.float64], p: float, target_ms: float, input_tokens: int,
-                    output_tokens: int, prefix: PrefixWork | None,
+                    moments: tuple[NDArray[np.float64], ...], s_busy: NDArray[np.float64], p: float,
+                    target_ms: float, sh: DecodeShape,
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Largest rate in ``[0, lam]`` with ``S + W_p(rate) + TPOT(max(B(rate), 1)) <= target_ms``
     (the TTFT p-quantile, increasing in the rate; it meets the target at rate 0 and misses it at
-    ``lam``), by bisection to ``1e-9 lam``; returns the rate, the batch there and its TPOT."""
-    moments = (s_prefill, s_prefill * s_prefill, s_prefill * s_prefill * s_prefill)
+    ``lam``), by bisection to ``1e-9 lam``; returns the rate, the batch there and its TPOT.
+    ``moments``: the first three raw moments of the queue's service time (of ``S`` for one
+    length; of the mix's ``S_b`` with ``s_prefill`` the longest, for a length mix)."""
     lo = np.zeros_like(lam)
     hi = lam.copy()
     b = np.zeros_like(lam)
@@ -1374,15 +1533,15 @@ def _ttft_tail_rate(c: StepColumns, scale: NDArray[np.float64], lam: NDArray[np.
     act = hi - lo > tol
     while act.any():
         mid = 0.5 * (lo + hi)
-        b = _fixed_batch(c, scale, mid, b_hi, input_tokens, output_tokens, start=b, prefix=prefix)
-        t = decode_step_array(c, np.maximum(b, 1.0), input_tokens, output_tokens, True, prefix) * scale
+        b = _fixed_batch(c, scale, mid, b_hi, sh, start=b)
+        t = _decode_step(c, np.maximum(b, 1.0), sh, True) * scale
         q = s_prefill + _queueing.wait_quantile(p, mid * s_busy, *moments) + t
         meets = q * 1e3 <= target_ms
         lo = np.where(act & meets, mid, lo)
         hi = np.where(act & ~meets, mid, hi)
         act = hi - lo > tol
-    b = _fixed_batch(c, scale, lo, b_hi, input_tokens, output_tokens, start=b, prefix=prefix)
-    t = decode_step_array(c, np.maximum(b, 1.0), input_tokens, output_tokens, True, prefix) * scale
+    b = _fixed_batch(c, scale, lo, b_hi, sh, start=b)
+    t = _decode_step(c, np.maximum(b, 1.0), sh, True) * scale
     return lo, b, t
 
 
@@ -1395,6 +1554,7 @@ def _ctx(sm: StepModel, ctx_scale: float) -> StepModel:
 
 
 __all__ = [
+    "DecodeShape",
     "Efficiency",
     "MeasuredPoint",
     "PerfQuery",
@@ -1405,6 +1565,7 @@ __all__ = [
     "TailTargets",
     "allreduce_array",
     "allreduce_s",
+    "decode_shape",
     "decode_slope_array",
     "decode_step_array",
     "decode_step_s",
@@ -1421,6 +1582,7 @@ __all__ = [
     "prefix_work",
     "replica_perf",
     "replica_perf_many",
+    "replica_perf_mix_many",
     "stage_time_array",
     "stage_time_s",
     "step_model",

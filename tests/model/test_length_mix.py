@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from optimizer.errors import SolverError
 from optimizer.model.check import check_plan
 from optimizer.model.extract import routed_capacity, routed_loads
 from optimizer.model.pipeline import settings_of, solve_scenario
-from optimizer.sizing.candidates import InferenceCandidate
+from optimizer.sizing.candidates import InferenceCandidate, build_candidates
+from optimizer.sizing.perf import replica_perf
 from tests.model.helpers import candidate, counts, scenario, solve, workload
 
 A = "PCIe-8GPU-4U/L20-48GB/1"         # 20k chassis + 5k GPU = 25k
@@ -111,3 +113,42 @@ def test_real_mix_routes_long_prompts_and_passes_the_checker() -> None:
                 assert not (d.gpu == "L20-48GB" and d.tp == 1)
     assert routed == pytest.approx({300: 4.8, 6000: 1.2})
     assert check_plan(plan, rs)
+
+
+def test_mix_factor_scales_buckets_and_the_checker_recomputes_it() -> None:
+    # Qwen2.5-7B bf16, 70 % prompts of 2,000 tokens and 30 % of 6,000, 100 output tokens, TTFT 1 s,
+    # TPOT 50 ms, on L20 / L40S. On one L40S each bucket alone serves 3.306 and 0.5053 req/s
+    # (1 / (0.7/3.306 + 0.3/0.5053) = 1.242 by time-sharing); in one shared prefill queue the
+    # 6,000-token prompts also wait for the 2,000-token ones' work and the mix serves 1.209
+    # (candidates.apply_mix), so kappa = 0.974 scales both bucket capacities.
+    mix = [{"input_tokens": 2000, "output_tokens": 100, "share": 0.7},
+           {"input_tokens": 6000, "output_tokens": 100, "share": 0.3}]
+    w = {"name": "chat", "model": "Qwen2.5-7B", "precisions": ["bf16"], "requests_per_s": 6.0,
+         "max_context": 8192, "slo": {"ttft_ms": 1000, "tpot_ms": 50}, "lengths": mix}
+    rs = scenario([w], constraints={"gpus": ["L20-48GB", "L40S-48GB"]}, headroom=0.8)
+    cands = build_candidates(rs)
+    tp1 = next(c for c in cands.inference if c.sku.startswith("PCIe-8GPU-4U/L40S") and c.tp == 1 and c.pp == 1)
+    arch = cands.archs["chat"]
+    gpu = rs.gpus["L40S-48GB"]
+    eff = cands.efficiency["L40S-48GB"]
+    alone = [replica_perf(arch, gpu, tp=1, precision="bf16", input_tokens=i, output_tokens=100,
+                          kv_cache_tokens=tp1.memory.kv_cache_tokens, ttft_ms=1000, tpot_ms=50,
+                          utilization=0.8, efficiency=eff).requests_per_s for i in (2000, 6000)]
+    mu_ts = 1 / (0.7 / alone[0] + 0.3 / alone[1])
+    kappa = tp1.perf.requests_per_s / mu_ts
+    assert 0.9 < kappa < 1.0
+    assert tp1.bucket_rps == pytest.approx((kappa * alone[0], kappa * alone[1]), rel=1e-12)
+    assert tp1.perf.limited_by == "ttft" and tp1.perf.ttft_ms == pytest.approx(1000.0, abs=1e-3)
+
+    result = solve_scenario(rs, settings_of(rs, time_limit_s=30, gap=1e-6))
+    plan = result.plan
+    assert plan.status == "optimal"
+    assert check_plan(plan, rs)
+    scaled = [d for d in plan.deployments if d.gpu == "L40S-48GB" and d.tp == 1 and d.pp == 1]
+    assert scaled and scaled[0].buckets[0].capacity_rps == pytest.approx(kappa * alone[0], rel=1e-9)
+    # the checker re-derives kappa: the bucket-alone capacity in its place fails the plan
+    bad = plan.model_copy(deep=True)
+    d = next(x for x in bad.deployments if x.gpu == "L40S-48GB" and x.tp == 1 and x.pp == 1)
+    d.buckets[0].capacity_rps = alone[0]
+    with pytest.raises(SolverError, match="capacity recomputed"):
+        check_plan(bad, rs)
