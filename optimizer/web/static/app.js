@@ -155,10 +155,11 @@ function fieldFor(path) {
   return best;
 }
 
-// With a length mix the loader fills input_tokens/output_tokens from the buckets, and says they are
-// missing when a bucket is incomplete: point at the bucket cell that is not a number instead.
+// With a length mix the loader reports an incomplete bucket at its cell
+// (workloads[i].lengths[j].input_tokens, "missing"), or, from older loaders, as a missing mean
+// input_tokens/output_tokens: point at the bucket cell that is not a number, in plain words.
 function bucketError(err) {
-  const m = err && err.field && err.field.match(/^(workloads\[\d+\])\.(input_tokens|output_tokens)$/);
+  const m = err && err.field && err.field.match(/^(workloads\[\d+\])\.(?:lengths\[\d+\]\.)?(input_tokens|output_tokens|share)$/);
   const w = m ? getPath(state.doc, m[1]) : null;
   if (!w || !Array.isArray(w.lengths)) return err;
   for (const [j, b] of w.lengths.entries()) {
