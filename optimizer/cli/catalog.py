@@ -55,16 +55,15 @@ def _cloud_table(cat: Catalog, today: date | None = None) -> Table:
                     "not quotes; - = no committed price in the source; STALE = older than 12 months)")
     for col in ("name", "provider", "region", "GPUs", "on-demand", "1-year", "3-year", "per GPU-h",
                 "as of", "stale"):
-        t.add_column(col, justify="right" if col in ("on-demand", "1-year", "3-year", "per GPU-h") else "left",
-                     no_wrap=col in ("name", "as of"))
-    # sources are long URLs: one line each, cut to the width left (--format json has them whole)
-    t.add_column("source", no_wrap=True, overflow="ellipsis", max_width=48)
+        t.add_column(col, justify="right" if col in ("on-demand", "1-year", "3-year", "per GPU-h") else "left")
+    t.add_column("source (cut: --format json has it whole)")
     for s in cat.cloud.values():
         hourly = s.hourly_usd or 0.0
         n = s.allowed_populations[0]
         t.add_row(s.name, s.provider or "-", s.region or "-", f"{n} x {', '.join(s.compatible_gpus)}",
                   _usd_h(s.hourly_usd), _usd_h(s.hourly_1y_usd), _usd_h(s.hourly_3y_usd), f"{hourly / n:,.3f}",
-                  str(s.as_of), _stale_mark(s.as_of, today), s.source)
+                  str(s.as_of), _stale_mark(s.as_of, today),
+                  s.source if len(s.source) <= 40 else s.source[:39] + "…")
     return t
 
 
