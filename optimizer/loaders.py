@@ -558,7 +558,8 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
     if not any(g in gpus for s in servers.values() for g in s.compatible_gpus):
         if scenario.objective == "hourly":
             raise ScenarioError("objective hourly: no allowed cloud instance type takes an allowed GPU",
-                                file=file, field="constraints", hint="declare cloud instance types (servers "
+                                file=file, field="constraints", hint="allow a GPU of the shipped instance "
+                                "types (`procure catalog cloud`), or declare cloud instance types (servers "
                                 "with hourly_usd) under catalog.servers; docs/scenario.md")
         raise ScenarioError("no allowed server takes any allowed GPU", file=file,
                             field="constraints", hint="allow a server whose compatible_gpus "

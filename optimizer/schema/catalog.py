@@ -137,7 +137,9 @@ class GPU(Sourced):
 class Server(Sourced):
     """A server chassis (base system) that takes GPUs of one form factor, or a cloud instance type.
 
-    A cloud instance type sets ``hourly_usd`` (its on-demand price per hour, GPUs included): it is
+    A cloud instance type sets ``hourly_usd`` (its on-demand price per hour, GPUs included; and,
+    where a source gives them, ``hourly_1y_usd`` / ``hourly_3y_usd`` under a commitment, with the
+    ``provider`` and the ``region`` the prices are for; catalogs/cloud.yaml ships them): it is
     rented, not bought, so ``base_price``, ``base_power_w`` and ``rack_units`` may be omitted (it
     draws no site power and takes no rack space: it runs in the provider's data centre), and
     ``integrated`` defaults to true (the instance comes whole). A purchased server needs all three.
