@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -197,7 +198,33 @@ def _load_catalog_cached(root: Path) -> Catalog:
             if g not in gpus:
                 raise CatalogError(f"server {s.name} lists unknown GPU {g!r}",
                                    file=str(root / "servers.yaml"), hint=_suggest(g, gpus))
+    cloud_file = root / "cloud.yaml"
+    if cloud_file.exists():
+        servers = {**servers, **_cloud_instances(cloud_file, gpus, servers)}
     return Catalog(gpus=gpus, servers=servers, models=models, quote_items=quote_items)
+
+
+def _cloud_instances(path: Path, gpus: dict[str, GPU], servers: dict[str, Server]) -> dict[str, Server]:
+    """The rentable instance types of catalogs/cloud.yaml: each a Server with ``hourly_usd``,
+    ``provider`` and ``region``, naming catalog GPUs, its name and aliases clear of servers.yaml's."""
+    instances = _entries(path, "instances", Server)
+    taken = _names(servers.values())
+    for i, s in enumerate(instances.values()):
+        missing = [f for f in ("hourly_usd", "provider", "region") if getattr(s, f) is None]
+        if missing:
+            raise CatalogError(f"instance {s.name} lacks {', '.join(missing)}", file=str(path),
+                               field=f"instances[{i}]", hint="every cloud instance type gives its "
+                               "on-demand hourly_usd, provider and the region its prices are for")
+        for g in s.compatible_gpus:
+            if g not in gpus:
+                raise CatalogError(f"instance {s.name} lists unknown GPU {g!r}", file=str(path),
+                                   field=f"instances[{i}].compatible_gpus", hint=_suggest(g, gpus))
+        for label in [s.name, *s.aliases]:
+            if label.lower() in taken:
+                raise CatalogError(f"instance {s.name}: {label!r} is already the server "
+                                   f"{taken[label.lower()]!r} of servers.yaml", file=str(path),
+                                   field=f"instances[{i}]", hint="rename the instance type")
+    return instances
 
 
 def load_catalog(root: Path | None = None) -> Catalog:
@@ -332,6 +359,9 @@ class ResolvedScenario:
     servers: dict[str, Server]      # allowed servers (taking at least one allowed GPU)
     models: dict[str, ResolvedModel]  # by workload name
     declared: frozenset[str] = frozenset()  # GPU and server names the scenario's catalog: declares
+    #: cloud instance types (shipped cloud.yaml and declared) taking an allowed GPU, by name: what a
+    #: plan may rent (objective hourly rents only these; ``constraints.rent`` lets a plan over periods)
+    rentable: Mapping[str, Server] = dc_field(default_factory=dict)
     #: measured: entries then measured_file's, model and GPU names resolved to the catalog's
     measured: tuple[MeasuredEntry, ...] = ()
 
@@ -520,10 +550,16 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
     for name in c.availability:
         gpu(name, f"constraints.availability.{name}")
     servers = _allowed_servers(scenario, catalog, gpus, file)
+    rentable = {n: s for n, s in catalog.cloud.items() if any(g in gpus for g in s.compatible_gpus)}
+    if c.rent and scenario.objective != "hourly":
+        raise ScenarioError(f"constraints.rent: renting beside buying is priced per period, and objective "
+                            f"{scenario.objective} plans one purchase", file=file, field="constraints.rent",
+                            hint="use objective: hourly to plan on cloud instance types only, or remove rent:")
     if not any(g in gpus for s in servers.values() for g in s.compatible_gpus):
         if scenario.objective == "hourly":
             raise ScenarioError("objective hourly: no allowed cloud instance type takes an allowed GPU",
-                                file=file, field="constraints", hint="declare cloud instance types (servers "
+                                file=file, field="constraints", hint="allow a GPU of the shipped instance "
+                                "types (`procure catalog cloud`), or declare cloud instance types (servers "
                                 "with hourly_usd) under catalog.servers; docs/scenario.md")
         raise ScenarioError("no allowed server takes any allowed GPU", file=file,
                             field="constraints", hint="allow a server whose compatible_gpus "
@@ -592,7 +628,7 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
             gpu(name, f"whatif[{v_i}].gpus[{g_i}]")
         priced(v.prices, f"whatif[{v_i}].prices")
     return ResolvedScenario(scenario=scenario, path=path, catalog=catalog, gpus=gpus,
-                            servers=servers, models=models, declared=declared,
+                            servers=servers, models=models, declared=declared, rentable=rentable,
                             measured=resolve_measured(scenario, path, catalog, models))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from optimizer.loaders import load_catalog
 from tests.conftest import REPO
 
 BUILD_INPUTS = ("pyproject.toml", "setup.py", "README.md", "optimizer", "catalogs", "scenarios")
@@ -47,7 +48,7 @@ def test_wheel_carries_every_catalog_file_and_package(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     catalogs = [p.relative_to(REPO / "catalogs").as_posix() for p in (REPO / "catalogs").rglob("*")
                 if p.is_file() and p.suffix in (".yaml", ".json", ".csv")]
-    assert {"gpus.yaml", "servers.yaml", "models/sources.yaml"} <= set(catalogs)
+    assert {"gpus.yaml", "servers.yaml", "cloud.yaml", "models/sources.yaml"} <= set(catalogs)
     assert any(c.startswith("calibration/") for c in catalogs)
     missing = [c for c in catalogs if f"optimizer/_catalogs/{c}" not in names]
     assert not missing, f"catalog files missing from {wheel.name}: {missing}"
@@ -71,13 +72,14 @@ def test_unpacked_wheel_finds_its_catalogs_from_any_folder(wheel: Path, tmp_path
     env = {k: v for k, v in os.environ.items() if k != "PROCURE_CATALOG"}
     env["PYTHONPATH"] = str(site)  # ahead of the editable install of the checkout
     probe = ("import optimizer, optimizer.loaders as l; print(optimizer.__file__); print(l.catalog_root()); "
-             "print(len(l.load_catalog().gpus))")
+             "print(len(l.load_catalog().gpus)); print(len(l.load_catalog().cloud))")
     res = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0, res.stderr
-    module, root, gpus = res.stdout.split()
+    module, root, gpus, cloud = res.stdout.split()
     assert Path(module).is_relative_to(site) and Path(root) == site / "optimizer" / "_catalogs"
     assert int(gpus) > 0
+    assert int(cloud) == len(load_catalog().cloud)  # the shipped cloud.yaml, read from the wheel
     scenario = tmp_path / "api.yaml"
     shutil.copy(REPO / "scenarios" / "startup-api.yaml", scenario)
     res = subprocess.run([sys.executable, "-m", "optimizer", "validate", str(scenario)], cwd=elsewhere, env=env,

@@ -1,4 +1,4 @@
-"""`procure catalog gpus|servers|models`: list what procure plans with, with sources and dates."""
+"""`procure catalog gpus|servers|cloud|models`: list what procure plans with, with sources and dates."""
 
 from __future__ import annotations
 
@@ -38,11 +38,32 @@ def _server_table(cat: Catalog, today: date | None = None) -> Table:
     for col in ("name", "vendor", "form", "GPUs", "populations", "base USD", "price as of", "stale", "base W",
                 "U", "as of"):
         t.add_column(col)
-    for s in cat.servers.values():
+    for s in cat.purchasable.values():
         t.add_row(s.name, s.vendor, s.gpu_form_factor, ", ".join(s.compatible_gpus),
                   ",".join(map(str, s.allowed_populations)), f"{s.base_usd:,.0f}",
                   str(s.price_as_of), _stale_mark(s.price_as_of, today),
                   f"{s.base_power_w:,.0f}", str(s.rack_units), str(s.as_of))
+    return t
+
+
+def _usd_h(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def _cloud_table(cat: Catalog, today: date | None = None) -> Table:
+    t = Table(title="Cloud instance types to rent (USD per instance-hour, GPUs included; dated estimates, "
+                    "not quotes; - = no committed price in the source; STALE = older than 12 months)")
+    for col in ("name", "provider", "region", "GPUs", "on-demand", "1-year", "3-year", "per GPU-h",
+                "as of", "stale"):
+        t.add_column(col, justify="right" if col in ("on-demand", "1-year", "3-year", "per GPU-h") else "left")
+    t.add_column("source (cut: --format json has it whole)")
+    for s in cat.cloud.values():
+        hourly = s.hourly_usd or 0.0
+        n = s.allowed_populations[0]
+        t.add_row(s.name, s.provider or "-", s.region or "-", f"{n} x {', '.join(s.compatible_gpus)}",
+                  _usd_h(s.hourly_usd), _usd_h(s.hourly_1y_usd), _usd_h(s.hourly_3y_usd), f"{hourly / n:,.3f}",
+                  str(s.as_of), _stale_mark(s.as_of, today),
+                  s.source if len(s.source) <= 40 else s.source[:39] + "…")
     return t
 
 
@@ -58,13 +79,15 @@ def _model_table(cat: Catalog, today: date | None = None) -> Table:
 
 
 @click.command("catalog")
-@click.argument("kind", type=click.Choice(["gpus", "servers", "models"]))
+@click.argument("kind", type=click.Choice(["gpus", "servers", "cloud", "models"]))
 @FORMAT_OPTION
 def catalog_command(kind: str, fmt: str) -> None:
-    """List catalog GPUs, servers or models, each with its source and as-of date."""
+    """List catalog GPUs, servers to buy, cloud instance types to rent (on-demand and 1-/3-year
+    committed USD per hour, provider, region) or models, each with its source and as-of date."""
     cat = load_catalog()
     if fmt == "json":
         print_json(catalog_payload(cat, kind))
         return
-    table = {"gpus": _gpu_table, "servers": _server_table, "models": _model_table}[kind](cat)
+    table = {"gpus": _gpu_table, "servers": _server_table, "cloud": _cloud_table,
+             "models": _model_table}[kind](cat)
     stdout().print(table)

@@ -23,8 +23,8 @@ from optimizer.schema.scenario import MAX_MONEY, MAX_SEED, MAX_TIME_LIMIT_S
 @FORMAT_OPTION
 @click.option("--budget", type=FiniteFloat(0, MAX_MONEY, min_open=True), help="Override the capex cap (currency).")
 @click.option("--objective", type=click.Choice(["capex", "tco", "coverage", "hourly"]),
-              help="Override the objective; hourly: least price per hour of the cloud instance types "
-                   "(servers with hourly_usd) the scenario declares under catalog.servers.")
+              help="Override the objective; hourly: least price per hour of cloud instance types (the "
+                   "shipped ones, `procure catalog cloud`, and those the scenario declares under catalog.servers).")
 @click.option("--confidence", type=FiniteFloat(0.5, 0.99),
               help="Override the scenario's confidence: the probability each replica reaches the capacity it "
                    "is planned at (0.5 = point estimates; higher buys margin where a GPU family's error band "

@@ -53,13 +53,17 @@ def comparison_payload(result: Comparison) -> dict[str, Any]:
 
 
 def catalog_payload(catalog: Catalog, kind: str, today: date | None = None) -> dict[str, Any]:
-    """``procure catalog gpus|servers|models --format json``; GPUs and servers carry
-    ``price_stale`` (their price estimate is older than 12 months on ``today``)."""
+    """``procure catalog gpus|servers|cloud|models --format json``; ``servers`` are the ones to buy,
+    ``cloud`` the instance types to rent. GPUs, servers and instances carry ``price_stale`` (their
+    price is older than 12 months on ``today``)."""
+    entries = catalog.purchasable if kind == "servers" else getattr(catalog, kind)
     out = []
-    for e in getattr(catalog, kind).values():
+    for e in entries.values():
         entry = e.model_dump(mode="json")
         price = getattr(e, "price", None) or getattr(e, "base_price", None)
         if price is not None:
             entry["price_stale"] = price_stale(price.as_of, today)
+        elif kind == "cloud":
+            entry["price_stale"] = price_stale(e.as_of, today)
         out.append(entry)
     return {kind: out}

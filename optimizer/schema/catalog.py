@@ -137,7 +137,9 @@ class GPU(Sourced):
 class Server(Sourced):
     """A server chassis (base system) that takes GPUs of one form factor, or a cloud instance type.
 
-    A cloud instance type sets ``hourly_usd`` (its on-demand price per hour, GPUs included): it is
+    A cloud instance type sets ``hourly_usd`` (its on-demand price per hour, GPUs included; and,
+    where a source gives them, ``hourly_1y_usd`` / ``hourly_3y_usd`` under a commitment, with the
+    ``provider`` and the ``region`` the prices are for; catalogs/cloud.yaml ships them): it is
     rented, not bought, so ``base_price``, ``base_power_w`` and ``rack_units`` may be omitted (it
     draws no site power and takes no rack space: it runs in the provider's data centre), and
     ``integrated`` defaults to true (the instance comes whole). A purchased server needs all three.
@@ -166,6 +168,17 @@ class Server(Sourced):
     hourly_usd: float | None = Field(
         default=None, gt=0, le=1e6, description="Cloud instance type: on-demand price per hour in US dollars, "
         "GPUs included (the objective `hourly` minimises the sum of these)")
+    hourly_1y_usd: float | None = Field(
+        default=None, gt=0, le=1e6, description="Cloud instance type: effective price per hour in US dollars "
+        "under a 1-year commitment (reserved instance, savings plan or committed-use discount, no upfront "
+        "payment); null where no source gives it")
+    hourly_3y_usd: float | None = Field(
+        default=None, gt=0, le=1e6, description="Cloud instance type: effective price per hour in US dollars "
+        "under a 3-year commitment; null where no source gives it")
+    provider: str | None = Field(default=None, min_length=2, max_length=100,
+                                 description="Cloud instance type: the provider renting it, e.g. AWS")
+    region: str | None = Field(default=None, min_length=2, max_length=100,
+                               description="Cloud instance type: the region its prices are for, e.g. us-east-1")
     notes: str | None = None
 
     @model_validator(mode="before")
@@ -189,12 +202,27 @@ class Server(Sourced):
         elif self.integrated is not True:
             raise ValueError(f"{self.name}: a cloud instance type (hourly_usd) is rented whole; "
                              "remove integrated: false")
+        cloud_only = [f for f in ("hourly_1y_usd", "hourly_3y_usd", "provider", "region")
+                      if getattr(self, f) is not None]
+        if self.hourly_usd is None and cloud_only:
+            raise ValueError(f"{self.name}: {', '.join(cloud_only)} describe a cloud instance type; "
+                             "give its on-demand hourly_usd too")
+        for term in ("hourly_1y_usd", "hourly_3y_usd"):
+            committed = getattr(self, term)
+            if committed is not None and self.hourly_usd is not None and committed > self.hourly_usd:
+                raise ValueError(f"{self.name}: {term} {committed:g} exceeds the on-demand hourly_usd "
+                                 f"{self.hourly_usd:g}; a commitment never costs more per hour")
         return self
 
     @property
     def cloud(self) -> bool:
         """A cloud instance type (rented by the hour), not a server to buy."""
         return self.hourly_usd is not None
+
+    def hourly_for(self, term: Literal["on_demand", "1y", "3y"]) -> float | None:
+        """Price per hour in USD on ``term`` (on-demand, 1- or 3-year commitment); None for a
+        purchased server or where the catalog has no committed price."""
+        return {"on_demand": self.hourly_usd, "1y": self.hourly_1y_usd, "3y": self.hourly_3y_usd}[term]
 
     @property
     def base_usd(self) -> float:
@@ -306,6 +334,17 @@ class QuoteItem(Sourced):
 
 class Catalog(Strict):
     gpus: dict[str, GPU]
+    #: servers to buy (servers.yaml) and cloud instance types to rent (cloud.yaml, ``hourly_usd`` set)
     servers: dict[str, Server]
     models: dict[str, ModelSource]
     quote_items: dict[str, QuoteItem] = Field(default_factory=dict)
+
+    @property
+    def purchasable(self) -> dict[str, Server]:
+        """Servers that are bought (no hourly price)."""
+        return {k: s for k, s in self.servers.items() if not s.cloud}
+
+    @property
+    def cloud(self) -> dict[str, Server]:
+        """Cloud instance types (rented by the hour)."""
+        return {k: s for k, s in self.servers.items() if s.cloud}

@@ -63,6 +63,10 @@ class Constraints(Strict):
         "(GeForce RTX); naming one in gpus allows it too")
     allow_pp_across_servers: bool = Field(default=False,
         description="Let pipeline parallelism span servers (needs a fast scale-out fabric)")
+    rent: bool = Field(default=False,
+        description="Let the plan rent cloud instance types (catalogs/cloud.yaml, catalog: entries with "
+        "hourly_usd) beside buying servers; renting is priced per period (issue #14), so a one-period "
+        "plan rents only under objective hourly")
 
 
 Latency = Annotated[float, Field(gt=0, le=MAX_LATENCY_MS)]

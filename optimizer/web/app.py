@@ -4,7 +4,7 @@ API (docs/web.md has the table and examples):
 
 * ``POST /api/solve`` and ``POST /api/compare`` take scenario YAML as the body and answer exactly
   what ``procure solve|compare SCENARIO --format json --no-workbook`` prints; ``GET
-  /api/catalog/gpus|servers|models`` what ``procure catalog KIND --format json`` prints.
+  /api/catalog/gpus|servers|cloud|models`` what ``procure catalog KIND --format json`` prints.
 * Status codes follow the CLI's exit codes: 200 with a plan or with ``{"status": "infeasible"}``
   (exit 0 or 1; the exit code is also in the ``X-Procure-Exit-Code`` header), 400 bad input (exit
   2: the CLI's message in ``error``, the field path in ``field``), 422 no plan within the solver's
@@ -49,7 +49,7 @@ from optimizer.web.sources import Sources
 from optimizer.web.worker import JobOutcome, SolveWorker, compare_job, error_body, solve_job
 
 STATIC = Path(__file__).resolve().parent / "static"
-CATALOG_KINDS = ("gpus", "servers", "models")
+CATALOG_KINDS = ("gpus", "servers", "cloud", "models")
 #: A JSON list of page variants (each a scenario) for the comparison workbook.
 MAX_VARIANTS = 20
 MAX_VARIANTS_BYTES = 4_000_000
@@ -333,7 +333,7 @@ def create_app(sources: Sources | None = None, worker: SolveWorker | None = None
     async def catalog(kind: str) -> Response:
         """`procure catalog KIND --format json`."""
         if kind not in CATALOG_KINDS:
-            raise ApiError(404, f"unknown catalog {kind[:50]!r}", hint="use gpus, servers or models")
+            raise ApiError(404, f"unknown catalog {kind[:50]!r}", hint="use gpus, servers, cloud or models")
         return _json(catalog_payload(await run_in_threadpool(load_catalog), kind), exit_code=0)
 
     return app

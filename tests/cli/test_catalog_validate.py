@@ -11,7 +11,7 @@ from tests.conftest import REPO, run_cli
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("kind,minimum", [("models", 25), ("gpus", 18), ("servers", 10)])
+@pytest.mark.parametrize("kind,minimum", [("models", 25), ("gpus", 18), ("servers", 10), ("cloud", 12)])
 def test_catalog_json_lists_sourced_entries(kind: str, minimum: int) -> None:
     res = run_cli("catalog", kind, "--format", "json")
     assert res.exit_code == 0, res.output
@@ -26,7 +26,7 @@ def test_catalog_gpu_prices_are_dated_estimates() -> None:
     assert all(g["price"]["estimate"] is True and g["price"]["as_of"] for g in gpus)
 
 
-@pytest.mark.parametrize("kind", ["gpus", "servers", "models"])
+@pytest.mark.parametrize("kind", ["gpus", "servers", "cloud", "models"])
 def test_catalog_table(kind: str) -> None:
     res = run_cli("catalog", kind)
     assert res.exit_code == 0 and "as of" in res.output

@@ -57,7 +57,9 @@ def test_hourly_plan_end_to_end() -> None:
     """Real sizing: the plan rents the instance type with the least price per req/s of capacity,
     ceil(λ / capacity) of them (one workload, one candidate per instance type: both GPUs run
     Qwen2-7B at TP1), and the objective, hourly_cost and the checker agree."""
-    rs = scenario([workload("chat", 6.0)], objective="hourly", catalog=CLOUD)
+    # the two declared types only (the shipped cloud.yaml instance types would join otherwise)
+    rs = scenario([workload("chat", 6.0)], objective="hourly", catalog=CLOUD,
+                  constraints={"servers": ["small.l4", "big.h100"]})
     res = solve_scenario(rs, SETTINGS)
     plan = res.plan
     caps = {c.sku: c.capacity_rps for c in res.candidates.inference if c.tp == 1}

@@ -93,7 +93,7 @@ def test_compare_without_variants_is_the_clis_error(server: Server) -> None:
     assert body["message"] == "nothing to compare" and body["exit_code"] == 2
 
 
-@pytest.mark.parametrize("kind", ["gpus", "servers", "models"])
+@pytest.mark.parametrize("kind", ["gpus", "servers", "cloud", "models"])
 def test_catalog_json_is_the_clis(server: Server, kind: str) -> None:
     reply = server.request("GET", f"/api/catalog/{kind}")
     code, printed, _ = cli_json("catalog", kind, "--format", "json")
