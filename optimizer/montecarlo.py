@@ -388,7 +388,10 @@ class MonteCarloResult(Record):
     p_all_served: float
     optimal_cost: Quantiles | None = Field(description="Capex of each sample's own optimum (solved samples)")
     unsolved_samples: int = Field(description="Samples with no feasible plan (a site or supply limit binds)")
-    robust_plan: PlanRisk | None
+    robust_plan: PlanRisk | None = Field(description="The plan that holds in 90 % of samples (robust_rule); "
+                                         "None when no plan does")
+    most_robust_plan: PlanRisk = Field(description="The plan serving all demand in the most samples "
+                                       "(ties as robust_rule): what to look at when none holds in 90 %")
     robust_rule: str
     rows: list[SampleRow]
     wall_time_s: float
@@ -412,21 +415,25 @@ def robust_rule(hold: float = HOLD_FRACTION) -> str:
 
 
 def robust_plan(shapes: Sequence[PlanShape], samples: Sequence[Sample], demand: dict[str, float],
-                family: dict[str, str], hold: float = HOLD_FRACTION) -> PlanRisk | None:
-    """The plan that holds in ``hold`` of samples (module docstring); ``shapes`` in priority order."""
+                family: dict[str, str], hold: float = HOLD_FRACTION) -> tuple[PlanRisk | None, PlanRisk]:
+    """(The plan that holds in ``hold`` of samples or None, the plan that holds in the most samples)
+    (module docstring); ``shapes`` in priority order, the recommended plan first."""
     seen: set[tuple[Any, ...]] = set()
     best: tuple[tuple[float, float, int], PlanRisk] | None = None
+    most: tuple[tuple[float, float, float, int], PlanRisk] | None = None
     for i, sh in enumerate(shapes):
         k = sh.key()
         if k in seen:
             continue
         seen.add(k)
         r, _ = evaluate(sh, samples, demand, family)
-        if r.p_all_served >= hold - 1e-12:
-            rank = (round(r.cost.p50, 6), round(sh.capex, 6), i)
-            if best is None or rank < best[0]:
-                best = (rank, r)
-    return best[1] if best else None
+        rank = (round(r.cost.p50, 6), round(sh.capex, 6), i)
+        if r.p_all_served >= hold - 1e-12 and (best is None or rank < best[0]):
+            best = (rank, r)
+        if most is None or (-r.p_all_served, *rank) < most[0]:
+            most = ((-r.p_all_served, *rank), r)
+    assert most is not None, "no plan to rank"
+    return (best[1] if best else None), most[1]
 
 
 def prepare(rs: ResolvedScenario, seed: int, risk: Risk | None = None,
@@ -472,7 +479,7 @@ def run_monte_carlo(rs: ResolvedScenario, n: int, *, seed: int = 0, executor: Ex
     rec = shape_of(plan, "recommended", setup.base_gpu_price, setup.family)
     rec_risk, fractions = evaluate(rec, samples, demand, setup.family)
     shapes = [rec, *(r.optimum for r in results if r.optimum is not None)]
-    robust = robust_plan(shapes, samples, demand, setup.family)
+    robust, most = robust_plan(shapes, samples, demand, setup.family)
     rows = [SampleRow(index=r.sample.index, demand_scale=r.sample.demand_scale, price_factor=r.sample.price_factor,
                       capacity_z=r.sample.capacity_z, cost=cost_at(rec, r.sample),
                       served=requests_served(f, demand), all_served=all(v >= ALL_SERVED for v in f.values()),
@@ -486,7 +493,8 @@ def run_monte_carlo(rs: ResolvedScenario, n: int, *, seed: int = 0, executor: Ex
         served=rec_risk.served,
         served_by_workload={w: quantiles([f[w] for f in fractions]) for w in demand},
         p_all_served=rec_risk.p_all_served, optimal_cost=quantiles(solved) if solved else None,
-        unsolved_samples=n - len(solved), robust_plan=robust, robust_rule=robust_rule(), rows=rows,
+        unsolved_samples=n - len(solved), robust_plan=robust, most_robust_plan=most, robust_rule=robust_rule(),
+        rows=rows,
         wall_time_s=time.perf_counter() - t0)
 
 
