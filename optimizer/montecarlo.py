@@ -19,11 +19,13 @@ Each sample is used twice (:func:`run_monte_carlo`):
    re-solving (:func:`served_fractions`, :func:`cost_at`): a workload's served fraction is
    ``min(1, headroom x Σ_d replicas_d x point_d x exp(z_f(d) x sd_d) / (λ_w x m_d))``, where
    ``point_d`` is the deployment's capacity divided by its planning quantile factor
-   (``capacity_rps / exp(Φ^-1(q) x sd)``); its cost is its capex with each GPU's price times ``m_g``.
+   (``capacity_rps / exp(Φ^-1(q) x sd)``); its cost is its capex with each GPU's spend times ``m_g``
+   (:func:`cost_at`; quote lines such as support stay at the scenario's prices).
 2. The sample is solved: the cheapest plan (the scenario's objective, capex or TCO, without the
    budget cap) for the sample's demand, with the candidate table's capacities and GPU prices scaled by
-   the sample (point estimates, confidence 0.5: the sample *is* the truth). Its capex gives the
-   distribution of optimal cost.
+   the sample (point estimates, confidence 0.5: the sample *is* the truth). Its cost, as in 1., gives
+   the distribution of optimal cost. The checker is skipped for these solves (it re-sizes from the
+   scenario, which the scaled table departs from on purpose); the recommended plan is checked.
 
 *The plan that holds in 90 % of samples* (:func:`robust_plan`): among the recommended plan and the
 distinct sampled optima, each evaluated on every sample as in 1., the plans that serve all demand
@@ -165,7 +167,8 @@ def requests_served(fractions: dict[str, float], demand_rps: dict[str, float]) -
 
 
 def cost_at(shape: PlanShape, sample: Sample) -> float:
-    """Capex with each GPU's spend times its sampled price multiplier."""
+    """Capex with each GPU's spend times its sampled price multiplier: ``capex + Σ_g spend_g x (m_g - 1)``.
+    Quote lines (support, network, storage) stay at their value at the scenario's prices."""
     return shape.capex + sum(v * (sample.price_factor.get(g, 1.0) - 1.0) for g, v in shape.gpu_spend.items())
 
 
@@ -216,7 +219,7 @@ class SampleResult(Record):
     sample: Sample
     status: Literal["optimal", "feasible", "infeasible", "error"]
     optimum: PlanShape | None = None
-    optimal_cost: float | None = Field(default=None, description="The sample's optimum's capex at sampled prices")
+    optimal_cost: float | None = Field(default=None, description="The sample's optimum's cost (cost_at)")
     reason: str | None = None
 
 
@@ -249,7 +252,7 @@ def solve_sample(setup: Setup, index: int) -> SampleResult:
     except ProcureError as exc:
         return SampleResult(sample=s, status="error", reason=exc.render())
     shape = shape_of(plan, f"sample {index}", setup.base_gpu_price, setup.family, sample=s)
-    return SampleResult(sample=s, status=plan.status, optimum=shape, optimal_cost=plan.capex)
+    return SampleResult(sample=s, status=plan.status, optimum=shape, optimal_cost=cost_at(shape, s))
 
 
 _SETUP: Setup | None = None
