@@ -20,7 +20,7 @@ Each sample is used twice (:func:`run_monte_carlo`):
    ``min(1, headroom x Σ_d replicas_d x point_d x exp(z_f(d) x sd_d) / (λ_w x m_d))``, where
    ``point_d`` is the deployment's capacity divided by its planning quantile factor
    (``capacity_rps / exp(Φ^-1(q) x sd)``); its cost is its capex with each GPU's spend times ``m_g``
-   (:func:`cost_at`; quote lines such as support stay at the scenario's prices).
+   (:func:`cost_at`; with the quote lines priced as a fraction of hardware, such as support).
 2. The sample is solved: the cheapest plan (the scenario's objective, capex or TCO, without the
    budget cap) for the sample's demand, with the candidate table's capacities and GPU prices scaled by
    the sample (point estimates, confidence 0.5: the sample *is* the truth). Its cost, as in 1., gives
@@ -50,6 +50,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from optimizer import quote
 from optimizer.errors import InfeasibleError, ProcureError, UsageError
 from optimizer.loaders import ResolvedScenario, resolve_scenario
 from optimizer.model.pipeline import settings_of, solve_scenario, with_overrides
@@ -106,7 +107,8 @@ class PlanShape(Record):
 
     source: str = Field(description="recommended (the scenario solved as written) or sample K (its optimum)")
     capex: float = Field(ge=0, description="Capex at the scenario's prices (servers + quote lines), currency")
-    gpu_spend: dict[str, float] = Field(description="GPU unit price x GPUs bought, by GPU, at the scenario's prices")
+    gpu_spend: dict[str, float] = Field(description="GPU unit price x GPUs bought x (1 + the quote lines "
+                                        "linear in it), by GPU, at the scenario's prices")
     gpus_by_type: dict[str, int]
     servers: dict[str, int] = Field(description="Servers bought (or rented) by SKU")
     headroom: float = Field(gt=0, le=1)
@@ -117,10 +119,24 @@ class PlanShape(Record):
         return (tuple(sorted(self.servers.items())), tuple(deps))
 
 
+def hardware_markup(rs: ResolvedScenario) -> float:
+    """Quote lines per currency of server price (support years x fraction, fraction_of_hardware
+    items; optimizer.quote.terms): a GPU price change moves capex by (1 + this) x the change."""
+    years = quote.support_years(rs)
+    out = 0.0
+    for it in quote.items(rs):
+        if it.rule == "fraction_of_hardware_per_year":
+            out += years * quote.unit_price(rs, it)
+        elif it.rule == "fraction_of_hardware":
+            out += quote.unit_price(rs, it)
+    return out
+
+
 def shape_of(plan: Plan, source: str, base_gpu_price: dict[str, float], family: dict[str, str],
-             sample: Sample | None = None) -> PlanShape:
+             markup: float, sample: Sample | None = None) -> PlanShape:
     """``plan`` as a :class:`PlanShape`. A sampled optimum (``sample`` given) had its capacities and
-    GPU prices scaled by that sample: both are taken back to the point estimate and catalog price."""
+    GPU prices scaled by that sample: both are taken back to the point estimate and catalog price
+    (with the quote lines linear in the price, ``markup``: :func:`hardware_markup`)."""
     deps = []
     for d in plan.deployments:
         sd = d.capacity_band_log_sd
@@ -137,8 +153,8 @@ def shape_of(plan: Plan, source: str, base_gpu_price: dict[str, float], family: 
             continue  # rented: nothing bought
         n = line.count * line.gpus_per_server
         price = base_gpu_price.get(line.gpu, line.gpu_unit_price)
-        capex += n * (price - line.gpu_unit_price)
-        spend[line.gpu] = spend.get(line.gpu, 0.0) + n * price
+        capex += n * (price - line.gpu_unit_price) * (1.0 + markup)
+        spend[line.gpu] = spend.get(line.gpu, 0.0) + n * price * (1.0 + markup)
     return PlanShape(source=source, capex=max(capex, 0.0), gpu_spend=dict(sorted(spend.items())),
                      gpus_by_type=dict(sorted(plan.gpus_by_type.items())),
                      servers=dict(sorted((s.sku, s.count) for s in plan.servers)),
@@ -167,8 +183,8 @@ def requests_served(fractions: dict[str, float], demand_rps: dict[str, float]) -
 
 
 def cost_at(shape: PlanShape, sample: Sample) -> float:
-    """Capex with each GPU's spend times its sampled price multiplier: ``capex + Σ_g spend_g x (m_g - 1)``.
-    Quote lines (support, network, storage) stay at their value at the scenario's prices."""
+    """Capex with each GPU's spend times its sampled price multiplier: ``capex + Σ_g spend_g x (m_g - 1)``,
+    the spend including the quote lines linear in the hardware price (support; :func:`hardware_markup`)."""
     return shape.capex + sum(v * (sample.price_factor.get(g, 1.0) - 1.0) for g, v in shape.gpu_spend.items())
 
 
@@ -210,6 +226,7 @@ class Setup:
     family: dict[str, str]        # GPU -> family (one capacity draw per family)
     band: dict[str, float]        # GPU -> band_log_sd of its capacities
     base_gpu_price: dict[str, float]
+    markup: float                 # hardware_markup of the scenario
 
     def sample(self, index: int) -> Sample:
         return draw_sample(self.seed, index, self.risk, sorted(self.base_gpu_price), sorted(set(self.family.values())))
@@ -251,7 +268,7 @@ def solve_sample(setup: Setup, index: int) -> SampleResult:
         return SampleResult(sample=s, status="infeasible", reason=exc.message)
     except ProcureError as exc:
         return SampleResult(sample=s, status="error", reason=exc.render())
-    shape = shape_of(plan, f"sample {index}", setup.base_gpu_price, setup.family, sample=s)
+    shape = shape_of(plan, f"sample {index}", setup.base_gpu_price, setup.family, setup.markup, sample=s)
     return SampleResult(sample=s, status=plan.status, optimum=shape, optimal_cost=cost_at(shape, s))
 
 
@@ -457,7 +474,8 @@ def prepare(rs: ResolvedScenario, seed: int, risk: Risk | None = None,
         if sku.hourly_price is None:
             base_price.setdefault(sku.gpu.name, sku.gpu_price)
     setup = Setup(rs=srs, cands=cands, settings=settings_of(srs, time_limit_s=time_limit_s), risk=risk or sc.risk,
-                  seed=seed, family=family, band=band, base_gpu_price=dict(sorted(base_price.items())))
+                  seed=seed, family=family, band=band, base_gpu_price=dict(sorted(base_price.items())),
+                  markup=hardware_markup(srs))
     return setup, plan
 
 
@@ -479,7 +497,7 @@ def run_monte_carlo(rs: ResolvedScenario, n: int, *, seed: int = 0, executor: Ex
         results = _run_ray(setup, n, workers, address, say)
     samples = [r.sample for r in results]
     demand = {w.name: w.requests_per_s for w in rs.scenario.workloads if isinstance(w, InferenceWorkload)}
-    rec = shape_of(plan, "recommended", setup.base_gpu_price, setup.family)
+    rec = shape_of(plan, "recommended", setup.base_gpu_price, setup.family, setup.markup)
     rec_risk, fractions = evaluate(rec, samples, demand, setup.family)
     shapes = [rec, *(r.optimum for r in results if r.optimum is not None)]
     robust, most = robust_plan(shapes, samples, demand, setup.family)
