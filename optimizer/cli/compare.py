@@ -24,9 +24,11 @@ from optimizer.compare import (
     parse_price,
     run_comparison,
 )
-from optimizer.errors import InfeasibleError
+from optimizer.errors import InfeasibleError, UsageError
 from optimizer.loaders import load_scenario
 from optimizer.model.diagnose import money
+from optimizer.model.pipeline import with_overrides
+from optimizer.montecarlo import MAX_SAMPLES
 from optimizer.report.payload import comparison_payload
 from optimizer.schema.scenario import MAX_DEMAND_SCALE, MAX_TIME_LIMIT_S
 
@@ -50,10 +52,22 @@ from optimizer.schema.scenario import MAX_DEMAND_SCALE, MAX_TIME_LIMIT_S
               help="Excel workbook to write (default: reports/<scenario file name>-compare.xlsx).")
 @click.option("--no-workbook", is_flag=True, help="Do not write the Excel workbook.")
 @click.option("--force", is_flag=True, help="Replace an existing file given with -o.")
+@click.option("--monte-carlo", "monte_carlo", type=click.IntRange(1, MAX_SAMPLES), metavar="N",
+              help="Risk instead of variants: N samples of demand, GPU prices and capacity error bands "
+              "(the scenario's risk: block); the recommended plan is evaluated on each and each is solved.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="Monte-Carlo seed: the same seed gives the same samples and results on any executor.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Monte-Carlo samples on local worker processes, or on Ray (pip install 'procure[ray]').")
+@click.option("--address", metavar="ADDR",
+              help="Ray cluster address (host:port or ray://...); omitted: Ray starts on this machine.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Monte-Carlo samples solved at once (default: local cores; Ray: the cluster decides).")
 def compare_command(scenario: Path, fmt: str, budgets: tuple[str, ...], budget_ranges: tuple[str, ...],
                     prices: tuple[str, ...], allow_gpus: str | None, demand_scale: str | None, no_whatif: bool,
                     time_limit: float | None, jobs: int | None, output: Path | None, no_workbook: bool,
-                    force: bool) -> None:
+                    force: bool, monte_carlo: int | None, seed: int, executor: str, address: str | None,
+                    workers: int | None) -> None:
     """Compare what-if variants of SCENARIO: budgets, prices, GPU choices and demand, side by side.
 
     Variants come from the options (one per budget, each with the --price/--allow-gpus/--demand-scale
@@ -64,8 +78,33 @@ def compare_command(scenario: Path, fmt: str, budgets: tuple[str, ...], budget_r
     (stderr with --format json); --demand-scale scales demand: volumes with the rate and keeps a
     length mix's shares. Exit 0 when some variant has a plan, 1 when none has,
     2 for bad input.
+
+    With --monte-carlo N: the risk of the scenario's plan instead (docs/compare.md, "Monte Carlo"):
+    cost and served demand p10/p50/p90 over N samples, the probability it serves all demand, the
+    distribution of each sample's optimal cost and the plan that holds in 90% of samples. --price,
+    --allow-gpus and --demand-scale apply to the scenario first; no workbook is written. Exit 1 when
+    the scenario itself has no feasible plan.
     """
     rs = load_scenario(scenario)
+    if monte_carlo is not None:
+        from optimizer.cli.montecarlo import run_monte_carlo_command
+
+        if budgets or budget_ranges:
+            raise UsageError("--monte-carlo samples the scenario's own plan; it takes no --budget or "
+                             "--budget-range", field="--monte-carlo",
+                             hint="set constraints.budget in the scenario, or run the budget sweep separately")
+        price_over = dict(parse_price(text, rs) for text in prices)
+        gpu_list = parse_gpu_list(allow_gpus, rs) if allow_gpus is not None else None
+        scale_over = (parse_amount(demand_scale, "--demand-scale", MAX_DEMAND_SCALE)
+                      if demand_scale is not None else 1.0)
+        if price_over or gpu_list is not None or scale_over != 1.0:
+            rs = with_overrides(rs, prices=price_over or None, gpus=gpu_list, demand_scale=scale_over)
+        run_monte_carlo_command(rs, monte_carlo, fmt=fmt, seed=seed, executor=executor, address=address,
+                                workers=workers, time_limit=time_limit)
+        return
+    if executor != "local" or address is not None or workers is not None:
+        raise UsageError("--executor, --address and --workers apply to --monte-carlo runs",
+                         field="--executor", hint="add --monte-carlo N, or use --jobs for variants")
     amounts = [parse_amount(b, "--budget") for b in budgets]
     for text in budget_ranges:
         amounts += parse_budget_range(text)

@@ -469,6 +469,22 @@ class Variant(Strict):
         description="Plan this variant at another confidence (see the scenario's `confidence`)")
 
 
+class Risk(Strict):
+    """Distributions ``procure compare --monte-carlo`` samples (docs/compare.md, "Monte Carlo").
+
+    Each sample draws a demand scale on every inference workload, a price multiplier per GPU and a
+    capacity error per GPU family; the defaults are planning assumptions, stated in the docs."""
+
+    demand_median: float = Field(default=1.0, gt=0, le=100,
+        description="Median of the log-normal demand scale on every inference request rate")
+    demand_log_sd: float = Field(default=0.25, ge=0, le=2,
+        description="Standard deviation of log(demand scale): 0.25 puts p10/p90 at x0.73/x1.38")
+    price_log_sd: float = Field(default=0.15, ge=0, le=2,
+        description="Standard deviation of log(price multiplier) per GPU (dated catalog estimates)")
+    capacity_error: bool = Field(default=True,
+        description="Sample each GPU family's capacity error band (band_log_sd); false: point estimates")
+
+
 class Scenario(Strict):
     name: Name
     description: Text | None = None
@@ -506,6 +522,7 @@ class Scenario(Strict):
     solver: SolverSettings = SolverSettings()
     workloads: list[Workload] = Field(min_length=1)
     whatif: list[Variant] = Field(default_factory=list)
+    risk: Risk = Field(default_factory=Risk, description="Monte-Carlo distributions (compare --monte-carlo)")
 
     def inference_workloads(self) -> dict[str, InferenceWorkload]:
         return {w.name: w for w in self.workloads if isinstance(w, InferenceWorkload)}
