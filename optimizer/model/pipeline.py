@@ -95,6 +95,14 @@ def solve_scenario(rs: ResolvedScenario, settings: SolveSettings | None = None,
     say = progress or (lambda _msg: None)
     settings = settings or settings_of(rs)
     objective = rs.scenario.objective
+    if rs.scenario.periods is not None:  # one MIP over the years (optimizer.model.periods)
+        from optimizer.model.check_periods import check_periods
+        from optimizer.model.periods_plan import solve_periods
+
+        say(f"solving the plan over {rs.scenario.periods.years} periods")
+        plan = solve_periods(rs, settings)
+        say("checking every period")
+        return PlanResult(plan=plan, candidates=cands or CandidateSet(skus={}), checks=check_periods(plan, rs))
     if cands is None:
         say("sizing candidates")
         cands = build_candidates(rs)
