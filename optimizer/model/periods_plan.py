@@ -47,28 +47,33 @@ def _int(v: float) -> int:
 
 
 def solve_periods(rs: ResolvedScenario, settings: SolveSettings) -> Plan:
-    """Build, solve (node limit first, wall time as a safety net) and extract; InfeasibleError
-    when no plan serves every year within the limits."""
-    start = time.perf_counter()
+    """Build, solve and extract; InfeasibleError when no plan serves every year within the limits."""
     pm = build_period_model(rs)
+    values, report = solve_period_model(pm, settings)
+    return extract_period_plan(pm, values, report)
+
+
+def solve_period_model(pm: PeriodModel, settings: SolveSettings) -> tuple[dict[Any, float], SolverReport]:
+    """One solve, bounded by the node limit first and wall time as a safety net."""
+    start = time.perf_counter()
     size = (pm.model.get_num_variables(), pm.model.get_num_linear_constraints())
     res, solver = run_solver(pm.model, settings, settings.time_limit_s, node_limit=settings.node_limit)
     status = status_of(res, settings)
     if status == "infeasible":
         raise InfeasibleError("no feasible plan serves every year's demand within the limits (site power, racks, "
                               "budget, availability, GPU types): raise a limit, or allow more GPUs or cloud instances")
-    values = {v: res.variable_values()[v] for v in res.variable_values()}
+    values = dict(res.variable_values())
     objective = res.objective_value()
     bound = res.best_objective_bound()
     elapsed = time.perf_counter() - start
-    gap = rel_gap(objective, bound)
     report = SolverReport(
-        solver=solver, status=status, objective_name=pm.objective, objective=objective, bound=bound, gap=gap,
-        solve_time_s=elapsed, objective_time_s=elapsed, candidates=sum(len(t.cands.inference) for t in pm.tables),
-        variables=size[0], constraints=size[1], time_limit_s=settings.time_limit_s,
-        node_limit=settings.node_limit, seed=settings.seed, stopped_by=stop_of(res), tiebreak_stopped_by="none",
-        tiebreak_gap=0.0, nodes=int(res.solve_stats.node_count))
-    return extract_period_plan(pm, values, report)
+        solver=solver, status=status, objective_name=pm.objective, objective=objective, bound=bound,
+        gap=rel_gap(objective, bound), solve_time_s=elapsed, objective_time_s=elapsed,
+        candidates=sum(len(t.cands.inference) for t in pm.tables), variables=size[0], constraints=size[1],
+        time_limit_s=settings.time_limit_s, node_limit=settings.node_limit, seed=settings.seed,
+        stopped_by=stop_of(res), tiebreak_stopped_by="none", tiebreak_gap=0.0,
+        nodes=int(res.solve_stats.node_count))
+    return values, report
 
 
 def _deployments(pm: PeriodModel, year: int, val: dict[Any, float]) -> tuple[list[Deployment], list[Item],
