@@ -13,6 +13,7 @@ Formulation (names as in the code; per-year figures from ``optimizer.periods``):
     own     n[s,y] = I_s − ret[s,y] + Σ_{t≤y} buy[s,t];   cloud: n[s,y] = Σ_{o of s, y−T_o < t ≤ y} rent[o,t]
     add_period_demand     per year as add_demand: Σ_c ρ·μ_c·r[y,c] ≥ λ_w,y  (with a mix per bucket,
                           Σ_c ρ·μ_c,b·q[y,c,b] ≥ λ_w,y·φ_b, Σ_b q[y,c,b] ≤ r[y,c])
+    add_period_demand_bounds  add_demand_bounds' valid inequalities, each year
     add_period_replicas   Σ_c r[y,c] ≥ m_w;  spread (m_w ≥ 2): r[y,c] ≤ R·v[w,s_c,y],
                           n[s,y] ≥ 2·(v[w,s,y] − Σ_{s'≠s} v[w,s',y])   (necessary; placement checks)
     add_period_finetune   Σ_f x[y,f] = 1 per job and year
@@ -257,6 +258,32 @@ def add_period_demand(pm: PeriodModel) -> None:
                 pm.model.add_linear_constraint(mathopt.fast_sum(routed) <= pm.r[(y, i)], name=f"routing[{y},{i}]")
 
 
+def add_period_demand_bounds(pm: PeriodModel) -> None:
+    """Per year, add_demand_bounds' valid inequalities: Σ_c r[y,c] ≥ ⌈λ_w,y / (ρ·max μ_c)⌉ and
+    Σ_c g_c·r[y,c] ≥ ⌈λ_w,y / (ρ·max μ_c/g_c)⌉ (per bucket with a mix); no integer plan is cut off."""
+    rho = pm.rs.scenario.headroom
+    for t in pm.tables:
+        for w in t.rs.scenario.inference_workloads().values():
+            idx = [i for i, c in enumerate(t.cands.inference) if c.workload == w.name]
+            cs = [t.cands.inference[i] for i in idx]
+            if not cs:
+                continue
+            replica_load = gpu_load = 0.0
+            for b, (_, _, share) in enumerate(w.buckets()):
+                best = max(c.bucket_rps[b] for c in cs)
+                if best <= 0:  # no candidate serves the bucket: the demand row is infeasible anyway
+                    break
+                replica_load += w.requests_per_s * share / (rho * best)
+                gpu_load += w.requests_per_s * share / (rho * max(c.bucket_rps[b] / c.gpus_per_replica for c in cs))
+            else:
+                y = t.year
+                pm.model.add_linear_constraint(mathopt.fast_sum(pm.r[(y, i)] for i in idx)
+                                               >= math.ceil(replica_load - 1e-9), name=f"replicas_needed[{w.name},{y}]")
+                pm.model.add_linear_constraint(
+                    mathopt.fast_sum(c.gpus_per_replica * pm.r[(y, i)] for i, c in zip(idx, cs, strict=True))
+                    >= math.ceil(gpu_load - 1e-9), name=f"gpus_needed[{w.name},{y}]")
+
+
 def add_period_replicas(pm: PeriodModel) -> None:
     """Minimum replicas each year; spread workloads on two servers (necessary row, as add_spread's
     without its wide and cross-server terms: stricter, so a plan it admits is checked by placement)."""
@@ -410,6 +437,7 @@ def build_period_model(rs: ResolvedScenario, tables: list[YearTable] | None = No
                      buyable=frozenset(server_skus(rs)), inventory=inventory, objective=objective, rate=rate)
     add_period_variables(pm)
     add_period_demand(pm)
+    add_period_demand_bounds(pm)
     add_period_replicas(pm)
     add_period_finetune(pm)
     add_period_packing(pm)
