@@ -64,6 +64,8 @@ def with_overrides(rs: ResolvedScenario, *, budget: float | None = None, objecti
         for w, given in zip(data["workloads"], rs.scenario.workloads, strict=True):
             if w["kind"] == "inference":
                 w["requests_per_s"] *= demand_scale
+                if w.get("requests_per_s_by_year"):  # periods: every year's rate scales alike
+                    w["requests_per_s_by_year"] = [r * demand_scale for r in w["requests_per_s_by_year"]]
                 if isinstance(given, InferenceWorkload) and given.demand is not None:
                     # business volumes scale with the rate, so the two still agree on re-validation
                     w["demand"] = given.demand.scaled(demand_scale).model_dump()
