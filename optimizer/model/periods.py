@@ -41,9 +41,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ortools.math_opt.python import mathopt
+from pydantic import ValidationError
 
 from optimizer import periods as per
-from optimizer.loaders import ResolvedScenario, inventory_key, resolve_scenario
+from optimizer.loaders import ResolvedScenario, inventory_key, resolve_scenario, validation_error
 from optimizer.model.build import replica_upper_bound
 from optimizer.schema.scenario import Scenario
 from optimizer.sizing.candidates import CandidateSet, ServerSku, build_candidates, fits_rack, server_skus
@@ -86,7 +87,11 @@ def year_scenario(rs: ResolvedScenario, year: int) -> ResolvedScenario:
     data["inventory"] = []
     data["whatif"] = []
     data["catalog"] = None  # rs.catalog already holds the scenario's declared entries
-    return resolve_scenario(Scenario.model_validate(data), rs.path, rs.catalog)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:  # e.g. a grown rate past a range the scenario itself did not reach
+        raise validation_error(exc, f"{rs.path} (year {year})") from exc
+    return resolve_scenario(scenario, rs.path, rs.catalog)
 
 
 def year_tables(rs: ResolvedScenario) -> list[YearTable]:
@@ -171,8 +176,8 @@ def options_of(rs: ResolvedScenario, sku: ServerSku, year: int) -> list[per.Rent
 
 
 def _skus(rs: ResolvedScenario, tables: list[YearTable], inventory: dict[str, int]) -> dict[str, ServerSku]:
-    """Every SKU some year's table holds, by key; an inventory SKU that a twin replaced (same GPU,
-    count, price, power, units: ``candidates._distinct``) is named by its own key, mapped to the twin."""
+    """Every SKU some year's table holds, by key (an inventory SKU that ``candidates._distinct``
+    replaced by a twin is not among them: build_period_model names the twin)."""
     skus: dict[str, ServerSku] = {}
     for t in tables:
         skus.update(t.cands.skus)
@@ -428,9 +433,11 @@ def build_period_model(rs: ResolvedScenario, tables: list[YearTable] | None = No
     if missing:
         from optimizer.errors import ScenarioError
 
-        raise ScenarioError(f"inventory SKU {missing[0]} has no candidate: no workload fits on it, or a "
-                            "twin SKU of the same GPU, count and price replaced it", file=str(rs.path),
-                            field="inventory", hint="name the SKU as `procure catalog servers` lists it")
+        _, gpu, count = missing[0].split("/")
+        twins = sorted(k for k, s in skus.items() if s.gpu.name == gpu and s.gpus == int(count))
+        raise ScenarioError(f"inventory SKU {missing[0]} is not planned: a twin SKU of the same GPU, GPU count and "
+                            "price stands for it, or it fits no rack", file=str(rs.path), field="inventory",
+                            hint=f"name it as {' or '.join(twins)}" if twins else "check its rack power and units")
     objective = sc.objective
     rate = per.discount_rate(sc) if objective == "npv" else 0.0
     pm = PeriodModel(model=mathopt.Model(name="procure-periods"), rs=rs, tables=tables, skus=skus,

@@ -626,6 +626,11 @@ class Scenario(Strict):
         for i, w in enumerate(self.workloads):
             if isinstance(w, FinetuneWorkload):  # the job runs every year on what is owned or rented
                 continue
+            if w.growth_per_year is not None:
+                last = w.requests_per_s * (1.0 + w.growth_per_year) ** (p.years - 1)
+                if not 0 < last <= MAX_RPS:
+                    raise ValueError(f"workloads[{i}] ({w.name}) grows to {last:g} req/s in year {p.years}, "
+                                     f"outside (0, {MAX_RPS:g}]: lower growth_per_year")
             for key in ("requests_per_s_by_year", "model_by_year"):
                 given = getattr(w, key)
                 if given is not None and len(given) != p.years:

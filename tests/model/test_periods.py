@@ -7,10 +7,13 @@ Hand tables: real catalog SKUs at overridden round prices, stated per-replica ca
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from optimizer import periods as per
 from optimizer.errors import ProcureError, ScenarioError
@@ -183,3 +186,19 @@ def test_real_plan_over_periods_is_checked() -> None:
     # NPV = Σ cash out x 1/1.08^(y-1) (no rent here, or a one-year rent in its own year)
     assert plan.npv == pytest.approx(sum(p.cash_out / 1.08 ** (p.year - 1) for p in plan.periods), rel=1e-9)
     assert all(sum(d.planned_rps for d in p.deployments) >= p.demand_rps["a"] * (1 - 1e-9) for p in plan.periods)
+
+
+@given(rates=st.lists(st.floats(min_value=0.01, max_value=1e4), min_size=1, max_size=6),
+       growth=st.floats(min_value=-0.5, max_value=2.0))
+@settings(max_examples=40, deadline=None)
+def test_rates_round_trip_and_growth_compounds(rates: list[float], growth: float) -> None:
+    """A per-year list survives model_dump → validate (a written-out scenario reloads) and is what
+    demand_by_year returns; a growth rate compounds: λ_y+1 = λ_y·(1 + g)."""
+    years = len(rates)
+    w = InferenceWorkload.model_validate({**workload("a", 1.0), "requests_per_s": rates})
+    again = InferenceWorkload.model_validate(w.model_dump())
+    assert per.demand_by_year(again, years) == rates and again.requests_per_s == rates[0]
+    g = InferenceWorkload.model_validate({**workload("a", rates[0]), "growth_per_year": growth})
+    by_year = per.demand_by_year(g, years)
+    for a, b in pairwise(by_year):
+        assert b == pytest.approx(a * (1 + growth), rel=1e-12)
