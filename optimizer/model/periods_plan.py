@@ -57,7 +57,8 @@ def solve_period_model(pm: PeriodModel, settings: SolveSettings) -> tuple[dict[A
     """One solve, bounded by the node limit first and wall time as a safety net."""
     start = time.perf_counter()
     size = (pm.model.get_num_variables(), pm.model.get_num_linear_constraints())
-    res, solver = run_solver(pm.model, settings, settings.time_limit_s, node_limit=settings.node_limit)
+    res, solver = run_solver(pm.model, settings, settings.time_limit_s, node_limit=settings.node_limit,
+                             restarts=True)  # HiGHS root restarts: see solve._params
     status = status_of(res, settings)
     if status == "infeasible":
         raise InfeasibleError("no feasible plan serves every year's demand within the limits (site power, racks, "
