@@ -232,3 +232,20 @@ def test_committed_term_is_an_option_covering_its_term() -> None:
     assert report.objective == pytest.approx(315360.0, abs=0.6)
     # the term runs on: year 3's packing row holds with no rent started after year 1
     assert all(k[2] == 1 for k, v in pm.rent.items() if round(values[v]) > 0)
+
+
+def test_newer_model_replaces_older_one_in_its_year() -> None:
+    """model_by_year: year 2 is sized on its own model (its own candidate table), the plan names
+    each year's model, and the checker passes every year."""
+    d = data([2, 4], {"years": 2, "discount_rate": 0.08})
+    d["prices"] = {}
+    d["workloads"][0]["model_by_year"] = ["Qwen2-7B", "Qwen/Qwen2.5-7B-Instruct"]
+    rs = scenario_from_data(d, Path("periods.yaml"))
+    result = solve_scenario(rs)
+    assert result.plan.periods is not None
+    assert [p.models["a"] for p in result.plan.periods] == ["Qwen2-7B", "Qwen2.5-7B"]
+    assert {dep.model for dep in result.plan.periods[1].deployments} == {"Qwen2.5-7B"}
+    bad = data([2, 4], {"years": 2})
+    bad["workloads"][0]["model_by_year"] = ["Qwen2-7B", "NoSuchModel-7B"]
+    with pytest.raises(ScenarioError, match=r"model_by_year\[1\]"):
+        scenario_from_data(bad, Path("bad.yaml"))
