@@ -175,7 +175,7 @@ def options_of(rs: ResolvedScenario, sku: ServerSku, year: int) -> list[per.Rent
     return per.rent_options(rs.scenario.periods, sku.chassis.name, sku.hourly_price, year, committed)
 
 
-def _skus(rs: ResolvedScenario, tables: list[YearTable], inventory: dict[str, int]) -> dict[str, ServerSku]:
+def _skus(tables: list[YearTable]) -> dict[str, ServerSku]:
     """Every SKU some year's table holds, by key (an inventory SKU that ``candidates._distinct``
     replaced by a twin is not among them: build_period_model names the twin)."""
     skus: dict[str, ServerSku] = {}
@@ -428,7 +428,7 @@ def build_period_model(rs: ResolvedScenario, tables: list[YearTable] | None = No
     assert sc.periods is not None
     tables = tables if tables is not None else year_tables(rs)
     inventory = inventory_counts(rs)
-    skus = _skus(rs, tables, inventory)
+    skus = _skus(tables)
     missing = sorted(k for k in inventory if k not in skus)
     if missing:
         from optimizer.errors import ScenarioError
