@@ -24,7 +24,7 @@ from optimizer import yaml_safe
 from optimizer.errors import CatalogError, ProcureError, ScenarioError
 from optimizer.schema.catalog import GPU, Catalog, ModelSource, QuoteItem, Server
 from optimizer.schema.measured import MeasuredEntry, MeasuredFile
-from optimizer.schema.scenario import Scenario, ScenarioCatalog
+from optimizer.schema.scenario import InventoryItem, Scenario, ScenarioCatalog
 from optimizer.sizing.architecture import ModelArch, parse_config
 from optimizer.sizing.quant import is_gguf
 
@@ -504,9 +504,10 @@ def _allowed_servers(scenario: Scenario, catalog: Catalog, gpus: dict[str, GPU],
     every one of that kind taking an allowed GPU, and a named one of the other kind is an error."""
     c = scenario.constraints
     hourly = scenario.objective == "hourly"
+    both = scenario.periods is not None  # periods: servers are bought, cloud instances rented per year
     if c.servers is None:
         return {s.name: s for s in catalog.servers.values()
-                if s.cloud == hourly and any(g in gpus for g in s.compatible_gpus)}
+                if (both or s.cloud == hourly) and any(g in gpus for g in s.compatible_gpus)}
     servers: dict[str, Server] = {}
     for i, name in enumerate(c.servers):
         try:
@@ -517,12 +518,62 @@ def _allowed_servers(scenario: Scenario, catalog: Catalog, gpus: dict[str, GPU],
             raise ScenarioError(f"objective hourly needs an hourly price for every allowed server; {s.name} "
                                 "has no hourly_usd", file=file, field=f"constraints.servers[{i}]",
                                 hint="drop it, or declare a cloud instance type with hourly_usd under catalog.servers")
-        if not hourly and s.cloud:
+        if not hourly and s.cloud and not both:
             raise ScenarioError(f"{s.name} is a cloud instance type (hourly_usd) with no purchase price; "
                                 f"objective {scenario.objective} buys servers", file=file,
                                 field=f"constraints.servers[{i}]", hint="use objective: hourly, or drop it")
         servers[s.name] = s
     return servers
+
+
+def inventory_key(item: InventoryItem, catalog: Catalog) -> str:
+    """The canonical SKU key (chassis/GPU/population) of an inventory item; CatalogError names
+    what does not resolve or fit."""
+    if item.sku is not None:
+        parts = item.sku.split("/")
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise CatalogError(f"inventory sku {_clip(item.sku, 80)!r} is not chassis/GPU/population",
+                               hint="e.g. DGX-A100-640GB/A100-SXM-80GB/8, or give server, gpu and gpus_per_server")
+        server_name, gpu_name, count = parts[0], parts[1], int(parts[2])
+    else:
+        assert item.server is not None and item.gpu is not None and item.gpus_per_server is not None
+        server_name, gpu_name, count = item.server, item.gpu, item.gpus_per_server
+    server = resolve_server(server_name, catalog)
+    gpu = resolve_gpu(gpu_name, catalog)
+    if server.cloud:
+        raise CatalogError(f"inventory: {server.name} is a cloud instance type, not a server owned",
+                           hint="list owned servers only; cloud instances are rented per period")
+    if gpu.name not in server.compatible_gpus:
+        raise CatalogError(f"inventory: {server.name} does not take {gpu.name}",
+                           hint=f"it takes {', '.join(server.compatible_gpus)}")
+    if count not in server.allowed_populations:
+        raise CatalogError(f"inventory: {server.name} holds {sorted(server.allowed_populations)} GPUs, not {count}",
+                           hint="give gpus_per_server as one of those")
+    return f"{server.name}/{gpu.name}/{count}"
+
+
+def _check_periods(scenario: Scenario, catalog: Catalog, path: Path) -> None:
+    """Inventory SKUs and per-year models resolve against the catalog (exit 2 naming the field)."""
+    file = str(path)
+    for i, item in enumerate(scenario.inventory):
+        try:
+            inventory_key(item, catalog)
+        except CatalogError as exc:
+            raise ScenarioError(exc.message, file=file, field=f"inventory[{i}]", hint=exc.hint) from exc
+    for i, w in enumerate(scenario.workloads):
+        for j, name in enumerate(getattr(w, "model_by_year", None) or []):
+            try:
+                resolve_model(name, catalog, base=path.parent)
+            except CatalogError as exc:
+                raise ScenarioError(exc.message, file=file, field=f"workloads[{i}].model_by_year[{j}]",
+                                    hint=exc.hint) from exc
+    periods = scenario.periods
+    if periods is not None:
+        known = _names([*catalog.gpus.values(), *catalog.servers.values()])
+        for name in periods.prices:
+            if name.lower() not in known:
+                raise ScenarioError(f"per-year price for unknown item {_clip(name, 80)!r}", file=file,
+                                    field=f"periods.prices.{_clip(name, 80)}", hint=_suggest(name, known))
 
 
 def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> ResolvedScenario:
@@ -620,6 +671,7 @@ def resolve_scenario(scenario: Scenario, path: Path, catalog: Catalog) -> Resolv
                     f"none of the precisions {w.precisions} runs on the allowed GPUs "
                     f"({', '.join(gpus)})", file=file, field=f"workloads[{i}].precisions",
                     hint="add bf16 or int4, or allow a GPU with fp8 support (Hopper, Ada, Blackwell, MI300)")
+    _check_periods(scenario, catalog, path)
     calibration = calibration_path(scenario, path)
     if calibration is not None:
         _check_calibration(calibration, file)

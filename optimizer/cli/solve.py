@@ -22,9 +22,10 @@ from optimizer.schema.scenario import MAX_MONEY, MAX_SEED, MAX_TIME_LIMIT_S
 @click.argument("scenario", type=click.Path(path_type=Path))
 @FORMAT_OPTION
 @click.option("--budget", type=FiniteFloat(0, MAX_MONEY, min_open=True), help="Override the capex cap (currency).")
-@click.option("--objective", type=click.Choice(["capex", "tco", "coverage", "hourly"]),
+@click.option("--objective", type=click.Choice(["capex", "tco", "coverage", "hourly", "npv"]),
               help="Override the objective; hourly: least price per hour of cloud instance types (the "
-                   "shipped ones, `procure catalog cloud`, and those the scenario declares under catalog.servers).")
+                   "shipped ones, `procure catalog cloud`, and those the scenario declares under catalog.servers); "
+                   "npv: least discounted cash out of a scenario with periods: (docs/periods.md).")
 @click.option("--confidence", type=FiniteFloat(0.5, 0.99),
               help="Override the scenario's confidence: the probability each replica reaches the capacity it "
                    "is planned at (0.5 = point estimates; higher buys margin where a GPU family's error band "

@@ -64,6 +64,8 @@ def with_overrides(rs: ResolvedScenario, *, budget: float | None = None, objecti
         for w, given in zip(data["workloads"], rs.scenario.workloads, strict=True):
             if w["kind"] == "inference":
                 w["requests_per_s"] *= demand_scale
+                if w.get("requests_per_s_by_year"):  # periods: every year's rate scales alike
+                    w["requests_per_s_by_year"] = [r * demand_scale for r in w["requests_per_s_by_year"]]
                 if isinstance(given, InferenceWorkload) and given.demand is not None:
                     # business volumes scale with the rate, so the two still agree on re-validation
                     w["demand"] = given.demand.scaled(demand_scale).model_dump()
@@ -97,6 +99,14 @@ def solve_scenario(rs: ResolvedScenario, settings: SolveSettings | None = None,
     say = progress or (lambda _msg: None)
     settings = settings or settings_of(rs)
     objective = rs.scenario.objective
+    if rs.scenario.periods is not None:  # one MIP over the years (optimizer.model.periods)
+        from optimizer.model.check_periods import check_periods
+        from optimizer.model.periods_plan import solve_periods
+
+        say(f"solving the plan over {rs.scenario.periods.years} periods")
+        plan = solve_periods(rs, settings)
+        say("checking every period")
+        return PlanResult(plan=plan, candidates=cands or CandidateSet(skus={}), checks=check_periods(plan, rs))
     if cands is None:
         say("sizing candidates")
         cands = build_candidates(rs)

@@ -38,8 +38,14 @@ def plan_tables(plan: Plan) -> Group:
                  f"{plan.racks_used} racks, {plan.rack_units_used} U")
     head.add_row("[bold]GPUs[/]", ", ".join(f"{n} x {g}" for g, n in sorted(plan.gpus_by_type.items())) or "none")
 
-    rented = plan.hourly_cost is not None
-    servers = Table(title="Cloud instances to rent" if rented else "Servers to buy")
+    if plan.npv is not None and plan.discount_rate is not None:
+        head.add_row("[bold]NPV[/]", f"{plan.npv:,.0f} {cur}: cash out discounted at {plan.discount_rate:.1%} a "
+                     "year, each year's counted at its start (capex above is nominal, all years)")
+
+    rented = plan.hourly_cost is not None and plan.periods is None
+    title = ("Cloud instances to rent" if rented else
+             "Fleet in the last year (owned and rented)" if plan.periods is not None else "Servers to buy")
+    servers = Table(title=title)
     for col in ("SKU", "count", "GPUs/server", "per hour" if rented else "unit price", "extended", "kW each"):
         servers.add_column(col, justify="left" if col == "SKU" else "right")
     for line in plan.servers:
@@ -84,5 +90,21 @@ def plan_tables(plan: Plan) -> Group:
                          for r in p.replicas)
         reps = "; ".join(x for x in [reps, *(f"finetune {j}" for j in p.finetune)] if x)
         place.add_row(str(p.index), str(p.rack), p.sku, reps, str(p.free_gpus))
-    parts = [head, servers, deps, *([routing] if routing.row_count else []), cov, place]
+    parts = [head, *([period_table(plan)] if plan.periods else []), servers, deps,
+             *([routing] if routing.row_count else []), cov, place]
     return Group(*parts)
+
+
+def period_table(plan: Plan) -> Table:
+    """One row per year of a plan over periods: what is bought, retired, rented, and the cash."""
+    table = Table(title=f"Plan per year ({plan.currency}; deployments above are the last year's)")
+    for col in ("year", "buy", "retire", "rent", "capex", "energy", "support", "rent cost", "cash out",
+                "discounted", "kW IT"):
+        table.add_column(col, justify="left" if col in ("buy", "retire", "rent") else "right")
+    for p in plan.periods or []:
+        table.add_row(str(p.year), "; ".join(f"{b.count} x {b.sku}" for b in p.buy) or "-",
+                      "; ".join(f"{b.count} x {b.sku}" for b in p.retire) or "-",
+                      "; ".join(f"{r.count} x {r.instance} ({r.option}, {r.gpu_hours:,.0f} GPU-h)" for r in p.rent)
+                      or "-", f"{p.capex:,.0f}", f"{p.energy:,.0f}", f"{p.support:,.0f}", f"{p.rent_cost:,.0f}",
+                      f"{p.cash_out:,.0f}", f"{p.discounted:,.0f}", f"{p.power_kw:,.1f}")
+    return table

@@ -181,6 +181,51 @@ class SolverReport(Record):
     nodes: int = Field(default=0, description="Branch-and-bound nodes stage 1 used (what --node-limit counts)")
 
 
+class SkuCount(Record):
+    sku: str = Field(description="chassis/GPU/population")
+    count: int = Field(ge=0, description="Servers")
+
+
+class RentLine(Record):
+    """Cloud instances rented in one period (option on-demand, or a committed term started then)."""
+
+    instance: str = Field(description="Instance type as a SKU key: instance/GPU/GPUs")
+    option: str = Field(description="on-demand, or a committed term such as 1y, 3y")
+    term_years: int = Field(ge=1, description="Years the option's price covers (1 for on-demand)")
+    start_year: int = Field(ge=1, description="Year the option was taken (its term runs from there)")
+    count: int = Field(ge=0, description="Instances")
+    gpu_hours: float = Field(description="count x GPUs per instance x 8760 h in this period")
+    hourly_price: float = Field(description="Currency per instance-hour in this period")
+    cost: float = Field(description="count x hourly_price x 8760, currency, this period")
+
+
+class PeriodPlan(Record):
+    """One year of a plan over periods: buys at its start at that year's prices, then runs on what
+    is owned (inventory kept + bought so far) and rented."""
+
+    year: int = Field(ge=1)
+    demand_rps: dict[str, float] = Field(description="Peak requests/s per workload this year")
+    models: dict[str, str] = Field(description="Model served per workload this year")
+    buy: list[SkuCount] = Field(description="Servers bought at the start of this year")
+    retire: list[SkuCount] = Field(description="Owned servers (inventory) retired at the start of this year")
+    own: list[SkuCount] = Field(description="Servers owned during this year (inventory kept + bought so far)")
+    rent: list[RentLine] = Field(description="Cloud instances rented during this year")
+    unit_prices: dict[str, float] = Field(description="Server price this year for each SKU bought, currency")
+    capex: float = Field(description="Σ bought x unit price this year, currency")
+    energy: float = Field(description="Owned servers' energy this year (full load x PUE x 8760 h), currency")
+    support: float = Field(description="opex_per_year_fraction x year-1 price of the servers owned, currency")
+    rent_cost: float = Field(description="What the instances rented cost for this year, currency")
+    opex: float = Field(description="energy + support + rent_cost, currency")
+    cash_out: float = Field(description="capex + opex, currency")
+    discount_factor: float = Field(description="1 / (1 + discount rate)^(year - 1)")
+    discounted: float = Field(description="cash_out x discount_factor, currency")
+    power_kw: float = Field(description="IT power of the owned servers at full load, kW")
+    racks_used: int
+    deployments: list[Deployment]
+    coverage: list[WorkloadCoverage]
+    notes: list[str] = Field(default_factory=list, description="Why: what was rented, kept or retired")
+
+
 class Plan(Record):
     scenario: str
     currency: str
@@ -216,3 +261,7 @@ class Plan(Record):
                               "capacity (0.5: point estimates; scenario `confidence`)")
     horizon_years: float
     notes: list[str] = Field(default_factory=list)
+    periods: list[PeriodPlan] | None = Field(default=None, description="Plans over periods: one entry per "
+        "year; top-level servers, deployments and placement are then the last year's")
+    npv: float | None = Field(default=None, description="With periods: Σ_y cash out_y / (1 + d)^(y - 1), currency")
+    discount_rate: float | None = Field(default=None, description="With periods: the NPV's discount rate")

@@ -28,6 +28,7 @@ MAX_LATENCY_MS = 3.6e6    # one hour
 MAX_DEMAND_SCALE = 1e4
 MAX_TIME_LIMIT_S = 7 * 86400.0
 MAX_SEED = 2**31 - 1      # HiGHS and SCIP take a 32-bit seed
+MAX_PERIOD_YEARS = 30     # periods: one-year periods
 DEFAULT_NODE_LIMIT = 100_000
 
 #: A unit price override in the scenario currency.
@@ -242,6 +243,15 @@ class InferenceWorkload(Strict):
         description="Peak request rate to serve, requests/s; derived from demand when that is given")
     demand: Demand | None = Field(default=None,
         description="Business volumes the peak rate is derived from, instead of requests_per_s")
+    # periods: (docs/periods.md): a list `requests_per_s: [12, 20, 36]` is moved here by the
+    # validator below, and requests_per_s keeps year 1's rate for single-period readers
+    requests_per_s_by_year: list[Annotated[float, Field(gt=0, le=MAX_RPS)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_PERIOD_YEARS,
+        description="Peak request rate per year of periods:, requests/s (written as requests_per_s: [..])")
+    growth_per_year: float | None = Field(default=None, gt=-1, le=100,
+        description="With periods: the peak rate grows by this fraction a year (0.5 = +50 %/year)")
+    model_by_year: list[Ref] | None = Field(default=None, min_length=1, max_length=MAX_PERIOD_YEARS,
+        description="With periods: the model served in each year (a newer model replaces an older one)")
     input_tokens: int = Field(ge=1, le=MAX_TOKENS,
         description="Mean prompt length, tokens (with `lengths`: the mix's mean, filled in)")
     output_tokens: int = Field(ge=1, le=MAX_TOKENS,
@@ -288,8 +298,36 @@ class InferenceWorkload(Strict):
                                  f"input_tokens/output_tokens, or omit {key} (it is filled in)")
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _rate_list(cls, data: Any) -> Any:
+        """``requests_per_s: [12, 20, 36]`` is one rate per year of ``periods:``: kept as
+        ``requests_per_s_by_year``, with year 1's rate as ``requests_per_s``."""
+        if not isinstance(data, dict) or not isinstance(data.get("requests_per_s"), list):
+            return data
+        rates = data["requests_per_s"]
+        data = dict(data)
+        if "requests_per_s_by_year" in data and data["requests_per_s_by_year"] != rates:
+            raise ValueError("requests_per_s is a list and disagrees with requests_per_s_by_year; give one of them")
+        data["requests_per_s_by_year"] = rates
+        if rates:
+            data["requests_per_s"] = rates[0]
+        else:
+            del data["requests_per_s"]
+        return data
+
     @model_validator(mode="after")
     def _peak_rate(self) -> InferenceWorkload:
+        by_year = self.requests_per_s_by_year
+        if by_year is not None:
+            if self.demand is not None:
+                raise ValueError("requests_per_s per year and demand: give one of them (demand with growth_per_year "
+                                 "grows over periods)")
+            if self.growth_per_year is not None:
+                raise ValueError("requests_per_s per year and growth_per_year: give one of them")
+            if abs(self.requests_per_s - by_year[0]) > DEMAND_AGREEMENT * by_year[0]:
+                raise ValueError(f"requests_per_s {self.requests_per_s:g} is not year 1 of requests_per_s_by_year "
+                                 f"({by_year[0]:g}); give one of them")
         given = "requests_per_s" in self.model_fields_set
         if self.demand is None:
             if not given:
@@ -447,6 +485,46 @@ class QuoteSettings(Strict):
         return (not site.racks_provided) if self.racks is None else self.racks
 
 
+class Periods(Strict):
+    """A plan over ``years`` one-year periods (docs/periods.md): what to buy at the start of each
+    year, what is rented in it, and what owned servers retire."""
+
+    years: int = Field(ge=1, le=MAX_PERIOD_YEARS, description="Number of one-year periods")
+    discount_rate: float | None = Field(default=None, ge=0, le=1,
+        description="Yearly discount rate of the NPV objective; omitted: finance.discount_rate")
+    price_decline_per_year: float = Field(default=0.0, ge=0, lt=1,
+        description="Fraction by which server and GPU prices fall each year (0.15 = -15 %/year)")
+    prices: dict[Ref, list[Price]] = Field(default_factory=dict,
+        description="Per-year unit prices (GPU, server or cloud instance name; instances per hour), "
+        "one per year, in currency; they replace the decline for that item")
+
+
+class InventoryItem(Strict):
+    """Servers already owned and installed: used first, their power and racks counted, only their
+    energy and support paid; a plan may retire them when that is cheaper."""
+
+    sku: Ref | None = Field(default=None, description="chassis/GPU/population, e.g. DGX-A100-640GB/A100-SXM-80GB/8")
+    server: Ref | None = Field(default=None, description="Chassis name (with gpu and gpus_per_server)")
+    gpu: Ref | None = Field(default=None, description="GPU name (with server)")
+    gpus_per_server: int | None = Field(default=None, ge=1, le=1024, description="GPUs in each server")
+    count: int = Field(ge=1, le=MAX_COUNT, description="Servers owned")
+    age_years: float = Field(default=0.0, ge=0, le=50, description="Years since purchase (reported)")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> InventoryItem:
+        parts = (self.server, self.gpu, self.gpus_per_server)
+        if self.sku is not None and any(p is not None for p in parts):
+            raise ValueError("give sku, or server + gpu + gpus_per_server, not both")
+        if self.sku is None and any(p is None for p in parts):
+            raise ValueError("give sku (chassis/GPU/population), or all of server, gpu and gpus_per_server")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The SKU key as the candidate table writes it (names as given; the loader canonicalises)."""
+        return self.sku if self.sku is not None else f"{self.server}/{self.gpu}/{self.gpus_per_server}"
+
+
 class ScenarioCatalog(Strict):
     """GPUs and servers (or cloud instance types) the scenario declares itself, in the schema of
     catalogs/gpus.yaml and catalogs/servers.yaml (source and as_of required); merged into the
@@ -494,9 +572,14 @@ class Scenario(Strict):
     horizon_years: float = Field(default=3.0, gt=0, le=50, description="TCO horizon, years")
     site: Site
     constraints: Constraints = Constraints()
-    objective: Literal["capex", "tco", "coverage", "hourly"] = Field(default="capex",
+    objective: Literal["capex", "tco", "coverage", "hourly", "npv"] = Field(default="capex",
         description="capex, tco, coverage, or hourly: the least Σ hourly price x instances of cloud "
-        "instance types (servers with hourly_usd), in currency per hour")
+        "instance types (servers with hourly_usd), in currency per hour; npv (with periods): the least "
+        "discounted cash out over the periods")
+    periods: Periods | None = Field(default=None,
+        description="Plan over years: demand per year, purchases per year, rent, retire (docs/periods.md)")
+    inventory: list[InventoryItem] = Field(default_factory=list, max_length=1000,
+        description="Servers already owned (with periods)")
     headroom: float = Field(default=0.8, gt=0, le=1,
         description="Plan replicas at most at this fraction of SLO capacity")
     confidence: float = Field(default=0.5, ge=0.5, le=0.99,
@@ -541,7 +624,46 @@ class Scenario(Strict):
             raise ValueError(f"currency {self.currency} needs usd_to_currency (units per US dollar)")
         if self.currency == "USD" and self.usd_to_currency not in (None, 1.0):
             raise ValueError("usd_to_currency must be 1 (or omitted) when currency is USD")
+        self._check_periods()
         return self
+
+    def _check_periods(self) -> None:
+        """Everything that only makes sense over periods, and per-year lists of the right length."""
+        p = self.periods
+        if p is None:
+            if self.objective == "npv":
+                raise ValueError("objective npv needs a periods: block (years, discount_rate, ...); "
+                                 "use capex or tco for one period")
+            if self.inventory:
+                raise ValueError("inventory: needs a periods: block (servers owned are planned over years)")
+            for i, w in enumerate(self.workloads):
+                if isinstance(w, InferenceWorkload) and (w.requests_per_s_by_year is not None
+                                                         or w.growth_per_year is not None
+                                                         or w.model_by_year is not None):
+                    raise ValueError(f"workloads[{i}] ({w.name}) gives per-year demand or models; add a "
+                                     "periods: block with years")
+            return
+        if self.objective not in ("npv", "tco"):
+            raise ValueError(f"objective {self.objective} is for one period; with periods: use npv (discounted "
+                             "cash out) or tco (the same undiscounted)")
+        for i, w in enumerate(self.workloads):
+            if isinstance(w, FinetuneWorkload):  # the job runs every year on what is owned or rented
+                continue
+            if w.growth_per_year is not None:
+                last = w.requests_per_s * (1.0 + w.growth_per_year) ** (p.years - 1)
+                if not 0 < last <= MAX_RPS:
+                    raise ValueError(f"workloads[{i}] ({w.name}) grows to {last:g} req/s in year {p.years}, "
+                                     f"outside (0, {MAX_RPS:g}]: lower growth_per_year")
+            for key in ("requests_per_s_by_year", "model_by_year"):
+                given = getattr(w, key)
+                if given is not None and len(given) != p.years:
+                    shown = "requests_per_s" if key == "requests_per_s_by_year" else key
+                    raise ValueError(f"workloads[{i}].{shown} has {len(given)} values; periods.years is "
+                                     f"{p.years}: give one per year")
+        for name, values in p.prices.items():
+            if len(values) != p.years:
+                raise ValueError(f"periods.prices.{name} has {len(values)} values; periods.years is "
+                                 f"{p.years}: give one per year")
 
     @property
     def usd_rate(self) -> float:

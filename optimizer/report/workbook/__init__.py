@@ -45,6 +45,7 @@ from optimizer.report.workbook.common import (
     Refs,
 )
 from optimizer.report.workbook.deployment import write_deployment
+from optimizer.report.workbook.periods import write_period_schedule
 from optimizer.report.workbook.racks import write_racks
 from optimizer.report.workbook.schedule import write_schedule
 from optimizer.report.workbook.sizing import write_sizing
@@ -69,7 +70,10 @@ def build_workbook(plan: Plan, rs: ResolvedScenario) -> Workbook:
     write_assumptions(wb, sheets[ASSUMPTIONS], plan, rs, refs)
     write_bom(wb, sheets[BOM], plan, rs, refs)
     write_racks(wb, sheets[RACKS], plan, rs, refs)
-    write_schedule(wb, sheets[SCHEDULE], plan, rs)
+    if plan.periods:
+        write_period_schedule(wb, sheets[SCHEDULE], plan)
+    else:
+        write_schedule(wb, sheets[SCHEDULE], plan, rs)
     write_deployment(sheets[DEPLOYMENT], plan)
     replicas = write_replicas(sheets[REPLICAS], plan)
     write_capacity(sheets[CAPACITY], plan, replicas)

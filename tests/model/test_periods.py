@@ -1,0 +1,251 @@
+"""Plans over periods (issue #14): hand-solved multi-period MIPs, the schema's refusals, and a
+real-sizing plan through the pipeline and its checker.
+
+Hand tables: real catalog SKUs at overridden round prices, stated per-replica capacities (one
+1-GPU replica per 1-GPU server, so servers = replicas), headroom 1, PUE 1, no quote lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optimizer import periods as per
+from optimizer.errors import ProcureError, ScenarioError
+from optimizer.loaders import load_catalog, resolve_scenario, scenario_from_data
+from optimizer.model.periods import YearTable, build_period_model, year_scenario
+from optimizer.model.periods_plan import solve_period_model
+from optimizer.model.pipeline import solve_scenario
+from optimizer.schema.scenario import InferenceWorkload, Scenario
+from optimizer.sizing.candidates import CandidateSet, InferenceCandidate, ServerSku, server_skus
+from tests.model.helpers import SETTINGS, candidate, workload
+
+L20_1 = "PCIe-8GPU-4U/L20-48GB/1"
+L20_8 = "PCIe-8GPU-4U/L20-48GB/8"
+H20 = "HGX-H20-8GPU/H20-96GB/8"
+CLOUD = "peak.l20/L20-48GB/1"
+#: chassis 90,000 + GPU 10,000: a 1-GPU L20 server at 100,000; 8 GPUs 170,000
+PRICES = {"PCIe-8GPU-4U": 90000, "L20-48GB": 10000, "HGX-H20-8GPU": 20000, "H20-96GB": 10000}
+
+
+def cloud_instance(usd_per_h: float) -> dict[str, Any]:
+    return {"name": "peak.l20", "vendor": "test cloud", "description": "1 x L20", "gpu_form_factor": "pcie",
+            "compatible_gpus": ["L20-48GB"], "gpu_slots": 1, "allowed_populations": [1], "hourly_usd": usd_per_h,
+            "source": "test price list", "as_of": "2026-01-01"}
+
+
+def data(rates: list[float], periods: dict[str, Any], **top: Any) -> dict[str, Any]:
+    w = workload("a", 1.0)
+    w["requests_per_s"] = rates
+    out: dict[str, Any] = {
+        "name": "periods", "objective": "npv", "periods": periods, "headroom": 1.0, "prices": PRICES,
+        "site": {"power_kw": 1000, "pue": 1.0, "racks": 10, "rack_power_kw": 100, "rack_units": 42},
+        "quote": {"network": False, "storage": False, "support": False, "shipping_installation": False},
+        "constraints": {"gpus": ["L20-48GB"]}, "workloads": [w]}
+    out.update(top)
+    return out
+
+
+def resolved(d: dict[str, Any]):  # type: ignore[no-untyped-def]
+    return resolve_scenario(Scenario.model_validate(d), Path("periods.yaml"), load_catalog())
+
+
+def solve(rs: Any, cands: list[InferenceCandidate]) -> tuple[Any, dict[str, float], float]:
+    """Solve with the same hand table every year; (model, {variable name: value}, objective)."""
+    assert rs.scenario.periods is not None
+    tables = []
+    for y in range(1, rs.scenario.periods.years + 1):
+        ry = year_scenario(rs, y)
+        tables.append(YearTable(y, ry, CandidateSet(skus=server_skus(ry), inference=list(cands))))
+    pm = build_period_model(rs, tables)
+    values, report = solve_period_model(pm, SETTINGS)
+    assert report.status == "optimal"
+    named = {v.name: round(x) for v, x in values.items() if round(x) > 0 and v.name.startswith(("buy", "ret", "rent"))}
+    return pm, named, report.objective
+
+
+def test_growth_bought_in_two_phases_when_prices_fall_fast() -> None:
+    # demand 2, 2, 4 req/s on 1-req/s servers at 100,000; support 1 % of year-1 price = 1,000 a year
+    # per server owned; prices fall 30 % a year (year 3: 100,000 x 0.7^2 = 49,000); discount 10 %.
+    # all in year 1: 400,000 + 4,000 + 4,000/1.1 + 4,000/1.21 = 410,942.15
+    # 2 + 2 in year 2: 202,000 + (2 x 70,000 + 4,000)/1.1 + 4,000/1.21 = 336,214.88
+    # 2 + 2 in year 3: 202,000 + 2,000/1.1 + (2 x 49,000 + 4,000)/1.21 = 202,000 + 1,818.18 + 84,297.52
+    #                  = 288,115.70  <- least
+    rs = resolved(data([2, 2, 4], {"years": 3, "price_decline_per_year": 0.3, "discount_rate": 0.1},
+                       opex_per_year_fraction=0.01))
+    _, named, obj = solve(rs, [candidate("a", L20_1, 1.0)])
+    assert named == {f"buy[{L20_1},1]": 2, f"buy[{L20_1},3]": 2}
+    assert obj == pytest.approx(288115.70, abs=0.6)  # the tie-breaks are worth at most 0.5
+
+
+def test_growth_bought_at_once_when_prices_do_not_fall() -> None:
+    # the same demand, prices rising 5 % a year (periods.prices: 100,000, 105,000, 110,000), no discount:
+    # all in year 1: 400,000 + 3 x 4,000 = 412,000  <- least
+    # 2 + 2 in year 2: 200,000 + 210,000 + 2,000 + 4,000 + 4,000 = 420,000
+    # 2 + 2 in year 3: 200,000 + 220,000 + 2,000 + 2,000 + 4,000 = 428,000
+    rs = resolved(data([2, 2, 4], {"years": 3, "discount_rate": 0.0,
+                                   "prices": {"PCIe-8GPU-4U": [90000, 95000, 100000]}},
+                       opex_per_year_fraction=0.01))
+    _, named, obj = solve(rs, [candidate("a", L20_1, 1.0)])
+    assert named == {f"buy[{L20_1},1]": 4}
+    assert obj == pytest.approx(412000.0, abs=0.6)
+
+
+def inventory_case(rate: float) -> tuple[dict[str, float], float]:
+    # inventory: one 8 x L20 server (year-1 price 170,000: support 20 % = 34,000 a year), old and
+    # slow here: 0.5 req/s per 1-GPU replica, 4 req/s in all. New: an H20 server at 20,000 + 8 x 10,000
+    # = 100,000 (support 20,000 a year) serving 8 req/s (one TP8 replica). Three years, no discount.
+    d = data([rate] * 3, {"years": 3, "discount_rate": 0.0}, opex_per_year_fraction=0.2,
+             inventory=[{"server": "PCIe-8GPU-4U", "gpu": "L20-48GB", "gpus_per_server": 8, "count": 1,
+                         "age_years": 3}])
+    d["constraints"] = {"gpus": ["L20-48GB", "H20-96GB"], "servers": ["HGX-H20-8GPU"]}
+    rs = resolved(d)
+    _, named, obj = solve(rs, [candidate("a", L20_8, 0.5), candidate("a", H20, 8.0, tp=8)])
+    return named, obj
+
+
+def test_inventory_kept_when_cheaper() -> None:
+    # 4 req/s: keep the inventory: 3 x 34,000 = 102,000; an H20 instead: 100,000 + 3 x 20,000 = 160,000
+    named, obj = inventory_case(4.0)
+    assert named == {}
+    assert obj == pytest.approx(102000.0, abs=0.6)
+
+
+def test_inventory_retired_when_not() -> None:
+    # 8 req/s: an H20 is needed anyway (the inventory serves 4); keeping the inventory beside it
+    # costs 102,000 more: retire it in year 1 -> 100,000 + 60,000 = 160,000
+    named, obj = inventory_case(8.0)
+    assert named == {f"buy[{H20},1]": 1, f"ret[{L20_8},1]": 1, f"ret[{L20_8},2]": 1, f"ret[{L20_8},3]": 1}
+    assert obj == pytest.approx(160000.0, abs=0.6)
+
+
+def test_short_peak_rented() -> None:
+    # demand 2, 6, 2 req/s; owning a 1-GPU server: 100,000, nothing to run; renting one for a year:
+    # 5.00/h x 8,760 h = 43,800. Base load: buy 2 (200,000; renting them 3 years is 131,400 each);
+    # the year-2 peak of 4 more: rent (4 x 43,800 = 175,200) rather than buy (400,000).
+    # NPV at 0 %: 200,000 + 175,200 = 375,200
+    rs = resolved(data([2, 6, 2], {"years": 3, "discount_rate": 0.0}, catalog={"servers": [cloud_instance(5.0)]}))
+    assert server_skus(rs)[CLOUD].hourly_price == 5.0
+    _, named, obj = solve(rs, [candidate("a", L20_1, 1.0), candidate("a", CLOUD, 1.0)])
+    assert named == {f"buy[{L20_1},1]": 2, f"rent[{CLOUD},on-demand,2]": 4}
+    assert obj == pytest.approx(375200.0, abs=0.6)
+
+
+def test_demand_by_year_and_prices() -> None:
+    # growth 50 %: 12, 18, 27; a list is kept as given
+    w = InferenceWorkload.model_validate({**workload("a", 12.0), "growth_per_year": 0.5})
+    assert per.demand_by_year(w, 3) == pytest.approx([12.0, 18.0, 27.0])
+    w2 = InferenceWorkload.model_validate({**workload("a", 1.0), "requests_per_s": [12, 20, 36]})
+    assert w2.requests_per_s == 12 and per.demand_by_year(w2, 3) == [12, 20, 36]
+    p = Scenario.model_validate(data([1, 1, 1], {"years": 3, "price_decline_per_year": 0.2})).periods
+    assert p is not None
+    # 10,000 x 0.8^2 = 6,400; a server of chassis 90,000 and one GPU: (90,000 + 10,000) x 0.8 = 80,000
+    assert per.item_price(p, "L20-48GB", 10000, 3) == pytest.approx(6400.0)
+    assert per.server_price(p, "PCIe-8GPU-4U", 90000, "L20-48GB", 10000, 1, 2) == pytest.approx(80000.0)
+    assert per.discount_factor(0.1, 3) == pytest.approx(1 / 1.21)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["workloads"][0].update(requests_per_s=[1, 2]), "has 2 values; periods.years is 3"),
+    (lambda d: d.pop("periods"), "objective npv needs a periods: block"),
+    (lambda d: d.update(objective="capex"), "objective capex is for one period"),
+    (lambda d: d["periods"].update(prices={"L20-48GB": [1, 2]}), "periods.prices.L20-48GB has 2 values"),
+    (lambda d: d["workloads"][0].update(growth_per_year=0.5), "growth_per_year: give one of them"),
+    (lambda d: (d.pop("periods"), d.update(objective="capex", inventory=[{"sku": L20_8, "count": 1}]),
+                d["workloads"][0].update(requests_per_s=1.0)), "inventory: needs a periods: block"),
+    (lambda d: d.update(inventory=[{"sku": "NoSuch/L20-48GB/8", "count": 1}]), "unknown server"),
+    (lambda d: d.update(inventory=[{"sku": "PCIe-8GPU-4U/L20-48GB/3", "count": 1}]), "not 3"),
+])
+def test_inconsistent_periods_are_refused(change: Any, message: str) -> None:
+    d = data([1, 2, 3], {"years": 3})
+    change(d)
+    with pytest.raises(ProcureError) as err:
+        scenario_from_data(d, Path("bad.yaml"))
+    assert isinstance(err.value, ScenarioError)
+    assert message in str(err.value)
+
+
+def test_real_plan_over_periods_is_checked() -> None:
+    """Real sizing (Qwen2-7B on L20 and an owned A100 server) through the pipeline: the plan has a
+    period per year, the checker recomputes own = inventory + bought − retired and the NPV."""
+    d = data([2, 8, 30], {"years": 3, "price_decline_per_year": 0.2, "discount_rate": 0.08},
+             inventory=[{"sku": "HGX-A100-8GPU/A100-SXM-80GB/8", "count": 1, "age_years": 2}])
+    d["prices"] = {}
+    d["site"]["electricity_per_kwh"] = 0.1
+    d["workloads"][0].update(input_tokens=1000, output_tokens=200)
+    rs = scenario_from_data(d, Path("periods.yaml"))
+    result = solve_scenario(rs)
+    plan = result.plan
+    assert plan.periods is not None and [p.year for p in plan.periods] == [1, 2, 3]
+    assert plan.npv is not None and result.checks
+    # NPV = Σ cash out x 1/1.08^(y-1) (no rent here, or a one-year rent in its own year)
+    assert plan.npv == pytest.approx(sum(p.cash_out / 1.08 ** (p.year - 1) for p in plan.periods), rel=1e-9)
+    assert all(sum(d.planned_rps for d in p.deployments) >= p.demand_rps["a"] * (1 - 1e-9) for p in plan.periods)
+
+
+@given(rates=st.lists(st.floats(min_value=0.01, max_value=1e4), min_size=1, max_size=6),
+       growth=st.floats(min_value=-0.5, max_value=2.0))
+@settings(max_examples=40, deadline=None)
+def test_rates_round_trip_and_growth_compounds(rates: list[float], growth: float) -> None:
+    """A per-year list survives model_dump → validate (a written-out scenario reloads) and is what
+    demand_by_year returns; a growth rate compounds: λ_y+1 = λ_y·(1 + g)."""
+    years = len(rates)
+    w = InferenceWorkload.model_validate({**workload("a", 1.0), "requests_per_s": rates})
+    again = InferenceWorkload.model_validate(w.model_dump())
+    assert per.demand_by_year(again, years) == rates and again.requests_per_s == rates[0]
+    g = InferenceWorkload.model_validate({**workload("a", rates[0]), "growth_per_year": growth})
+    by_year = per.demand_by_year(g, years)
+    for a, b in pairwise(by_year):
+        assert b == pytest.approx(a * (1 + growth), rel=1e-12)
+
+
+@dataclass(frozen=True)
+class CommittedSku(ServerSku):
+    """A cloud SKU with a 3-year committed price, as the cloud catalog will give (hourly_3y_usd)."""
+
+    hourly_3y_price: float | None = None
+
+
+def test_committed_term_is_an_option_covering_its_term() -> None:
+    # 4 req/s for 3 years on 1-req/s instances, no discount. Per instance: buy 100,000; on demand
+    # 5.00/h = 43,800 a year (131,400 over 3); committed 3 years at 3.00/h = 26,280 a year, 78,840 in
+    # all, paid in each year of the term -> 4 committed instances: 315,360 (buying: 400,000)
+    rs = resolved(data([4, 4, 4], {"years": 3, "discount_rate": 0.0}, catalog={"servers": [cloud_instance(5.0)]}))
+    tables = []
+    for y in (1, 2, 3):
+        ry = year_scenario(rs, y)
+        skus = server_skus(ry)
+        skus[CLOUD] = CommittedSku(**{f.name: getattr(skus[CLOUD], f.name) for f in fields(ServerSku)},
+                                   hourly_3y_price=3.0)
+        tables.append(YearTable(y, ry, CandidateSet(skus=skus, inference=[candidate("a", L20_1, 1.0),
+                                                                          candidate("a", CLOUD, 1.0)])))
+    pm = build_period_model(rs, tables)
+    values, report = solve_period_model(pm, SETTINGS)
+    named = {v.name: round(x) for v, x in values.items() if round(x) > 0 and v.name.startswith(("buy", "rent"))}
+    assert named == {f"rent[{CLOUD},3y,1]": 4}
+    assert report.objective == pytest.approx(315360.0, abs=0.6)
+    # the term runs on: year 3's packing row holds with no rent started after year 1
+    assert all(k[2] == 1 for k, v in pm.rent.items() if round(values[v]) > 0)
+
+
+def test_newer_model_replaces_older_one_in_its_year() -> None:
+    """model_by_year: year 2 is sized on its own model (its own candidate table), the plan names
+    each year's model, and the checker passes every year."""
+    d = data([2, 4], {"years": 2, "discount_rate": 0.08})
+    d["prices"] = {}
+    d["workloads"][0]["model_by_year"] = ["Qwen2-7B", "Qwen/Qwen2.5-7B-Instruct"]
+    rs = scenario_from_data(d, Path("periods.yaml"))
+    result = solve_scenario(rs)
+    assert result.plan.periods is not None
+    assert [p.models["a"] for p in result.plan.periods] == ["Qwen2-7B", "Qwen2.5-7B"]
+    assert {dep.model for dep in result.plan.periods[1].deployments} == {"Qwen2.5-7B"}
+    bad = data([2, 4], {"years": 2})
+    bad["workloads"][0]["model_by_year"] = ["Qwen2-7B", "NoSuchModel-7B"]
+    with pytest.raises(ScenarioError, match=r"model_by_year\[1\]"):
+        scenario_from_data(bad, Path("bad.yaml"))
