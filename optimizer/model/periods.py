@@ -167,11 +167,13 @@ def support_per_year(rs: ResolvedScenario, sku: ServerSku) -> float:
 
 
 def options_of(rs: ResolvedScenario, sku: ServerSku, year: int) -> list[per.RentOption]:
-    """Rent options of a cloud instance SKU starting in year y: on demand (committed terms join when
-    the catalog gives ``hourly_1y_usd`` / ``hourly_3y_usd``)."""
+    """Rent options of a cloud instance SKU starting in year y: on demand, and each committed term
+    the catalog prices (``hourly_1y_usd`` / ``hourly_3y_usd``, converted to the scenario currency;
+    a ``prices:`` override of the instance sets its on-demand price only)."""
     assert rs.scenario.periods is not None and sku.hourly_price is not None
-    committed = {t: h for t, h in ((1, getattr(sku, "hourly_1y_price", None)),
-                                   (3, getattr(sku, "hourly_3y_price", None))) if h is not None}
+    rate = rs.scenario.usd_rate
+    committed = {t: h * rate for t, h in ((1, sku.chassis.hourly_1y_usd), (3, sku.chassis.hourly_3y_usd))
+                 if h is not None}
     return per.rent_options(rs.scenario.periods, sku.chassis.name, sku.hourly_price, year, committed)
 
 

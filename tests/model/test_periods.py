@@ -7,7 +7,6 @@ Hand tables: real catalog SKUs at overridden round prices, stated per-replica ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from optimizer.model.periods import YearTable, build_period_model, year_scenario
 from optimizer.model.periods_plan import solve_period_model
 from optimizer.model.pipeline import solve_scenario
 from optimizer.schema.scenario import InferenceWorkload, Scenario
-from optimizer.sizing.candidates import CandidateSet, InferenceCandidate, ServerSku, server_skus
+from optimizer.sizing.candidates import CandidateSet, InferenceCandidate, server_skus
 from tests.model.helpers import SETTINGS, candidate, workload
 
 L20_1 = "PCIe-8GPU-4U/L20-48GB/1"
@@ -205,24 +204,16 @@ def test_rates_round_trip_and_growth_compounds(rates: list[float], growth: float
         assert b == pytest.approx(a * (1 + growth), rel=1e-12)
 
 
-@dataclass(frozen=True)
-class CommittedSku(ServerSku):
-    """A cloud SKU with a 3-year committed price, as the cloud catalog will give (hourly_3y_usd)."""
-
-    hourly_3y_price: float | None = None
-
-
 def test_committed_term_is_an_option_covering_its_term() -> None:
     # 4 req/s for 3 years on 1-req/s instances, no discount. Per instance: buy 100,000; on demand
     # 5.00/h = 43,800 a year (131,400 over 3); committed 3 years at 3.00/h = 26,280 a year, 78,840 in
     # all, paid in each year of the term -> 4 committed instances: 315,360 (buying: 400,000)
-    rs = resolved(data([4, 4, 4], {"years": 3, "discount_rate": 0.0}, catalog={"servers": [cloud_instance(5.0)]}))
+    committed = {**cloud_instance(5.0), "hourly_3y_usd": 3.0}  # as the cloud catalog gives it
+    rs = resolved(data([4, 4, 4], {"years": 3, "discount_rate": 0.0}, catalog={"servers": [committed]}))
     tables = []
     for y in (1, 2, 3):
         ry = year_scenario(rs, y)
         skus = server_skus(ry)
-        skus[CLOUD] = CommittedSku(**{f.name: getattr(skus[CLOUD], f.name) for f in fields(ServerSku)},
-                                   hourly_3y_price=3.0)
         tables.append(YearTable(y, ry, CandidateSet(skus=skus, inference=[candidate("a", L20_1, 1.0),
                                                                           candidate("a", CLOUD, 1.0)])))
     pm = build_period_model(rs, tables)
