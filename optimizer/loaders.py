@@ -61,6 +61,8 @@ def field_path(loc: Iterable[int | str]) -> str:
             prev = part
             continue
         prev = part
+        if part == "requests_per_s_by_year":  # written as requests_per_s: [per year] (the schema splits it)
+            part = "requests_per_s"
         if part == "[key]":
             out += " (key)"
         elif isinstance(part, int) and not (i + 1 < len(parts) and parts[i + 1] == "[key]"):

@@ -310,10 +310,11 @@ class InferenceWorkload(Strict):
         if "requests_per_s_by_year" in data and data["requests_per_s_by_year"] != rates:
             raise ValueError("requests_per_s is a list and disagrees with requests_per_s_by_year; give one of them")
         data["requests_per_s_by_year"] = rates
-        if rates:
-            data["requests_per_s"] = rates[0]
-        else:
-            del data["requests_per_s"]
+        first = rates[0] if rates else None
+        if isinstance(first, int | float) and not isinstance(first, bool) and 0 < first <= MAX_RPS:
+            data["requests_per_s"] = first
+        else:  # the list's own error (reported as requests_per_s[0]) says what is wrong with it
+            data["requests_per_s"] = 1.0
         return data
 
     @model_validator(mode="after")
@@ -637,11 +638,14 @@ class Scenario(Strict):
             if self.inventory:
                 raise ValueError("inventory: needs a periods: block (servers owned are planned over years)")
             for i, w in enumerate(self.workloads):
-                if isinstance(w, InferenceWorkload) and (w.requests_per_s_by_year is not None
-                                                         or w.growth_per_year is not None
-                                                         or w.model_by_year is not None):
-                    raise ValueError(f"workloads[{i}] ({w.name}) gives per-year demand or models; add a "
-                                     "periods: block with years")
+                if not isinstance(w, InferenceWorkload):
+                    continue
+                given = [key for key, value in (("requests_per_s", w.requests_per_s_by_year),
+                                                ("growth_per_year", w.growth_per_year),
+                                                ("model_by_year", w.model_by_year)) if value is not None]
+                if given:
+                    raise ValueError(f"workloads[{i}].{given[0]} ({w.name}): per-year demand or models need a "
+                                     "periods: block with years; give one number (req/s) for one period")
             return
         if self.objective not in ("npv", "tco"):
             raise ValueError(f"objective {self.objective} is for one period; with periods: use npv (discounted "
