@@ -72,6 +72,100 @@ def _resized(rs: ResolvedScenario, w: InferenceWorkload, d: Deployment, gpu: str
     return perf, with_measured(perf, rs.measured[hit], slo_targets(w.slo)), True
 
 
+Require = Callable[[bool, str, str], None]
+
+
+def check_deployments(rs: ResolvedScenario, deployments: list[Deployment], require: Require,
+                      ) -> tuple[dict[str, float], dict[tuple[str, int, int], float], dict[str, int]]:
+    """Re-size every deployment from the scenario and catalog alone (MoE layout, memory fit,
+    precision, SLO capacity, per length bucket, measured entries laid over as the candidate table
+    did), calling ``require`` per check. Returns the capacity x headroom per single-length workload,
+    the req/s routed per (workload, input, output) bucket and the replicas per workload; the caller
+    checks them against its demand. Shared by check_plan and the periods checker (one year each)."""
+    sc, cat = rs.scenario, rs.catalog
+    capacity: dict[str, float] = defaultdict(float)
+    routed: dict[tuple[str, int, int], float] = defaultdict(float)  # (workload, input, output) -> req/s
+    count: dict[str, int] = defaultdict(int)
+    workloads = sc.inference_workloads()
+    for d in deployments:
+        w = workloads[d.workload]
+        gpu = resolve_gpu(d.gpu, cat)
+        arch = parse_config(rs.models[w.name].config, rs.models[w.name].name)
+        settings = sc.serving.model_copy(update={"kv_dtype": d.kv_dtype})
+        # the MoE layout is re-checked from the rules, not trusted: MoE only, ep 1 or tp x dp and
+        # dividing the experts, the tp x dp group in one domain, tp x pp x dp GPUs per replica
+        layout = moe_layout_problems(arch, gpu, tp=d.tp, ep=d.ep, dp=d.dp)
+        require(not layout, f"{d.workload} EP{d.ep} DP{d.dp} layout", "; ".join(p.message for p in layout))
+        require(d.gpus_per_replica == d.tp * d.pp * d.dp, f"{d.workload} GPUs per replica",
+                f"{d.gpus_per_replica} != TP {d.tp} x PP {d.pp} x DP {d.dp}")
+        if layout:
+            continue
+        mem = serving_memory(arch, d.precision, gpu_memory_gib=gpu.memory_gib, tp=d.tp, pp=d.pp,
+                             settings=settings, max_model_len=w.max_context, ep=d.ep, dp=d.dp)
+        require(mem.fits and mem.kv_cache_tokens >= w.max_context, f"{d.workload} on {d.gpu} TP{d.tp} fits",
+                f"KV cache {mem.kv_cache_tokens} tokens < max_context {w.max_context}")
+        require(d.precision in w.precisions and gpu.runs(d.precision), f"{d.workload} precision {d.precision}",
+                "not allowed or not supported")
+        require(arch.num_attention_heads % d.tp == 0, f"{d.workload} TP divides heads",
+                f"{arch.num_attention_heads} heads, TP {d.tp}")
+        calib = rs.calibration_path
+        eff = plan_efficiency(gpu, sc.serving, calib)
+        scale = planning_time_scale(eff.band_log_sd, sc.confidence)
+
+        sized = partial(replica_perf, arch, gpu, tp=d.tp, pp=d.pp, precision=d.precision, kv_dtype=d.kv_dtype,
+                        kv_cache_tokens=mem.kv_cache_tokens, ttft_ms=w.slo.ttft_ms, tpot_ms=w.slo.tpot_ms,
+                        max_num_seqs=sc.serving.max_num_seqs, utilization=sc.headroom,
+                        efficiency=eff, time_scale=scale, ep=d.ep, dp=d.dp, tails=slo_tails(w.slo),
+                        prefix_tokens=w.prefix.tokens if w.prefix else 0,
+                        prefix_hit_rate=w.prefix.hit_rate if w.prefix else 0.0)
+        if len(w.buckets()) > 1:
+            # a length mix: every bucket re-sized alone, scaled by the mix factor as the candidate
+            # table did (candidates.apply_mix on the mix-aware evaluation); the replicas' time
+            # carries the routed buckets
+            mix = w.buckets()
+            alone = [_resized(rs, w, d, gpu.name, sized, i_tok, o_tok) for i_tok, o_tok, _ in mix]
+            model = [a[0] for a in alone]
+            sub = servable_mix(model, mix)
+            mixed = mix_eval(arch, w, d.kv_dtype, rs, [perf_query(gpu, mem, (gpu.name, d.tp, d.pp, d.precision,
+                                                                           d.ep, d.dp), eff, sc.confidence)],
+                             sub)[0] if sub else None
+            scaled, _ = apply_mix(model, [a[1] for a in alone], [a[2] for a in alone], mix, mixed)
+            if mixed is not None and mixed.requests_per_s > 0:  # the kappa capacity meets the SLO on the mix
+                over = _over_slo(mixed, w)
+                require(not over, f"{d.workload} on {d.gpu} TP{d.tp} SLO on the length mix", "; ".join(over) + " ms")
+            per_bucket = {(i_tok, o_tok): p for (i_tok, o_tok, _), p in zip(mix, scaled, strict=True)}
+            busy = 0.0
+            for b in d.buckets:
+                require((b.input_tokens, b.output_tokens) in per_bucket, f"{d.workload} bucket {b.input_tokens}/"
+                        f"{b.output_tokens}", "not a bucket of the workload's lengths")
+                perf = per_bucket.get((b.input_tokens, b.output_tokens))
+                if perf is None:
+                    continue
+                require(_close(perf.requests_per_s, b.capacity_rps, 1e-6) and perf.requests_per_s > 0,
+                        f"{d.workload} bucket {b.input_tokens}/{b.output_tokens} capacity recomputed",
+                        f"{b.capacity_rps} != {perf.requests_per_s}")
+                over = _over_slo(perf, w)
+                require(not over, f"{d.workload} bucket {b.input_tokens}/{b.output_tokens} SLO",
+                        "; ".join(over) + " ms")
+                if perf.requests_per_s > 0:
+                    busy += b.planned_rps / (sc.headroom * perf.requests_per_s)
+                    routed[(w.name, b.input_tokens, b.output_tokens)] += b.planned_rps
+            require(busy <= d.replicas * (1 + REL), f"{d.workload} on {d.gpu} TP{d.tp} routed load",
+                    f"needs {busy:.4f} replicas at headroom {sc.headroom:g}, has {d.replicas}")
+            require(_close(sum(b.planned_rps for b in d.buckets), d.planned_rps, 1e-6),
+                    f"{d.workload} planned load", "bucket loads do not add up to planned_rps")
+            count[d.workload] += d.replicas
+            continue
+        _, perf, _ = _resized(rs, w, d, gpu.name, sized, w.input_tokens, w.output_tokens)
+        require(_close(perf.requests_per_s, d.capacity_rps, 1e-6), f"{d.workload} capacity recomputed",
+                f"{d.capacity_rps} != {perf.requests_per_s}")
+        over = _over_slo(perf, w)
+        require(not over, f"{d.workload} SLO", "; ".join(over) + " ms")
+        capacity[d.workload] += d.replicas * perf.requests_per_s * sc.headroom
+        count[d.workload] += d.replicas
+    return capacity, routed, count
+
+
 def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False) -> list[str]:
     """Every violated constraint as a sentence; raises SolverError if any. Returns the checks passed."""
     sc, cat = rs.scenario, rs.catalog
@@ -192,86 +286,8 @@ def check_plan(plan: Plan, rs: ResolvedScenario, *, coverage_mode: bool = False)
         require(rack_u[k] <= sc.site.rack_units, f"rack {k} units", f"{rack_u[k]} U > {sc.site.rack_units} U")
 
     # --- deployments: memory fit, SLO capacity, demand, replicas ------------------------------
-    capacity: dict[str, float] = defaultdict(float)
-    routed: dict[tuple[str, int, int], float] = defaultdict(float)  # (workload, input, output) -> req/s
-    count: dict[str, int] = defaultdict(int)
+    capacity, routed, count = check_deployments(rs, plan.deployments, require)
     workloads = sc.inference_workloads()
-    for d in plan.deployments:
-        w = workloads[d.workload]
-        gpu = resolve_gpu(d.gpu, cat)
-        arch = parse_config(rs.models[w.name].config, rs.models[w.name].name)
-        settings = sc.serving.model_copy(update={"kv_dtype": d.kv_dtype})
-        # the MoE layout is re-checked from the rules, not trusted: MoE only, ep 1 or tp x dp and
-        # dividing the experts, the tp x dp group in one domain, tp x pp x dp GPUs per replica
-        layout = moe_layout_problems(arch, gpu, tp=d.tp, ep=d.ep, dp=d.dp)
-        require(not layout, f"{d.workload} EP{d.ep} DP{d.dp} layout", "; ".join(p.message for p in layout))
-        require(d.gpus_per_replica == d.tp * d.pp * d.dp, f"{d.workload} GPUs per replica",
-                f"{d.gpus_per_replica} != TP {d.tp} x PP {d.pp} x DP {d.dp}")
-        if layout:
-            continue
-        mem = serving_memory(arch, d.precision, gpu_memory_gib=gpu.memory_gib, tp=d.tp, pp=d.pp,
-                             settings=settings, max_model_len=w.max_context, ep=d.ep, dp=d.dp)
-        require(mem.fits and mem.kv_cache_tokens >= w.max_context, f"{d.workload} on {d.gpu} TP{d.tp} fits",
-                f"KV cache {mem.kv_cache_tokens} tokens < max_context {w.max_context}")
-        require(d.precision in w.precisions and gpu.runs(d.precision), f"{d.workload} precision {d.precision}",
-                "not allowed or not supported")
-        require(arch.num_attention_heads % d.tp == 0, f"{d.workload} TP divides heads",
-                f"{arch.num_attention_heads} heads, TP {d.tp}")
-        calib = rs.calibration_path
-        eff = plan_efficiency(gpu, sc.serving, calib)
-        scale = planning_time_scale(eff.band_log_sd, sc.confidence)
-
-        sized = partial(replica_perf, arch, gpu, tp=d.tp, pp=d.pp, precision=d.precision, kv_dtype=d.kv_dtype,
-                        kv_cache_tokens=mem.kv_cache_tokens, ttft_ms=w.slo.ttft_ms, tpot_ms=w.slo.tpot_ms,
-                        max_num_seqs=sc.serving.max_num_seqs, utilization=sc.headroom,
-                        efficiency=eff, time_scale=scale, ep=d.ep, dp=d.dp, tails=slo_tails(w.slo),
-                        prefix_tokens=w.prefix.tokens if w.prefix else 0,
-                        prefix_hit_rate=w.prefix.hit_rate if w.prefix else 0.0)
-        if len(w.buckets()) > 1:
-            # a length mix: every bucket re-sized alone, scaled by the mix factor as the candidate
-            # table did (candidates.apply_mix on the mix-aware evaluation); the replicas' time
-            # carries the routed buckets
-            mix = w.buckets()
-            alone = [_resized(rs, w, d, gpu.name, sized, i_tok, o_tok) for i_tok, o_tok, _ in mix]
-            model = [a[0] for a in alone]
-            sub = servable_mix(model, mix)
-            mixed = mix_eval(arch, w, d.kv_dtype, rs, [perf_query(gpu, mem, (gpu.name, d.tp, d.pp, d.precision,
-                                                                           d.ep, d.dp), eff, sc.confidence)],
-                             sub)[0] if sub else None
-            scaled, _ = apply_mix(model, [a[1] for a in alone], [a[2] for a in alone], mix, mixed)
-            if mixed is not None and mixed.requests_per_s > 0:  # the kappa capacity meets the SLO on the mix
-                over = _over_slo(mixed, w)
-                require(not over, f"{d.workload} on {d.gpu} TP{d.tp} SLO on the length mix", "; ".join(over) + " ms")
-            per_bucket = {(i_tok, o_tok): p for (i_tok, o_tok, _), p in zip(mix, scaled, strict=True)}
-            busy = 0.0
-            for b in d.buckets:
-                require((b.input_tokens, b.output_tokens) in per_bucket, f"{d.workload} bucket {b.input_tokens}/"
-                        f"{b.output_tokens}", "not a bucket of the workload's lengths")
-                perf = per_bucket.get((b.input_tokens, b.output_tokens))
-                if perf is None:
-                    continue
-                require(_close(perf.requests_per_s, b.capacity_rps, 1e-6) and perf.requests_per_s > 0,
-                        f"{d.workload} bucket {b.input_tokens}/{b.output_tokens} capacity recomputed",
-                        f"{b.capacity_rps} != {perf.requests_per_s}")
-                over = _over_slo(perf, w)
-                require(not over, f"{d.workload} bucket {b.input_tokens}/{b.output_tokens} SLO",
-                        "; ".join(over) + " ms")
-                if perf.requests_per_s > 0:
-                    busy += b.planned_rps / (sc.headroom * perf.requests_per_s)
-                    routed[(w.name, b.input_tokens, b.output_tokens)] += b.planned_rps
-            require(busy <= d.replicas * (1 + REL), f"{d.workload} on {d.gpu} TP{d.tp} routed load",
-                    f"needs {busy:.4f} replicas at headroom {sc.headroom:g}, has {d.replicas}")
-            require(_close(sum(b.planned_rps for b in d.buckets), d.planned_rps, 1e-6),
-                    f"{d.workload} planned load", "bucket loads do not add up to planned_rps")
-            count[d.workload] += d.replicas
-            continue
-        _, perf, _ = _resized(rs, w, d, gpu.name, sized, w.input_tokens, w.output_tokens)
-        require(_close(perf.requests_per_s, d.capacity_rps, 1e-6), f"{d.workload} capacity recomputed",
-                f"{d.capacity_rps} != {perf.requests_per_s}")
-        over = _over_slo(perf, w)
-        require(not over, f"{d.workload} SLO", "; ".join(over) + " ms")
-        capacity[d.workload] += d.replicas * perf.requests_per_s * sc.headroom
-        count[d.workload] += d.replicas
     for w in workloads.values():
         if len(w.buckets()) > 1:
             short = [f"{i_tok}/{o_tok}: {routed[(w.name, i_tok, o_tok)]:.3f} < {w.requests_per_s * share:.3f}"

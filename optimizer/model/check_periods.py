@@ -5,8 +5,10 @@ nor un-retired); demand served by that year's deployments (capacity x headroom â
 minimum replicas; GPUs in use within the servers owned or rented; site power; racks (a layout of
 what is owned in the site's racks); the placement of the last year. Over the plan: prices from
 ``optimizer.periods``, capex, energy, support, rent, cash out, the NPV recomputed, the budget,
-availability and GPU types. Deployments' capacities are the candidate table's (the single-period
-checker re-sizes them; here the sizing is trusted). A violation is a bug: SolverError lists them.
+availability and GPU types. Every year's deployments are re-sized from that year's scenario (its
+models and demand, ``year_scenario``) with the single-period checker's ``check_deployments``: memory
+fit, SLO capacity, per length bucket, measured entries; nothing of the candidate table is trusted.
+A violation is a bug: SolverError lists them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from collections import defaultdict
 from optimizer import periods as per
 from optimizer.errors import SolverError
 from optimizer.loaders import ResolvedScenario
-from optimizer.model.periods import energy_per_year, inventory_counts, price_in_year, support_per_year
+from optimizer.model.check import check_deployments
+from optimizer.model.periods import (
+    energy_per_year,
+    inventory_counts,
+    price_in_year,
+    support_per_year,
+    year_scenario,
+)
 from optimizer.model.racks import rack_plan
 from optimizer.schema.plan import Plan
 from optimizer.sizing.candidates import ServerSku, server_power_w, server_skus
@@ -31,8 +40,6 @@ def _close(a: float, b: float) -> bool:
 
 def _skus(rs: ResolvedScenario, plan: Plan) -> dict[str, ServerSku]:
     """Every SKU the plan names, priced from the catalog (inventory SKUs included)."""
-    from optimizer.model.periods import year_scenario
-
     return dict(server_skus(year_scenario(rs, 1)))
 
 
@@ -85,9 +92,30 @@ def check_periods(plan: Plan, rs: ResolvedScenario) -> list[str]:
             served[d.workload] += d.planned_rps
             replicas[d.workload] += d.replicas
             used[d.sku] += d.replicas * d.gpus_per_replica
+        # re-size this year's deployments from this year's models and rates (nothing trusted)
+        ry = year_scenario(rs, y)
+
+        def require(ok: bool, what: str, detail: str, y: int = y) -> None:
+            if not ok:
+                errors.append(f"year {y}: {what}: {detail}")
+
+        for d in p.deployments:
+            if d.sku not in skus or skus[d.sku].gpu.name != d.gpu:
+                errors.append(f"year {y}: {d.workload} on {d.sku} names GPU {d.gpu}")
+            model = ry.models[d.workload].name if d.workload in ry.models else None
+            if d.model != model:
+                errors.append(f"year {y}: {d.workload} serves {d.model}, the year's model is {model}")
+        _, routed, _ = check_deployments(ry, p.deployments, require)
+        year_workloads = ry.scenario.inference_workloads()
         workloads = sc.inference_workloads()
         for name, w in workloads.items():
             want = per.demand_by_year(w, sc.periods.years)[y - 1]
+            mix = year_workloads[name].buckets()
+            if len(mix) > 1:
+                short = [f"{i_tok}/{o_tok}" for i_tok, o_tok, share in mix
+                         if routed.get((name, i_tok, o_tok), 0.0) < want * share * (1 - REL)]
+                if short:
+                    errors.append(f"year {y}: {name} length buckets {', '.join(short)} short of their share")
             if not _close(p.demand_rps[name], want):
                 errors.append(f"year {y}: {name} demand {p.demand_rps[name]:g}, expected {want:g}")
             if served[name] < want * (1 - REL):
@@ -136,7 +164,8 @@ def check_periods(plan: Plan, rs: ResolvedScenario) -> list[str]:
         errors.append(f"{len(types)} GPU types used > max_gpu_types {limit}")
     if errors:
         raise SolverError("plan over periods failed its checks:\n  " + "\n  ".join(errors))
-    passed.append(f"{len(plan.periods)} periods: own = inventory + bought - retired, demand, replicas, "
+    passed.append(f"{len(plan.periods)} periods: deployments re-sized from each year's scenario (memory fit, "
+                  "SLO capacity, length buckets); own = inventory + bought - retired, demand, replicas, "
                   "GPU packing, site power, racks, prices")
     passed.append(f"NPV {npv:,.2f} recomputed at {rate:.2%}; capex {capex_total:,.2f} within the budget")
     return passed

@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optimizer import periods as per
-from optimizer.errors import ProcureError, ScenarioError
+from optimizer.errors import ProcureError, ScenarioError, SolverError
 from optimizer.loaders import load_catalog, resolve_scenario, scenario_from_data
+from optimizer.model.check_periods import check_periods
 from optimizer.model.periods import YearTable, build_period_model, year_scenario
 from optimizer.model.periods_plan import solve_period_model
 from optimizer.model.pipeline import solve_scenario
@@ -240,3 +241,26 @@ def test_newer_model_replaces_older_one_in_its_year() -> None:
     bad["workloads"][0]["model_by_year"] = ["Qwen2-7B", "NoSuchModel-7B"]
     with pytest.raises(ScenarioError, match=r"model_by_year\[1\]"):
         scenario_from_data(bad, Path("bad.yaml"))
+
+
+def test_tampered_capacity_in_a_periods_plan_is_rejected() -> None:
+    """The periods checker re-sizes each year's deployments from that year's scenario: the real
+    plan passes, and the same plan with year 2's capacity_rps raised by 10 % (or year 1's model
+    swapped) fails its checks, naming the year and the deployment."""
+    d = data([2, 4], {"years": 2, "discount_rate": 0.08})
+    d["prices"] = {}
+    d["workloads"][0]["model_by_year"] = ["Qwen2-7B", "Qwen/Qwen2.5-7B-Instruct"]
+    rs = scenario_from_data(d, Path("periods.yaml"))
+    plan = solve_scenario(rs).plan
+    assert plan.periods is not None
+    assert any("re-sized" in line for line in check_periods(plan, rs))
+    periods = [p.model_copy(deep=True) for p in plan.periods]
+    dep = periods[1].deployments[0]
+    periods[1].deployments[0] = dep.model_copy(update={"capacity_rps": dep.capacity_rps * 1.1})
+    tampered = plan.model_copy(update={"periods": periods})
+    with pytest.raises(SolverError, match=r"year 2: a capacity recomputed"):
+        check_periods(tampered, rs)
+    periods = [p.model_copy(deep=True) for p in plan.periods]
+    periods[0].deployments[0] = periods[0].deployments[0].model_copy(update={"model": "Qwen2.5-7B"})
+    with pytest.raises(SolverError, match=r"year 1: a serves Qwen2.5-7B, the year's model is Qwen2-7B"):
+        check_periods(plan.model_copy(update={"periods": periods}), rs)

@@ -45,6 +45,7 @@ from optimizer.report.workbook.common import (
     Refs,
 )
 from optimizer.report.workbook.deployment import write_deployment
+from optimizer.report.workbook.period_bom import write_period_bom
 from optimizer.report.workbook.periods import write_period_schedule
 from optimizer.report.workbook.racks import write_racks
 from optimizer.report.workbook.schedule import write_schedule
@@ -68,7 +69,10 @@ def build_workbook(plan: Plan, rs: ResolvedScenario) -> Workbook:
         wb.remove(default)
     refs = Refs()
     write_assumptions(wb, sheets[ASSUMPTIONS], plan, rs, refs)
-    write_bom(wb, sheets[BOM], plan, rs, refs)
+    if plan.periods:
+        write_period_bom(wb, sheets[BOM], plan, rs, refs)
+    else:
+        write_bom(wb, sheets[BOM], plan, rs, refs)
     write_racks(wb, sheets[RACKS], plan, rs, refs)
     if plan.periods:
         write_period_schedule(wb, sheets[SCHEDULE], plan)

@@ -44,6 +44,10 @@ class Refs:
     gpu_unit: dict[str, str] = field(default_factory=dict)    # gpu -> BOM unit-price cell of the card line
     category_sum: dict[str, str] = field(default_factory=dict)  # BOM category -> SUMIF formula
     sku_power_w: dict[str, str] = field(default_factory=dict)   # sku -> W per server cell (Racks)
+    # plans over periods: (label, BOM qty cell, BOM unit cell, count, unit price) per year's purchase,
+    # (label, BOM extended cell, cost) per year's rent line
+    period_buys: list[tuple[str, str, str, int, float]] = field(default_factory=list)
+    period_rent: list[tuple[str, str, float]] = field(default_factory=list)
     bom_first: int = 0
     bom_last: int = 0
 

@@ -69,5 +69,5 @@ def write_period_schedule(wb: Workbook, ws: Worksheet, plan: Plan) -> None:
     define_name(wb, "Schedule_Depreciation", SCHEDULE, 5, row)
     row += 2
     sh.title(row, "The Summary's TCO is the total cash out (rent shown as other opex); its NPV is the total "
-                  "discounted cash out. Servers to buy and the Bill of Materials list the last year's fleet.", NOTE)
+                  "discounted cash out. The Bill of Materials lists each year's purchases at that year's prices.", NOTE)
     sh.finish(header_row=HEADER_ROW, footer=f"procure — {plan.scenario}")

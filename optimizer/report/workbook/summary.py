@@ -87,7 +87,13 @@ def write_summary(ws: Worksheet, plan: Plan, rs: ResolvedScenario, refs: Refs) -
     row += 1
     sh.header(row, ["Item", "Qty", f"Unit price ({cur})", f"Amount ({cur})"])
     first_item = row + 1
-    for s in plan.servers:
+    for item, q_cell, u_cell, count, unit_price in refs.period_buys:  # plans over periods: each year's buys
+        row += 1
+        sh.put(row, 1, item, wrap=True, cap=46)
+        sh.put(row, 2, f"={q_cell}", FMT_INT, shown=count)
+        sh.put(row, 3, f"={u_cell}", money, shown=unit_price)
+        sh.put(row, 4, f"=B{row}*C{row}", money, shown=unit_price * count)
+    for s in [] if plan.periods else plan.servers:
         qty = refs.server_qty.get(s.sku)
         unit_ref = refs.server_unit.get(s.sku)
         row += 1
@@ -136,7 +142,12 @@ def write_summary(ws: Worksheet, plan: Plan, rs: ResolvedScenario, refs: Refs) -
                                   FormulaRule(formula=[OVER_BUDGET], fill=OVER_FILL, font=OVER_FONT,
                                               stopIfTrue=False))
 
-    if plan.hourly_cost is not None:
+    if refs.period_rent:
+        section("Cloud instances rented (opex per year, not in the purchase total)")
+        for label, ref, cost in refs.period_rent:
+            fig(label, f"={ref}", money, shown=cost)
+        fig("Rent over all years", "=BOM_Rent", money, shown=sum(c for _, _, c in refs.period_rent), bold=True)
+    elif plan.hourly_cost is not None:
         section("Cloud instances (rented by the hour, objective hourly)")
         for s in plan.servers:
             if s.hourly_price is not None:
