@@ -93,12 +93,12 @@ def test_robust_plan_is_the_cheapest_holding_in_90_percent() -> None:
     # demand 1, headroom 1, sd 1: capacity c serves all when c x exp(z) >= 1, z >= -ln c
     # c=1: z >= 0, 6 of 10; c=2: z >= -0.693, 8 of 10; c=4: z >= -1.386, 10 of 10
     shapes = [_shape(1.0, 100), _shape(2.0, 200), _shape(4.0, 400)]
-    held, most = robust_plan(shapes, samples, {"chat": 1.0}, FAMILY)
+    held, most = robust_plan(shapes, samples, {"chat": [1.0]}, FAMILY)
     assert held is not None and held.source == "cap 4" and held.p_all_served == 1.0
     assert most.source == "cap 4"
-    at_80, _ = robust_plan(shapes, samples, {"chat": 1.0}, FAMILY, hold=0.8)
+    at_80, _ = robust_plan(shapes, samples, {"chat": [1.0]}, FAMILY, hold=0.8)
     assert at_80 is not None and at_80.source == "cap 2" and at_80.p_all_served == pytest.approx(0.8)
-    none, most2 = robust_plan(shapes[:2], samples, {"chat": 1.0}, FAMILY)
+    none, most2 = robust_plan(shapes[:2], samples, {"chat": [1.0]}, FAMILY)
     assert none is None and most2.source == "cap 2"  # 8 of 10 is the most
 
 
