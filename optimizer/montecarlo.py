@@ -5,13 +5,20 @@ A *sample* ``k`` of seed ``S`` draws, each from its own generator seeded by the 
 not on the executor, the worker count, the order samples finish in, or which other GPUs exist):
 
 * a demand scale ``m_d = demand_median x exp(demand_log_sd x z)`` on every inference request rate
-  (``risk:`` block of the scenario; :class:`optimizer.schema.scenario.Risk`). With multi-period
-  scenarios the same draw per year becomes the year's growth factor;
+  (``risk:`` block of the scenario; :class:`optimizer.schema.scenario.Risk`);
+* with ``periods:``, a demand growth multiplier ``m = exp(growth_log_sd x z)``: year y's rate
+  (optimizer.periods.demand_by_year) is times ``m_d x m^(y-1)`` (:func:`year_factor`);
 * a price multiplier per GPU ``m_g = exp(price_log_sd x z_g)`` on the GPU's unit price (catalog
   prices are dated estimates; the chassis price and quote lines are not sampled);
 * a capacity error per GPU family ``z_f ~ N(0, 1)``: every replica on a GPU of family ``f`` serves
   ``point x exp(z_f x band_log_sd)``, the log-normal band of optimizer.sizing.uncertainty (one draw
   per family: the fit's error is shared by all GPUs fitted with it).
+
+With ``periods:`` the plans are the period MIP's, with the scenario's own objective (npv or tco);
+a plan's cost is its NPV (or TCO) with the part linear in each GPU's price times ``m_g``
+(:func:`period_shape_of`: purchases at every year's price and support), served fractions are
+evaluated per year on that year's deployments (:func:`served_by_year`) and a sample's optimum solves
+the period MIP on every year's table scaled by the sample (:func:`_solve_periods_sample`).
 
 Each sample is used twice (:func:`run_monte_carlo`):
 
