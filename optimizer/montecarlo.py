@@ -5,13 +5,20 @@ A *sample* ``k`` of seed ``S`` draws, each from its own generator seeded by the 
 not on the executor, the worker count, the order samples finish in, or which other GPUs exist):
 
 * a demand scale ``m_d = demand_median x exp(demand_log_sd x z)`` on every inference request rate
-  (``risk:`` block of the scenario; :class:`optimizer.schema.scenario.Risk`). With multi-period
-  scenarios the same draw per year becomes the year's growth factor;
+  (``risk:`` block of the scenario; :class:`optimizer.schema.scenario.Risk`);
+* with ``periods:``, a demand growth multiplier ``m = exp(growth_log_sd x z)``: year y's rate
+  (optimizer.periods.demand_by_year) is times ``m_d x m^(y-1)`` (:func:`year_factor`);
 * a price multiplier per GPU ``m_g = exp(price_log_sd x z_g)`` on the GPU's unit price (catalog
   prices are dated estimates; the chassis price and quote lines are not sampled);
 * a capacity error per GPU family ``z_f ~ N(0, 1)``: every replica on a GPU of family ``f`` serves
   ``point x exp(z_f x band_log_sd)``, the log-normal band of optimizer.sizing.uncertainty (one draw
   per family: the fit's error is shared by all GPUs fitted with it).
+
+With ``periods:`` the plans are the period MIP's, with the scenario's own objective (npv or tco);
+a plan's cost is its NPV (or TCO) with the part linear in each GPU's price times ``m_g``
+(:func:`period_shape_of`: purchases at every year's price and support), served fractions are
+evaluated per year on that year's deployments (:func:`served_by_year`) and a sample's optimum solves
+the period MIP on every year's table scaled by the sample (:func:`_solve_periods_sample`).
 
 Each sample is used twice (:func:`run_monte_carlo`):
 
@@ -50,13 +57,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from optimizer import periods as per
 from optimizer import quote
 from optimizer.errors import InfeasibleError, ProcureError, UsageError
 from optimizer.loaders import ResolvedScenario, resolve_scenario
+from optimizer.model.periods import YearTable, year_tables
 from optimizer.model.pipeline import settings_of, solve_scenario, with_overrides
 from optimizer.model.solve import SolveSettings
 from optimizer.schema.base import Record
-from optimizer.schema.plan import Plan
+from optimizer.schema.plan import Deployment, Plan
 from optimizer.schema.scenario import InferenceWorkload, Risk
 from optimizer.sizing.candidates import CandidateSet, build_candidates
 from optimizer.sizing.uncertainty import quantile_factor
@@ -72,6 +81,7 @@ class Sample(Record):
 
     index: int = Field(ge=0)
     demand_scale: float = Field(gt=0, description="Multiplier on every inference request rate")
+    growth: float = Field(default=1.0, gt=0, description="With periods: year y's demand is also x growth^(y-1)")
     price_factor: dict[str, float] = Field(description="Multiplier on each GPU's unit price, by GPU name")
     capacity_z: dict[str, float] = Field(description="Standard-normal capacity error, by GPU family")
 
@@ -86,7 +96,13 @@ def draw_sample(seed: int, index: int, risk: Risk, gpus: Sequence[str], families
     scale = risk.demand_median * math.exp(risk.demand_log_sd * _normal(seed, index, "demand"))
     prices = {g: math.exp(risk.price_log_sd * _normal(seed, index, f"price/{g}")) for g in sorted(gpus)}
     zs = {f: (_normal(seed, index, f"capacity/{f}") if risk.capacity_error else 0.0) for f in sorted(families)}
-    return Sample(index=index, demand_scale=scale, price_factor=prices, capacity_z=zs)
+    growth = math.exp(risk.growth_log_sd * _normal(seed, index, "growth"))
+    return Sample(index=index, demand_scale=scale, growth=growth, price_factor=prices, capacity_z=zs)
+
+
+def year_factor(sample: Sample, year: int) -> float:
+    """Sampled demand of year y over the scenario's: demand_scale x growth^(y-1)."""
+    return sample.demand_scale * sample.growth ** (year - 1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -96,6 +112,7 @@ def draw_sample(seed: int, index: int, risk: Risk, gpus: Sequence[str], families
 
 class ShapeDeployment(Record):
     workload: str
+    year: int = Field(default=1, ge=1, description="The period it serves (1 without periods)")
     gpu: str
     replicas: int = Field(ge=0)
     point_capacity_rps: float = Field(ge=0, description="One replica's point-estimate (median) SLO capacity")
@@ -106,17 +123,23 @@ class PlanShape(Record):
     """What a plan bought and how much it serves, at catalog prices and point capacities."""
 
     source: str = Field(description="recommended (the scenario solved as written) or sample K (its optimum)")
-    capex: float = Field(ge=0, description="Capex at the scenario's prices (servers + quote lines), currency")
-    gpu_spend: dict[str, float] = Field(description="GPU unit price x GPUs bought x (1 + the quote lines "
-                                        "linear in it), by GPU, at the scenario's prices")
+    capex: float = Field(ge=0, description="Capex at the scenario's prices (servers + quote lines; with periods "
+                         "nominal over all years), currency")
+    cost: float | None = Field(default=None, description="The cost sampled prices move (cost_at): None = capex; "
+                               "with periods the NPV (or nominal TCO) at the scenario's prices")
+    gpu_spend: dict[str, float] = Field(description="The part of cost linear in each GPU's price, by GPU, at the "
+                                        "scenario's prices: GPU unit price x GPUs bought x (1 + the quote lines "
+                                        "linear in it); with periods also discounted and with support")
+    buys: list[tuple[int, str, int]] = Field(default_factory=list, description="With periods: (year, SKU, count)")
     gpus_by_type: dict[str, int]
     servers: dict[str, int] = Field(description="Servers bought (or rented) by SKU")
     headroom: float = Field(gt=0, le=1)
     deployments: list[ShapeDeployment]
 
     def key(self) -> tuple[Any, ...]:
-        deps = sorted((d.workload, d.gpu, d.replicas, round(d.point_capacity_rps, 9)) for d in self.deployments)
-        return (tuple(sorted(self.servers.items())), tuple(deps))
+        deps = sorted((d.year, d.workload, d.gpu, d.replicas, round(d.point_capacity_rps, 9))
+                      for d in self.deployments)
+        return (tuple(sorted(self.servers.items())), tuple(sorted(self.buys)), tuple(deps))
 
 
 def hardware_markup(rs: ResolvedScenario) -> float:
@@ -137,15 +160,7 @@ def shape_of(plan: Plan, source: str, base_gpu_price: dict[str, float], family: 
     """``plan`` as a :class:`PlanShape`. A sampled optimum (``sample`` given) had its capacities and
     GPU prices scaled by that sample: both are taken back to the point estimate and catalog price
     (with the quote lines linear in the price, ``markup``: :func:`hardware_markup`)."""
-    deps = []
-    for d in plan.deployments:
-        sd = d.capacity_band_log_sd
-        point = d.capacity_rps / quantile_factor(d.capacity_quantile, sd) if 0 < d.capacity_quantile < 1 \
-            else d.capacity_rps
-        if sample is not None:
-            point /= math.exp(sample.capacity_z.get(family.get(d.gpu, d.gpu), 0.0) * sd)
-        deps.append(ShapeDeployment(workload=d.workload, gpu=d.gpu, replicas=d.replicas,
-                                    point_capacity_rps=point, band_log_sd=sd))
+    deps = _shape_deployments(plan.deployments, 1, family, sample)
     spend: dict[str, float] = {}
     capex = plan.capex
     for line in plan.servers:
@@ -161,19 +176,90 @@ def shape_of(plan: Plan, source: str, base_gpu_price: dict[str, float], family: 
                      headroom=plan.headroom, deployments=deps)
 
 
+def _shape_deployments(deployments: Sequence[Deployment], year: int, family: dict[str, str],
+                       sample: Sample | None) -> list[ShapeDeployment]:
+    """Deployments at their point capacities: the planning quantile factor taken off, and a sampled
+    optimum's capacity error (its table was scaled by ``sample``)."""
+    out = []
+    for d in deployments:
+        sd = d.capacity_band_log_sd
+        point = d.capacity_rps / quantile_factor(d.capacity_quantile, sd) if 0 < d.capacity_quantile < 1 \
+            else d.capacity_rps
+        if sample is not None:
+            point /= math.exp(sample.capacity_z.get(family.get(d.gpu, d.gpu), 0.0) * sd)
+        out.append(ShapeDeployment(workload=d.workload, year=year, gpu=d.gpu, replicas=d.replicas,
+                                   point_capacity_rps=point, band_log_sd=sd))
+    return out
+
+
+def _split_key(key: str) -> tuple[str, int]:
+    """(GPU, GPUs per server) of a SKU key chassis/GPU/population."""
+    _, gpu, count = key.rsplit("/", 2)
+    return gpu, int(count)
+
+
+def period_shape_of(plan: Plan, source: str, rs: ResolvedScenario, base_gpu_price: dict[str, float],
+                    family: dict[str, str], sample: Sample | None = None) -> PlanShape:
+    """A plan over periods as a :class:`PlanShape`: deployments of every year; ``cost`` its NPV (objective
+    npv) or nominal TCO (tco); ``gpu_spend`` per GPU Σ_y δ_y x (GPUs bought in y x the GPU's year-y price
+    + opex_per_year_fraction x GPUs owned in y x its year-1 price: support), the part of the cost linear in
+    the GPU's price (cloud rent and chassis prices are not sampled). A sampled optimum (``sample`` given)
+    was solved at prices x m_g: its cost and capex are taken back to the scenario's prices."""
+    sc = rs.scenario
+    assert plan.periods is not None and sc.periods is not None
+    rate = per.discount_rate(sc) if sc.objective == "npv" else 0.0
+    spend: dict[str, float] = {}
+    bought: dict[str, float] = {}  # nominal GPU spend on purchases, for capex
+    deps: list[ShapeDeployment] = []
+    buys: list[tuple[int, str, int]] = []
+    for p in plan.periods:
+        df = per.discount_factor(rate, p.year)
+        for line in p.buy:
+            gpu, n = _split_key(line.sku)
+            price = per.item_price(sc.periods, gpu, base_gpu_price.get(gpu, 0.0), p.year) * n * line.count
+            spend[gpu] = spend.get(gpu, 0.0) + df * price
+            bought[gpu] = bought.get(gpu, 0.0) + price
+            buys.append((p.year, line.sku, line.count))
+        for line in p.own:
+            gpu, n = _split_key(line.sku)
+            support = sc.opex_per_year_fraction * n * line.count * base_gpu_price.get(gpu, 0.0)
+            spend[gpu] = spend.get(gpu, 0.0) + df * support
+        deps += _shape_deployments(p.deployments, p.year, family, sample)
+    cost = plan.npv if sc.objective == "npv" else plan.tco
+    assert cost is not None
+    capex = plan.capex
+    if sample is not None:
+        cost -= sum(v * (sample.price_factor.get(g, 1.0) - 1.0) for g, v in spend.items())
+        capex -= sum(v * (sample.price_factor.get(g, 1.0) - 1.0) for g, v in bought.items())
+    return PlanShape(source=source, capex=max(capex, 0.0), cost=cost, gpu_spend=dict(sorted(spend.items())),
+                     gpus_by_type=dict(sorted(plan.gpus_by_type.items())),
+                     servers=dict(sorted((s.sku, s.count) for s in plan.servers)), buys=sorted(buys),
+                     headroom=plan.headroom, deployments=deps)
+
+
 def served_fractions(shape: PlanShape, sample: Sample, demand_rps: dict[str, float],
-                     family: dict[str, str]) -> dict[str, float]:
-    """Served fraction of each inference workload's sampled demand (module docstring, 1.)."""
+                     family: dict[str, str], year: int = 1) -> dict[str, float]:
+    """Served fraction of each inference workload's sampled demand in ``year`` (module docstring, 1.):
+    ``demand_rps`` is the scenario's rate of that year, times :func:`year_factor`."""
     capacity = dict.fromkeys(demand_rps, 0.0)
     for d in shape.deployments:
-        if d.workload in capacity:
+        if d.workload in capacity and d.year == year:
             z = sample.capacity_z.get(family.get(d.gpu, d.gpu), 0.0)
             capacity[d.workload] += d.replicas * d.point_capacity_rps * math.exp(z * d.band_log_sd)
     out = {}
+    factor = year_factor(sample, year)
     for w, lam in demand_rps.items():
-        need = lam * sample.demand_scale
+        need = lam * factor
         out[w] = 1.0 if need <= 0 else min(1.0, shape.headroom * capacity[w] / need)
     return out
+
+
+def served_by_year(shape: PlanShape, sample: Sample, demand: dict[str, list[float]],
+                   family: dict[str, str]) -> list[dict[str, float]]:
+    """:func:`served_fractions` of each year; ``demand`` holds each workload's rate per year."""
+    years = max((len(v) for v in demand.values()), default=1)
+    return [served_fractions(shape, sample, {w: v[y - 1] for w, v in demand.items()}, family, y)
+            for y in range(1, years + 1)]
 
 
 def requests_served(fractions: dict[str, float], demand_rps: dict[str, float]) -> float:
@@ -183,9 +269,11 @@ def requests_served(fractions: dict[str, float], demand_rps: dict[str, float]) -
 
 
 def cost_at(shape: PlanShape, sample: Sample) -> float:
-    """Capex with each GPU's spend times its sampled price multiplier: ``capex + Σ_g spend_g x (m_g - 1)``,
-    the spend including the quote lines linear in the hardware price (support; :func:`hardware_markup`)."""
-    return shape.capex + sum(v * (sample.price_factor.get(g, 1.0) - 1.0) for g, v in shape.gpu_spend.items())
+    """Capex (with periods: NPV or TCO) with each GPU's spend times its sampled price multiplier:
+    ``cost + Σ_g spend_g x (m_g - 1)``, the spend including the quote lines linear in the hardware
+    price (support; :func:`hardware_markup`)."""
+    base = shape.capex if shape.cost is None else shape.cost
+    return base + sum(v * (sample.price_factor.get(g, 1.0) - 1.0) for g, v in shape.gpu_spend.items())
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -227,6 +315,8 @@ class Setup:
     band: dict[str, float]        # GPU -> band_log_sd of its capacities
     base_gpu_price: dict[str, float]
     markup: float                 # hardware_markup of the scenario
+    tables: list[YearTable] | None = None  # with periods: each year's scenario and table (point estimates)
+    demand: dict[str, list[float]] | None = None  # inference rate per workload per year
 
     def sample(self, index: int) -> Sample:
         return draw_sample(self.seed, index, self.risk, sorted(self.base_gpu_price), sorted(set(self.family.values())))
@@ -240,10 +330,10 @@ class SampleResult(Record):
     reason: str | None = None
 
 
-def scaled_candidates(setup: Setup, s: Sample) -> CandidateSet:
-    """The candidate table with each replica's capacity times ``exp(z_f x sd)`` and each GPU's price
-    times its multiplier (measured capacities are exact: not scaled)."""
-    c = setup.cands
+def scaled_candidates(setup: Setup, s: Sample, cands: CandidateSet | None = None) -> CandidateSet:
+    """The candidate table (``setup.cands`` unless given) with each replica's capacity times
+    ``exp(z_f x sd)`` and each GPU's price times its multiplier (measured capacities are exact: not scaled)."""
+    c = setup.cands if cands is None else cands
     skus = {k: (sku if sku.hourly_price is not None else
                 replace(sku, gpu_price=sku.gpu_price * s.price_factor.get(sku.gpu.name, 1.0)))
             for k, sku in c.skus.items()}
@@ -258,17 +348,55 @@ def scaled_candidates(setup: Setup, s: Sample) -> CandidateSet:
     return replace(c, skus=skus, inference=inference)
 
 
+def _sample_prices(setup: Setup, s: Sample) -> ResolvedScenario:
+    """With periods: the scenario with per-year GPU price overrides (``periods.prices``) x m_g, so a
+    GPU's every year's price moves with its multiplier (the tables' year-1 prices are scaled alike)."""
+    sc = setup.rs.scenario
+    assert sc.periods is not None
+    names = {g.lower(): g for g in setup.base_gpu_price}
+    prices = {k: ([v * s.price_factor.get(names[k.lower()], 1.0) for v in vs] if k.lower() in names else vs)
+              for k, vs in sorted(sc.periods.prices.items())}
+    if prices == sc.periods.prices:
+        return setup.rs
+    return resolve_scenario(sc.model_copy(update={"periods": sc.periods.model_copy(update={"prices": prices})}),
+                            setup.rs.path, setup.rs.catalog)
+
+
+def _solve_periods_sample(setup: Setup, s: Sample) -> Plan:
+    """The period MIP on the sample: year y's rates x year_factor, every year's table scaled."""
+    from optimizer.model.periods import build_period_model
+    from optimizer.model.periods_plan import extract_period_plan, solve_period_model
+
+    assert setup.tables is not None
+    scaled: dict[int, CandidateSet] = {}  # years sharing a table share its scaled copy
+    tables = []
+    for t in setup.tables:
+        if id(t.cands) not in scaled:
+            scaled[id(t.cands)] = scaled_candidates(setup, s, t.cands)
+        tables.append(YearTable(t.year, with_overrides(t.rs, demand_scale=year_factor(s, t.year)),
+                                scaled[id(t.cands)]))
+    pm = build_period_model(_sample_prices(setup, s), tables)
+    values, report = solve_period_model(pm, setup.settings)
+    return extract_period_plan(pm, values, report)
+
+
 def solve_sample(setup: Setup, index: int) -> SampleResult:
     """The cheapest plan for sample ``index`` (module docstring, 2.)."""
     s = setup.sample(index)
     try:
-        rs = with_overrides(setup.rs, demand_scale=s.demand_scale)
-        plan = solve_scenario(rs, setup.settings, cands=scaled_candidates(setup, s), verify=False).plan
+        if setup.tables is not None:
+            plan = _solve_periods_sample(setup, s)
+        else:
+            rs = with_overrides(setup.rs, demand_scale=s.demand_scale)
+            plan = solve_scenario(rs, setup.settings, cands=scaled_candidates(setup, s), verify=False).plan
     except InfeasibleError as exc:
         return SampleResult(sample=s, status="infeasible", reason=exc.message)
     except ProcureError as exc:
         return SampleResult(sample=s, status="error", reason=exc.render())
-    shape = shape_of(plan, f"sample {index}", setup.base_gpu_price, setup.family, setup.markup, sample=s)
+    if setup.tables is not None:
+        shape = period_shape_of(plan, f"sample {index}", setup.rs, setup.base_gpu_price, setup.family, sample=s)
+    else:
+        shape = shape_of(plan, f"sample {index}", setup.base_gpu_price, setup.family, setup.markup, sample=s)
     return SampleResult(sample=s, status=plan.status, optimum=shape, optimal_cost=cost_at(shape, s))
 
 
@@ -372,8 +500,10 @@ class PlanRisk(Record):
 
     source: str
     capex: float = Field(description="At the scenario's prices, currency")
-    cost: Quantiles = Field(description="Capex at sampled prices, currency")
-    served: Quantiles = Field(description="Requests/s served over requests/s demanded")
+    cost: Quantiles = Field(description="Capex at sampled prices (with periods: NPV, or TCO), currency")
+    served: Quantiles = Field(description="Requests/s served over requests/s demanded (with periods: in the "
+                              "plan's worst year of each sample)")
+    served_by_year: list[Quantiles] = Field(description="Requests served fraction in each year (one without periods)")
     p_all_served: float = Field(ge=0, le=1, description="Share of samples where every workload is fully served")
     gpus_by_type: dict[str, int]
     servers: dict[str, int]
@@ -382,10 +512,12 @@ class PlanRisk(Record):
 class SampleRow(Record):
     index: int
     demand_scale: float
+    growth: float
     price_factor: dict[str, float]
     capacity_z: dict[str, float]
-    cost: float = Field(description="The recommended plan's capex at this sample's prices")
-    served: float = Field(description="The recommended plan's requests served fraction")
+    cost: float = Field(description="The recommended plan's capex (with periods: NPV or TCO) at this sample's prices")
+    served: float = Field(description="The recommended plan's requests served fraction (with periods: worst year)")
+    served_by_year: list[float] = Field(description="The recommended plan's requests served fraction per year")
     all_served: bool
     status: str = Field(description="Of the sample's own solve")
     optimal_cost: float | None
@@ -404,7 +536,11 @@ class MonteCarloResult(Record):
     recommended: PlanRisk = Field(description="The scenario solved as written, evaluated on every sample")
     cost: Quantiles
     served: Quantiles
-    served_by_workload: dict[str, Quantiles]
+    served_by_workload: dict[str, Quantiles] = Field(description="Served fraction (with periods: the workload's "
+                                                      "worst year in each sample)")
+    served_by_year: list[Quantiles]
+    years: int = Field(ge=1, description="Periods of the plan (1 without periods)")
+    cost_name: Literal["capex", "npv", "tco"] = Field(description="What cost is: capex, or with periods NPV or TCO")
     p_all_served: float
     optimal_cost: Quantiles | None = Field(description="Capex of each sample's own optimum (solved samples)")
     unsolved_samples: int = Field(description="Samples with no feasible plan (a site or supply limit binds)")
@@ -417,13 +553,28 @@ class MonteCarloResult(Record):
     wall_time_s: float
 
 
-def evaluate(shape: PlanShape, samples: Sequence[Sample], demand: dict[str, float],
-             family: dict[str, str]) -> tuple[PlanRisk, list[dict[str, float]]]:
-    fr = [served_fractions(shape, s, demand, family) for s in samples]
-    ok = sum(all(v >= ALL_SERVED for v in f.values()) for f in fr)
+Yearly = list[dict[str, float]]  # served fraction per workload, per year
+
+
+def yearly_served(fr: Yearly, demand: dict[str, list[float]]) -> list[float]:
+    """Requests served fraction of each year (weights: that year's rates; the sample's factor cancels)."""
+    return [requests_served(f, {w: v[y] for w, v in demand.items()}) for y, f in enumerate(fr)]
+
+
+def all_served(fr: Yearly) -> bool:
+    return all(v >= ALL_SERVED for f in fr for v in f.values())
+
+
+def evaluate(shape: PlanShape, samples: Sequence[Sample], demand: dict[str, list[float]],
+             family: dict[str, str]) -> tuple[PlanRisk, list[Yearly]]:
+    """``shape`` on every sample; ``demand``: each workload's rate per year (one entry without periods)."""
+    fr = [served_by_year(shape, s, demand, family) for s in samples]
+    ok = sum(all_served(f) for f in fr)
+    by_year = [yearly_served(f, demand) for f in fr]
     risk = PlanRisk(source=shape.source, capex=shape.capex, cost=quantiles([cost_at(shape, s) for s in samples]),
-                    served=quantiles([requests_served(f, demand) for f in fr]), p_all_served=ok / len(samples),
-                    gpus_by_type=shape.gpus_by_type, servers=shape.servers)
+                    served=quantiles([min(v) for v in by_year]),
+                    served_by_year=[quantiles([v[y] for v in by_year]) for y in range(len(by_year[0]))],
+                    p_all_served=ok / len(samples), gpus_by_type=shape.gpus_by_type, servers=shape.servers)
     return risk, fr
 
 
@@ -434,7 +585,7 @@ def robust_rule(hold: float = HOLD_FRACTION) -> str:
             "earlier plan)")
 
 
-def robust_plan(shapes: Sequence[PlanShape], samples: Sequence[Sample], demand: dict[str, float],
+def robust_plan(shapes: Sequence[PlanShape], samples: Sequence[Sample], demand: dict[str, list[float]],
                 family: dict[str, str], hold: float = HOLD_FRACTION) -> tuple[PlanRisk | None, PlanRisk]:
     """(The plan that holds in ``hold`` of samples or None, the plan that holds in the most samples)
     (module docstring); ``shapes`` in priority order, the recommended plan first."""
@@ -461,22 +612,37 @@ def prepare(rs: ResolvedScenario, seed: int, risk: Risk | None = None,
     """The recommended plan (the scenario solved as written) and the samples' shared setup."""
     plan = solve_scenario(rs, settings_of(rs, time_limit_s=time_limit_s)).plan
     sc = rs.scenario
-    objective = sc.objective if sc.objective in ("capex", "tco") else "capex"
+    # with periods the scenario's own objective (npv or tco: the schema allows no other there)
+    objective = sc.objective if sc.objective in ("capex", "tco") or sc.periods is not None else "capex"
     srs = with_overrides(rs, confidence=0.5, objective=objective)
     # no budget cap: a sample's optimum is the cheapest plan serving its demand, whatever it costs
     srs = resolve_scenario(srs.scenario.model_copy(update={
         "constraints": srs.scenario.constraints.model_copy(update={"budget": None})}), srs.path, srs.catalog)
-    cands = build_candidates(srs)
-    family = {g: e.family for g, e in sorted(cands.efficiency.items())}
-    band = {g: e.band_log_sd for g, e in sorted(cands.efficiency.items())}
+    tables = year_tables(srs) if sc.periods is not None else None
+    all_cands = [t.cands for t in tables] if tables else [build_candidates(srs)]
+    family: dict[str, str] = {}
+    band: dict[str, float] = {}
     base_price: dict[str, float] = {}
-    for sku in cands.skus.values():
-        if sku.hourly_price is None:
-            base_price.setdefault(sku.gpu.name, sku.gpu_price)
-    setup = Setup(rs=srs, cands=cands, settings=settings_of(srs, time_limit_s=time_limit_s), risk=risk or sc.risk,
-                  seed=seed, family=family, band=band, base_gpu_price=dict(sorted(base_price.items())),
-                  markup=hardware_markup(srs))
+    for cands in all_cands:
+        for g, e in sorted(cands.efficiency.items()):
+            family.setdefault(g, e.family)
+            band.setdefault(g, e.band_log_sd)
+        for sku in cands.skus.values():
+            if sku.hourly_price is None:
+                base_price.setdefault(sku.gpu.name, sku.gpu_price)
+    setup = Setup(rs=srs, cands=all_cands[0], settings=settings_of(srs, time_limit_s=time_limit_s),
+                  risk=risk or sc.risk, seed=seed, family=dict(sorted(family.items())),
+                  band=dict(sorted(band.items())), base_gpu_price=dict(sorted(base_price.items())),
+                  markup=0.0 if tables else hardware_markup(srs), tables=tables, demand=demand_of(rs))
     return setup, plan
+
+
+def demand_of(rs: ResolvedScenario) -> dict[str, list[float]]:
+    """Each inference workload's rate per year (optimizer.periods.demand_by_year; one year without periods)."""
+    sc = rs.scenario
+    years = sc.periods.years if sc.periods is not None else 1
+    return {w.name: (per.demand_by_year(w, years) if sc.periods is not None else [w.requests_per_s])
+            for w in sc.workloads if isinstance(w, InferenceWorkload)}
 
 
 def run_monte_carlo(rs: ResolvedScenario, n: int, *, seed: int = 0, executor: Executor = "local",
@@ -496,23 +662,34 @@ def run_monte_carlo(rs: ResolvedScenario, n: int, *, seed: int = 0, executor: Ex
     else:
         results = _run_ray(setup, n, workers, address, say)
     samples = [r.sample for r in results]
-    demand = {w.name: w.requests_per_s for w in rs.scenario.workloads if isinstance(w, InferenceWorkload)}
-    rec = shape_of(plan, "recommended", setup.base_gpu_price, setup.family, setup.markup)
+    demand = setup.demand
+    assert demand is not None
+    sc = rs.scenario
+    if sc.periods is not None:
+        rec = period_shape_of(plan, "recommended", setup.rs, setup.base_gpu_price, setup.family)
+    else:
+        rec = shape_of(plan, "recommended", setup.base_gpu_price, setup.family, setup.markup)
     rec_risk, fractions = evaluate(rec, samples, demand, setup.family)
     shapes = [rec, *(r.optimum for r in results if r.optimum is not None)]
     robust, most = robust_plan(shapes, samples, demand, setup.family)
-    rows = [SampleRow(index=r.sample.index, demand_scale=r.sample.demand_scale, price_factor=r.sample.price_factor,
-                      capacity_z=r.sample.capacity_z, cost=cost_at(rec, r.sample),
-                      served=requests_served(f, demand), all_served=all(v >= ALL_SERVED for v in f.values()),
-                      status=r.status, optimal_cost=r.optimal_cost, reason=r.reason)
-            for r, f in zip(results, fractions, strict=True)]
+    rows = []
+    for r, f in zip(results, fractions, strict=True):
+        yearly = yearly_served(f, demand)
+        rows.append(SampleRow(index=r.sample.index, demand_scale=r.sample.demand_scale, growth=r.sample.growth,
+                              price_factor=r.sample.price_factor, capacity_z=r.sample.capacity_z,
+                              cost=cost_at(rec, r.sample), served=min(yearly), served_by_year=yearly,
+                              all_served=all_served(f), status=r.status, optimal_cost=r.optimal_cost,
+                              reason=r.reason))
     solved = [r.optimal_cost for r in results if r.optimal_cost is not None]
-    sc = rs.scenario
+    years = len(rec_risk.served_by_year)
+    cost_name: Literal["capex", "npv", "tco"] = "capex" if sc.periods is None else \
+        ("npv" if sc.objective == "npv" else "tco")
     return MonteCarloResult(
         scenario=sc.name, scenario_file=str(rs.path), currency=sc.currency, samples=n, seed=seed,
         risk=setup.risk, executor=executor, workers=workers, recommended=rec_risk, cost=rec_risk.cost,
         served=rec_risk.served,
-        served_by_workload={w: quantiles([f[w] for f in fractions]) for w in demand},
+        served_by_workload={w: quantiles([min(fy[w] for fy in f) for f in fractions]) for w in demand},
+        served_by_year=rec_risk.served_by_year, years=years, cost_name=cost_name,
         p_all_served=rec_risk.p_all_served, optimal_cost=quantiles(solved) if solved else None,
         unsolved_samples=n - len(solved), robust_plan=robust, most_robust_plan=most, robust_rule=robust_rule(),
         rows=rows,

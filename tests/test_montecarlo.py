@@ -9,6 +9,7 @@ plan is one PCIe-8GPU-4U chassis (26,000 USD) with one L20-48GB (5,000 USD), one
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,22 +20,27 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from optimizer.errors import ScenarioError
-from optimizer.loaders import load_scenario
+from optimizer.loaders import load_scenario, resolve_scenario
 from optimizer.montecarlo import (
     PlanShape,
     Sample,
     ShapeDeployment,
+    _sample_prices,
     cost_at,
     draw_sample,
+    evaluate,
     percentile,
+    period_shape_of,
     prepare,
     requests_served,
     robust_plan,
     run_monte_carlo,
     same_results,
+    served_by_year,
     served_fractions,
     shape_of,
     solve_sample,
+    year_factor,
 )
 from optimizer.schema.scenario import Risk
 
@@ -93,12 +99,12 @@ def test_robust_plan_is_the_cheapest_holding_in_90_percent() -> None:
     # demand 1, headroom 1, sd 1: capacity c serves all when c x exp(z) >= 1, z >= -ln c
     # c=1: z >= 0, 6 of 10; c=2: z >= -0.693, 8 of 10; c=4: z >= -1.386, 10 of 10
     shapes = [_shape(1.0, 100), _shape(2.0, 200), _shape(4.0, 400)]
-    held, most = robust_plan(shapes, samples, {"chat": 1.0}, FAMILY)
+    held, most = robust_plan(shapes, samples, {"chat": [1.0]}, FAMILY)
     assert held is not None and held.source == "cap 4" and held.p_all_served == 1.0
     assert most.source == "cap 4"
-    at_80, _ = robust_plan(shapes, samples, {"chat": 1.0}, FAMILY, hold=0.8)
+    at_80, _ = robust_plan(shapes, samples, {"chat": [1.0]}, FAMILY, hold=0.8)
     assert at_80 is not None and at_80.source == "cap 2" and at_80.p_all_served == pytest.approx(0.8)
-    none, most2 = robust_plan(shapes[:2], samples, {"chat": 1.0}, FAMILY)
+    none, most2 = robust_plan(shapes[:2], samples, {"chat": [1.0]}, FAMILY)
     assert none is None and most2.source == "cap 2"  # 8 of 10 is the most
 
 
@@ -216,3 +222,115 @@ def test_ray_gives_the_local_results(small: Any) -> None:
         ray.shutdown()
     assert on_ray.executor == "ray"
     assert same_results(on_ray, run_monte_carlo(small, 4, seed=3, workers=1))
+
+
+# ------------------------------------------------------------------------------------------------
+# Plans over periods: a 2-year, one-workload scenario (chat at 1.5 then 3.0 req/s, objective npv)
+# ------------------------------------------------------------------------------------------------
+# Its plan (electricity and support 0 by default): one PCIe-4GPU-4U with two L20 bought in year 1,
+# 26,000 + 2 x 5,000 = 36,000 (NPV = capex: nothing else is paid); one replica in year 1, two in
+# year 2 (0.8 x 2.0215 = 1.617 >= 1.5; 2 x 1.617 = 3.234 >= 3.0).
+
+
+@pytest.fixture
+def two_years(base_scenario: dict[str, Any], write_scenario: Callable[[Any], Path]) -> Any:
+    base_scenario["objective"] = "npv"
+    base_scenario["periods"] = {"years": 2, "discount_rate": 0.1, "price_decline_per_year": 0.2}
+    base_scenario["workloads"][0]["requests_per_s"] = [1.5, 3.0]
+    return load_scenario(write_scenario(base_scenario, "two-years.yaml"))
+
+
+def _grown(i: int = 0, scale: float = 1.0, growth: float = 1.0, z: float = 0.0, m: float = 1.0) -> Sample:
+    return Sample(index=i, demand_scale=scale, growth=growth, price_factor={L20: m}, capacity_z={ADA: z})
+
+
+def test_growth_is_drawn_per_sample_and_compounds_by_year() -> None:
+    risk = Risk(growth_log_sd=0.1)
+    s = draw_sample(7, 2, risk, [L20], [ADA])
+    z = random.Random("procure-mc/7/2/growth").gauss(0.0, 1.0)
+    assert s.growth == pytest.approx(math.exp(0.1 * z))
+    assert year_factor(s, 1) == pytest.approx(s.demand_scale)
+    assert year_factor(s, 3) == pytest.approx(s.demand_scale * s.growth ** 2)
+    # no growth spread: m = 1 every sample
+    assert draw_sample(7, 2, Risk(growth_log_sd=0.0), [L20], [ADA]).growth == 1.0
+
+
+def test_served_in_year_two_by_hand(two_years: Any) -> None:
+    setup, plan = prepare(two_years, seed=0)
+    rec = period_shape_of(plan, "recommended", setup.rs, setup.base_gpu_price, setup.family)
+    assert setup.demand == {"chat": [1.5, 3.0]}
+    assert sorted((d.year, d.replicas) for d in rec.deployments) == [(1, 1), (2, 2)]
+    assert rec.buys == [(1, "PCIe-4GPU-4U/L20-48GB/2", 1)]
+    # sample: scale 1.1, growth 1.2, z_Ada = -0.5. Demand: year 1 1.5 x 1.1 = 1.65; year 2
+    # 3.0 x 1.1 x 1.2 = 3.96. One replica: 0.8 x 2.021495 x exp(-0.5 x 0.3159) = 1.617196 x 0.853892
+    # = 1.380911; year 1 1.380911 / 1.65 = 0.836916; year 2 2 x 1.380911 / 3.96 = 0.697430
+    s = _grown(scale=1.1, growth=1.2, z=-0.5)
+    y1, y2 = served_by_year(rec, s, setup.demand, setup.family)
+    assert y1["chat"] == pytest.approx(0.836916, abs=1e-5)
+    assert y2["chat"] == pytest.approx(0.697430, abs=1e-5)
+    # no growth: year 2 is 2 x 1.380911 / 3.3 = 0.836916 as year 1
+    assert served_fractions(rec, _grown(scale=1.1, z=-0.5), {"chat": 3.0}, setup.family, year=2)["chat"] == \
+        pytest.approx(0.836916, abs=1e-5)
+    risk, _ = evaluate(rec, [s, _grown(i=1)], setup.demand, setup.family)
+    # worst year of sample 0 is year 2 (0.697430); sample 1 is all served: p10 at 0.1 of the way
+    assert risk.served.p10 == pytest.approx(0.697430 + 0.1 * (1 - 0.697430), abs=1e-5)
+    assert risk.served_by_year[0].p50 == pytest.approx((0.836916 + 1) / 2, abs=1e-5)
+    assert risk.p_all_served == 0.5
+
+
+def test_period_cost_is_the_npv_at_sampled_prices(two_years: Any) -> None:
+    setup, plan = prepare(two_years, seed=0)
+    rec = period_shape_of(plan, "recommended", setup.rs, setup.base_gpu_price, setup.family)
+    # NPV 36,000, of which the two L20 bought in year 1 (discount factor 1): 10,000
+    assert rec.cost == pytest.approx(36_000) and rec.capex == pytest.approx(36_000)
+    assert rec.gpu_spend == {L20: pytest.approx(10_000)}
+    # L20 at x0.9: 36,000 - 10,000 x 0.1 = 35,000
+    assert cost_at(rec, _grown(m=0.9)) == pytest.approx(35_000)
+
+
+def test_period_sample_optimum_by_hand(two_years: Any) -> None:
+    setup, _ = prepare(two_years, seed=0)
+    checked = 0
+    for i in range(4):
+        r = solve_sample(setup, i)
+        s = r.sample
+        assert r.optimum is not None and r.optimal_cost is not None
+        # replicas needed in year y: ceil(λ_y x scale x growth^(y-1) / (0.8 x 2.0215 x exp(z x 0.3159)))
+        one = 0.8 * L20_POINT * math.exp(s.capacity_z[ADA] * ADA_SD)
+        need = [math.ceil(lam * year_factor(s, y) / one - 1e-6) for y, lam in ((1, 1.5), (2, 3.0))]
+        by_year = {y: sum(d.replicas for d in r.optimum.deployments if d.year == y) for y in (1, 2)}
+        assert by_year == {1: need[0], 2: need[1]}
+        assert all(v == 1.0 for f in served_by_year(r.optimum, s, setup.demand, setup.family) for v in f.values())
+        if max(need) <= 2:
+            # two L20 on one PCIe-4GPU-4U in year 1 is cheapest: NPV 26,000 + 2 x 5,000 x m_L20
+            assert r.optimum.buys == [(1, "PCIe-4GPU-4U/L20-48GB/2", 1)]
+            assert r.optimal_cost == pytest.approx(26_000 + 10_000 * s.price_factor[L20], rel=1e-9)
+            assert r.optimum.cost == pytest.approx(36_000) and r.optimum.capex == pytest.approx(36_000)
+            checked += 1
+    assert checked >= 1
+
+
+def test_period_gpu_price_overrides_move_with_the_sample(two_years: Any) -> None:
+    sc = two_years.scenario
+    assert sc.periods is not None
+    rs = resolve_scenario(sc.model_copy(update={"periods": sc.periods.model_copy(
+        update={"prices": {L20: [5_000.0, 4_500.0]}})}), two_years.path, two_years.catalog)
+    setup, _ = prepare(rs, seed=0)
+    scaled = _sample_prices(setup, _grown(m=1.2))
+    assert scaled.scenario.periods is not None
+    assert scaled.scenario.periods.prices[L20] == pytest.approx([6_000.0, 5_400.0])
+    assert _sample_prices(setup, _grown(m=1.0)) is setup.rs
+
+
+def test_periods_ray_gives_the_local_results(two_years: Any) -> None:
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'procure[ray]')")
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
+    try:
+        on_ray = run_monte_carlo(two_years, 4, seed=3, executor="ray", workers=2)
+    finally:
+        ray.shutdown()
+    local = run_monte_carlo(two_years, 4, seed=3, workers=1)
+    assert same_results(on_ray, local)
+    assert local.years == 2 and local.cost_name == "npv" and len(local.served_by_year) == 2
+    assert all(len(row.served_by_year) == 2 and row.served == min(row.served_by_year) for row in local.rows)
+    assert same_results(local, run_monte_carlo(two_years, 4, seed=3, workers=2))

@@ -82,8 +82,10 @@ def compare_command(scenario: Path, fmt: str, budgets: tuple[str, ...], budget_r
     With --monte-carlo N: the risk of the scenario's plan instead (docs/compare.md, "Monte Carlo"):
     cost and served demand p10/p50/p90 over N samples, the probability it serves all demand, the
     distribution of each sample's optimal cost and the plan that holds in 90% of samples. --price,
-    --allow-gpus and --demand-scale apply to the scenario first; no workbook is written. Exit 1 when
-    the scenario itself has no feasible plan.
+    --allow-gpus and --demand-scale apply to the scenario first; no workbook is written. With periods:
+    each sample also draws a demand growth m (year y x m^(y-1), risk: growth_log_sd), cost is the
+    plan's NPV (or TCO) at sampled prices and served demand is per year (the worst year reported).
+    Exit 1 when the scenario itself has no feasible plan.
     """
     rs = load_scenario(scenario)
     if monte_carlo is not None:

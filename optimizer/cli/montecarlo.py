@@ -51,7 +51,8 @@ def _gpus(p: PlanRisk) -> str:
 def monte_carlo_tables(r: MonteCarloResult) -> Group:
     """Cost and served demand of the recommended and the robust plan, each sample's optimum; per workload."""
     cur = r.currency
-    main = Table(title=f"Monte Carlo — {r.scenario}: {r.samples} samples, seed {r.seed}")
+    main = Table(title=f"Monte Carlo — {r.scenario}: {r.samples} samples, seed {r.seed}"
+                 + (f", {r.years} years (cost: {r.cost_name.upper()})" if r.years > 1 else ""))
     for name in ("", "capex", "p10", "p50", "p90", "all served", "GPUs"):
         main.add_column(name, justify="left" if name in ("", "GPUs") else "right")
     plans = [("recommended plan: cost", r.recommended)]
@@ -61,10 +62,13 @@ def monte_carlo_tables(r: MonteCarloResult) -> Group:
         plans.append((f"holds most often ({r.most_robust_plan.source}): cost", r.most_robust_plan))
     for label, p in plans:
         main.add_row(label, money(p.capex, cur), *_q(p.cost, "money", cur), f"{p.p_all_served:.0%}", _gpus(p))
-        main.add_row("  served (requests)", "", *_q(p.served, "pct"), "", "")
+        main.add_row("  served (requests)" + (", worst year" if r.years > 1 else ""), "", *_q(p.served, "pct"), "", "")
+        if r.years > 1:
+            for y, q in enumerate(p.served_by_year, start=1):
+                main.add_row(f"    year {y}", "", *_q(q, "pct"), "", "")
     main.add_row("each sample's optimum: cost", "", *_q(r.optimal_cost, "money", cur),
                  f"{r.samples - r.unsolved_samples}/{r.samples} solved", "")
-    per = Table(title="Recommended plan: served fraction per workload")
+    per = Table(title="Recommended plan: served fraction per workload" + (", worst year" if r.years > 1 else ""))
     for name in ("workload", "p10", "p50", "p90"):
         per.add_column(name, justify="left" if name == "workload" else "right")
     for w, q in r.served_by_workload.items():
@@ -73,7 +77,9 @@ def monte_carlo_tables(r: MonteCarloResult) -> Group:
     notes = [
         f"samples: demand x lognormal(median {risk.demand_median:g}, log sd {risk.demand_log_sd:g}); GPU prices x "
         f"lognormal(log sd {risk.price_log_sd:g}); capacity x exp(z x band_log_sd) per GPU family"
-        + ("" if risk.capacity_error else " (off)") + "; cost: capex at sampled prices; "
+        + ("" if risk.capacity_error else " (off)")
+        + (f"; year y's demand also x m^(y-1), m lognormal(log sd {risk.growth_log_sd:g})" if r.years > 1 else "")
+        + f"; cost: {r.cost_name.upper() if r.years > 1 else 'capex'} at sampled prices; "
         "all served: share of samples where every workload is fully served",
         "holds in 90%: " + escape(r.robust_rule) if r.robust_plan is not None
         else f"[bold]no plan holds in 90% of samples[/] (the most: {r.most_robust_plan.p_all_served:.0%}, "

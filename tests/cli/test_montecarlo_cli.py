@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import REPO, assert_user_error, run_cli
 
 Writer = Callable[[Any], Path]
 
@@ -68,3 +68,34 @@ def test_usage_errors(small: Path, args: list[str], needles: list[str]) -> None:
 def test_ray_executor_without_ray_says_how_to_install(small: Path) -> None:
     assert_user_error(["compare", str(small), "--monte-carlo", "2", "--executor", "ray"],
                       "needs Ray", "procure[ray]")
+
+
+def test_periods_scenario_runs_with_its_own_objective(write_scenario: Writer, base_scenario: dict[str, Any]) -> None:
+    # 2 years, chat 1.5 then 3.0 req/s, npv: the plan buys two L20 in one PCIe-4GPU-4U in year 1,
+    # NPV 26,000 + 2 x 5,000 = 36,000 (tests/test_montecarlo.py); with no spread in demand or
+    # capacity every sample is served, at 26,000 + 10,000 x the L20's price multiplier
+    base_scenario.update(objective="npv", periods={"years": 2, "discount_rate": 0.1},
+                         risk={"demand_log_sd": 0, "growth_log_sd": 0, "capacity_error": False})
+    base_scenario["workloads"][0]["requests_per_s"] = [1.5, 3.0]
+    path = write_scenario(base_scenario)
+    res = run_cli("compare", str(path), "--monte-carlo", "3", "--workers", "1", "--format", "json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["years"] == 2 and data["cost_name"] == "npv" and len(data["served_by_year"]) == 2
+    assert data["p_all_served"] == 1.0 and data["robust_plan"]["source"] == "recommended"
+    for row in data["rows"]:
+        assert row["served_by_year"] == [1.0, 1.0] and row["growth"] == 1.0
+        assert row["cost"] == pytest.approx(26_000 + 10_000 * row["price_factor"]["L20-48GB"])
+    res = run_cli("compare", str(path), "--monte-carlo", "2", "--workers", "1")
+    assert res.exit_code == 0, res.output
+    assert "2 years (cost: NPV)" in res.output and "year 2" in res.output and "worst year" in res.output
+
+
+def test_bank_rollout_phased_runs() -> None:
+    # the issue's case: it used to exit 2 with "objective capex is for one period"
+    res = run_cli("compare", str(REPO / "scenarios" / "bank-rollout-phased.yaml"), "--monte-carlo", "2",
+                  "--workers", "1", "--format", "json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["years"] == 3 and data["cost_name"] == "npv"
+    assert data["unsolved_samples"] == 0 and len(data["rows"][0]["served_by_year"]) == 3
