@@ -14,7 +14,7 @@ Formulation (names as in the code; per-year figures from ``optimizer.periods``):
     add_period_demand     per year as add_demand: Σ_c ρ·μ_c·r[y,c] ≥ λ_w,y  (with a mix per bucket,
                           Σ_c ρ·μ_c,b·q[y,c,b] ≥ λ_w,y·φ_b, Σ_b q[y,c,b] ≤ r[y,c])
     add_period_demand_bounds  add_demand_bounds' valid inequalities, each year
-    add_period_replicas   Σ_c r[y,c] ≥ m_w;  spread (m_w ≥ 2): r[y,c] ≤ R·v[w,s_c,y],
+    add_period_replicas   Σ_c r[y,c] ≥ m_w;  spread (m_w ≥ 2): r[y,c] ≤ R·v[w,s_c,y], v[w,s,y] ≤ Σ_{c on s} r[y,c],
                           n[s,y] ≥ 2·(v[w,s,y] − Σ_{s'≠s} v[w,s',y])   (necessary; placement checks)
                           (s,y) in exact_spread: constraints._named_servers' exact block on year y's
                           candidates of s, need = v − Σ_{s'≠s} v − cross-server r − wide
@@ -315,6 +315,9 @@ def add_period_replicas(pm: PeriodModel) -> None:
                 for i in on[s]:
                     m.add_linear_constraint(pm.r[(y, i)] <= pm.r[(y, i)].upper_bound * pm.v[(w.name, s, y)],
                                             name=f"uses[{y},{i}]")
+                # v only where replicas really are, or a v of an unused SKU would excuse the spread rows
+                m.add_linear_constraint(pm.v[(w.name, s, y)] <= mathopt.fast_sum(pm.r[(y, i)] for i in on[s]),
+                                        name=f"used_only[{w.name},{s},{y}]")
             for s in sorted(on):
                 others = mathopt.fast_sum(pm.v[(w.name, s2, y)] for s2 in sorted(on) if s2 != s)
                 m.add_linear_constraint(pm.own[(s, y)] >= 2 * (pm.v[(w.name, s, y)] - others),

@@ -33,6 +33,7 @@ from optimizer.sizing.candidates import CandidateSet, InferenceCandidate, server
 from tests.model.helpers import SETTINGS, candidate, workload
 
 L20_1 = "PCIe-8GPU-4U/L20-48GB/1"
+L20_4 = "PCIe-8GPU-4U/L20-48GB/4"
 L20_8 = "PCIe-8GPU-4U/L20-48GB/8"
 H20 = "HGX-H20-8GPU/H20-96GB/8"
 CLOUD = "peak.l20/L20-48GB/1"
@@ -307,3 +308,22 @@ def test_unplaceable_spread_year_is_re_solved_with_exact_rows() -> None:
     assert [[(c.sku, c.count) for c in p.own] for p in plan.periods] == [[(L20_8, 3)], [(L20_8, 3)]]
     hosts = {s.index for s in plan.placement for r in s.replicas if r.workload == "a"}
     assert len(hosts) == 2  # year 2 (the plan's placement): a's four replicas on two servers
+
+
+def test_spread_not_excused_by_an_unused_sku() -> None:
+    # a (min_replicas 2) needs two TP4 replicas of 1 req/s, on an 8-GPU L20 server (90,000 + 8 x
+    # 10,000 = 170,000) or 4-GPU ones (90,000 + 4 x 10,000 = 130,000); no support, no discount.
+    # One 8-GPU server (170,000) holds both but on one server; v[a, 4-GPU SKU] = 1 with no replica
+    # there must not excuse that. Least: two 4-GPU servers, 260,000 (8 + 4: 300,000; 2 x 8: 340,000).
+    d = data([2], {"years": 1, "discount_rate": 0.0}, opex_per_year_fraction=0.0)
+    d["workloads"][0]["min_replicas"] = 2
+    rs = resolved(d)
+    tables = []
+    for t in year_tables(rs):
+        real = next(c for c in t.cands.inference if c.sku == L20_8 and c.tp == 1)
+        cands = [replace(real, sku=s, tp=4, perf=replace(real.perf, requests_per_s=1.0)) for s in (L20_8, L20_4)]
+        tables.append(YearTable(t.year, t.rs, replace(t.cands, inference=cands)))
+    plan = solve_period_tables(rs, tables, SETTINGS)
+    assert plan.periods is not None
+    assert [(c.sku, c.count) for c in plan.periods[0].buy] == [(L20_4, 2)]
+    assert plan.objective == pytest.approx(260000.0, abs=0.6)
