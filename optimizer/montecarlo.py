@@ -364,8 +364,7 @@ def _sample_prices(setup: Setup, s: Sample) -> ResolvedScenario:
 
 def _solve_periods_sample(setup: Setup, s: Sample) -> Plan:
     """The period MIP on the sample: year y's rates x year_factor, every year's table scaled."""
-    from optimizer.model.periods import build_period_model
-    from optimizer.model.periods_plan import extract_period_plan, solve_period_model
+    from optimizer.model.periods_plan import solve_period_tables
 
     assert setup.tables is not None
     scaled: dict[int, CandidateSet] = {}  # years sharing a table share its scaled copy
@@ -375,9 +374,7 @@ def _solve_periods_sample(setup: Setup, s: Sample) -> Plan:
             scaled[id(t.cands)] = scaled_candidates(setup, s, t.cands)
         tables.append(YearTable(t.year, with_overrides(t.rs, demand_scale=year_factor(s, t.year)),
                                 scaled[id(t.cands)]))
-    pm = build_period_model(_sample_prices(setup, s), tables)
-    values, report = solve_period_model(pm, setup.settings)
-    return extract_period_plan(pm, values, report)
+    return solve_period_tables(_sample_prices(setup, s), tables, setup.settings)
 
 
 def solve_sample(setup: Setup, index: int) -> SampleResult:

@@ -14,8 +14,10 @@ Formulation (names as in the code; per-year figures from ``optimizer.periods``):
     add_period_demand     per year as add_demand: Σ_c ρ·μ_c·r[y,c] ≥ λ_w,y  (with a mix per bucket,
                           Σ_c ρ·μ_c,b·q[y,c,b] ≥ λ_w,y·φ_b, Σ_b q[y,c,b] ≤ r[y,c])
     add_period_demand_bounds  add_demand_bounds' valid inequalities, each year
-    add_period_replicas   Σ_c r[y,c] ≥ m_w;  spread (m_w ≥ 2): r[y,c] ≤ R·v[w,s_c,y],
+    add_period_replicas   Σ_c r[y,c] ≥ m_w;  spread (m_w ≥ 2): r[y,c] ≤ R·v[w,s_c,y], v[w,s,y] ≤ Σ_{c on s} r[y,c],
                           n[s,y] ≥ 2·(v[w,s,y] − Σ_{s'≠s} v[w,s',y])   (necessary; placement checks)
+                          (s,y) in exact_spread: constraints._named_servers' exact block on year y's
+                          candidates of s, need = v − Σ_{s'≠s} v − cross-server r − wide
     add_period_finetune   Σ_f x[y,f] = 1 per job and year
     add_period_packing    Σ_{c on s} g_c·r[y,c] + Σ_{f on s} gpus_f·x[y,f] ≤ G_s·n[s,y]
     add_period_power      PUE·Σ_s W_s·n[s,y] ≤ site power   (cloud instances draw 0 on site)
@@ -130,6 +132,8 @@ class PeriodModel:
     v: dict[tuple[str, str, int], mathopt.Variable] = field(default_factory=dict)
     own: dict[tuple[str, int], mathopt.LinearExpression] = field(default_factory=dict)
     bound: dict[str, int] = field(default_factory=dict)  # N_s
+    #: (SKU, year) given the exact named-server spread block (placement proved the necessary row short)
+    exact_spread: frozenset[tuple[str, int]] = frozenset()
 
     @property
     def years(self) -> int:
@@ -311,10 +315,83 @@ def add_period_replicas(pm: PeriodModel) -> None:
                 for i in on[s]:
                     m.add_linear_constraint(pm.r[(y, i)] <= pm.r[(y, i)].upper_bound * pm.v[(w.name, s, y)],
                                             name=f"uses[{y},{i}]")
+                # v only where replicas really are, or a v of an unused SKU would excuse the spread rows
+                m.add_linear_constraint(pm.v[(w.name, s, y)] <= mathopt.fast_sum(pm.r[(y, i)] for i in on[s]),
+                                        name=f"used_only[{w.name},{s},{y}]")
             for s in sorted(on):
                 others = mathopt.fast_sum(pm.v[(w.name, s2, y)] for s2 in sorted(on) if s2 != s)
                 m.add_linear_constraint(pm.own[(s, y)] >= 2 * (pm.v[(w.name, s, y)] - others),
                                         name=f"spread[{w.name},{s},{y}]")
+    for s, y in sorted(pm.exact_spread):
+        add_period_named_servers(pm, s, y)
+
+
+def add_period_named_servers(pm: PeriodModel, s: str, y: int) -> None:
+    """The exact spread block of SKU s in year y (``constraints._named_servers``, whose docstring
+    proves it exact): M = 2·|W_s| named servers j (σ_j: server j exists, σ_j ≥ σ_{j+1}) hold q_j[c]
+    spread replicas and N_j[g] other items of g GPUs within G_s; each spread workload w with
+    need = v[w,s,y] − Σ_{s'≠s} v[w,s',y] − Σ_{c of w on s spanning servers} r[y,c] − wide[w,s,y]
+    > 0 has replicas on two named servers; the rest of s's load fits the n[s,y] − Σ_j σ_j others."""
+    m, t = pm.model, pm.tables[y - 1]
+    cands, g_s = t.cands, pm.skus[s].gpus
+    workloads = t.rs.scenario.inference_workloads()
+    on_s = [i for i, c in enumerate(cands.inference) if c.sku == s]
+    idx_of: dict[str, list[int]] = defaultdict(list)
+    for i in on_s:
+        if workloads[cands.inference[i].workload].min_replicas >= 2:
+            idx_of[cands.inference[i].workload].append(i)
+    if not idx_of:
+        return
+    need: dict[str, mathopt.LinearExpression] = {}
+    for w, idx in sorted(idx_of.items()):
+        others = [pm.v[(w, s2, y)] for (w2, s2, y2) in sorted(pm.v) if w2 == w and y2 == y and s2 != s]
+        multi = [pm.r[(y, i)] for i in idx if cands.inference[i].servers_per_replica > 1]
+        wide = m.add_binary_variable(name=f"wide[{w},{s},{y}]")  # more GPUs of w on s than one server holds
+        m.add_linear_constraint((g_s + 1) * wide <= mathopt.fast_sum(cands.inference[i].gpus_per_replica
+                                                                     * pm.r[(y, i)] for i in idx),
+                                name=f"wide_only[{w},{s},{y}]")
+        need[w] = pm.v[(w, s, y)] - mathopt.fast_sum(others) - mathopt.fast_sum(multi) - wide
+    spread_idx = sorted(i for idx in idx_of.values() for i in idx
+                        if cands.inference[i].servers_per_replica == 1 and cands.inference[i].gpus_per_replica <= g_s)
+    other = [i for i in on_s if i not in spread_idx and cands.inference[i].servers_per_replica == 1]
+    ft_on = [j for j, f in enumerate(cands.finetune) if f.sku == s]
+    ft = [j for j in ft_on if cands.finetune[j].gpus <= g_s]
+    sizes = sorted({cands.inference[i].gpus_per_replica for i in other} | {cands.finetune[j].gpus for j in ft})
+    total = mathopt.fast_sum([cands.inference[i].gpus_per_replica * pm.r[(y, i)] for i in on_s]
+                             + [cands.finetune[j].gpus * pm.x[(y, j)] for j in ft_on])
+    sigma, loads = [], []
+    q: list[dict[int, mathopt.Variable]] = []
+    items: list[dict[int, mathopt.Variable]] = []
+    for j in range(2 * len(idx_of)):
+        sigma.append(m.add_binary_variable(name=f"named[{s},{y},{j}]"))
+        q.append({i: m.add_integer_variable(lb=0, ub=min(pm.r[(y, i)].upper_bound,
+                                                         g_s // cands.inference[i].gpus_per_replica),
+                                            name=f"q[{s},{y},{j},{i}]") for i in spread_idx})
+        items.append({g: m.add_integer_variable(lb=0, ub=g_s // g, name=f"N[{s},{y},{j},{g}]") for g in sizes})
+        load = mathopt.fast_sum([cands.inference[i].gpus_per_replica * v for i, v in q[j].items()]
+                                + [g * n_g for g, n_g in items[j].items()])
+        m.add_linear_constraint(load <= g_s * sigma[j], name=f"named_load[{s},{y},{j}]")
+        loads.append(load)
+        if j:
+            m.add_linear_constraint(sigma[j - 1] >= sigma[j], name=f"named_order[{s},{y},{j}]")
+    for w, idx in sorted(idx_of.items()):
+        hosts = []
+        for j in range(len(sigma)):
+            b = m.add_binary_variable(name=f"b[{w},{s},{y},{j}]")
+            m.add_linear_constraint(b <= mathopt.fast_sum(q[j][i] for i in idx if i in q[j]),
+                                    name=f"hosts[{w},{s},{y},{j}]")
+            hosts.append(b)
+        m.add_linear_constraint(mathopt.fast_sum(hosts) >= 2 * need[w], name=f"spread_exact[{w},{s},{y}]")
+    for i in spread_idx:
+        m.add_linear_constraint(mathopt.fast_sum(qj[i] for qj in q) <= pm.r[(y, i)], name=f"named_of[{s},{y},{i}]")
+    for g in sizes:
+        avail = mathopt.fast_sum([pm.r[(y, i)] for i in other if cands.inference[i].gpus_per_replica == g]
+                                 + [pm.x[(y, j)] for j in ft if cands.finetune[j].gpus == g])
+        m.add_linear_constraint(mathopt.fast_sum(it[g] for it in items) <= avail, name=f"named_items[{s},{y},{g}]")
+    own = pm.own[(s, y)]
+    m.add_linear_constraint(mathopt.fast_sum(sigma) <= own, name=f"named_exist[{s},{y}]")
+    m.add_linear_constraint(total - mathopt.fast_sum(loads) <= g_s * (own - mathopt.fast_sum(sigma)),
+                            name=f"beyond_named[{s},{y}]")
 
 
 def add_period_finetune(pm: PeriodModel) -> None:
@@ -424,8 +501,10 @@ def tie_break_expression(pm: PeriodModel) -> mathopt.LinearExpression:
                     + mathopt.fast_sum(g * v for g, v in gpus))
 
 
-def build_period_model(rs: ResolvedScenario, tables: list[YearTable] | None = None) -> PeriodModel:
-    """The whole multi-period MIP, families in the order of the module docstring."""
+def build_period_model(rs: ResolvedScenario, tables: list[YearTable] | None = None,
+                       exact_spread: frozenset[tuple[str, int]] = frozenset()) -> PeriodModel:
+    """The whole multi-period MIP, families in the order of the module docstring; ``exact_spread``
+    names the (SKU, year) pairs given the exact spread block (``periods_plan.solve_period_tables``)."""
     sc = rs.scenario
     assert sc.periods is not None
     tables = tables if tables is not None else year_tables(rs)
@@ -443,7 +522,8 @@ def build_period_model(rs: ResolvedScenario, tables: list[YearTable] | None = No
     objective = sc.objective
     rate = per.discount_rate(sc) if objective == "npv" else 0.0
     pm = PeriodModel(model=mathopt.Model(name="procure-periods"), rs=rs, tables=tables, skus=skus,
-                     buyable=frozenset(server_skus(rs)), inventory=inventory, objective=objective, rate=rate)
+                     buyable=frozenset(server_skus(rs)), inventory=inventory, objective=objective, rate=rate,
+                     exact_spread=exact_spread)
     add_period_variables(pm)
     add_period_demand(pm)
     add_period_demand_bounds(pm)

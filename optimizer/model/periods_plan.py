@@ -13,16 +13,18 @@ from typing import Any
 
 from optimizer import __version__
 from optimizer import periods as per
-from optimizer.errors import InfeasibleError, SolverError
+from optimizer.errors import InfeasibleError, PlacementError, SolverError
 from optimizer.loaders import ResolvedScenario
 from optimizer.model.extract import _capacity_provenance, finance_figures, memory_account, routed_capacity
 from optimizer.model.periods import (
     TIE_BREAK_BUDGET,
     PeriodModel,
+    YearTable,
     build_period_model,
     energy_per_year,
     price_in_year,
     support_per_year,
+    year_tables,
 )
 from optimizer.model.placement import Item, place
 from optimizer.model.racks import rack_plan
@@ -46,11 +48,33 @@ def _int(v: float) -> int:
     return round(v)
 
 
+class YearPlacementError(PlacementError):
+    """Placement of ``year``'s replicas on ``sku``'s numbered servers failed (a PlacementError)."""
+
+    def __init__(self, message: str, *, sku: str, year: int) -> None:
+        self.year = year
+        super().__init__(message, sku=sku)
+
+
 def solve_periods(rs: ResolvedScenario, settings: SolveSettings) -> Plan:
     """Build, solve and extract; InfeasibleError when no plan serves every year within the limits."""
-    pm = build_period_model(rs)
-    values, report = solve_period_model(pm, settings)
-    return extract_period_plan(pm, values, report)
+    return solve_period_tables(rs, year_tables(rs), settings)
+
+
+def solve_period_tables(rs: ResolvedScenario, tables: list[YearTable], settings: SolveSettings) -> Plan:
+    """Solve and extract on the given year tables. The spread row is only necessary: where a year's
+    placement proves SKU s's counts unplaceable, solve again with the exact spread block for (s, y),
+    as the single-period pipeline does (each pair at most once, in the order placement finds them)."""
+    exact: frozenset[tuple[str, int]] = frozenset()
+    while True:
+        pm = build_period_model(rs, tables, exact_spread=exact)
+        values, report = solve_period_model(pm, settings)
+        try:
+            return extract_period_plan(pm, values, report)
+        except YearPlacementError as exc:
+            if (exc.sku, exc.year) in exact:
+                raise
+            exact = exact | {(exc.sku, exc.year)}
 
 
 def solve_period_model(pm: PeriodModel, settings: SolveSettings) -> tuple[dict[Any, float], SolverReport]:
@@ -158,7 +182,10 @@ def _layout(pm: PeriodModel, year: int, own: dict[str, int], rented: dict[str, i
     for k, n in rented.items():
         by_sku[k] = [0] * n
     slots = {k: pm.skus[k].gpus for k in by_sku}
-    placed = place(by_sku, slots, items)
+    try:
+        placed = place(by_sku, slots, items)
+    except PlacementError as exc:
+        raise YearPlacementError(f"year {year}: {exc}", sku=exc.sku, year=year) from exc
     return placed, len({r for rs in racks.values() for r in rs})
 
 

@@ -7,6 +7,7 @@ Hand tables: real catalog SKUs at overridden round prices, stated per-replica ca
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,20 @@ from optimizer import periods as per
 from optimizer.errors import ProcureError, ScenarioError, SolverError
 from optimizer.loaders import load_catalog, resolve_scenario, scenario_from_data
 from optimizer.model.check_periods import check_periods
-from optimizer.model.periods import YearTable, build_period_model, year_scenario
-from optimizer.model.periods_plan import solve_period_model
+from optimizer.model.periods import YearTable, build_period_model, year_scenario, year_tables
+from optimizer.model.periods_plan import (
+    YearPlacementError,
+    extract_period_plan,
+    solve_period_model,
+    solve_period_tables,
+)
 from optimizer.model.pipeline import solve_scenario
 from optimizer.schema.scenario import InferenceWorkload, Scenario
 from optimizer.sizing.candidates import CandidateSet, InferenceCandidate, server_skus
 from tests.model.helpers import SETTINGS, candidate, workload
 
 L20_1 = "PCIe-8GPU-4U/L20-48GB/1"
+L20_4 = "PCIe-8GPU-4U/L20-48GB/4"
 L20_8 = "PCIe-8GPU-4U/L20-48GB/8"
 H20 = "HGX-H20-8GPU/H20-96GB/8"
 CLOUD = "peak.l20/L20-48GB/1"
@@ -264,3 +271,59 @@ def test_tampered_capacity_in_a_periods_plan_is_rejected() -> None:
     periods[0].deployments[0] = periods[0].deployments[0].model_copy(update={"model": "Qwen2.5-7B"})
     with pytest.raises(SolverError, match=r"year 1: a serves Qwen2.5-7B, the year's model is Qwen2-7B"):
         check_periods(plan.model_copy(update={"periods": periods}), rs)
+
+
+def test_unplaceable_spread_year_is_re_solved_with_exact_rows() -> None:
+    # 8-GPU L20 servers at 90,000 + 8 x 10,000 = 170,000; no support; discount 10 %. Workload a
+    # (min_replicas 2) runs 4-GPU replicas of 1 req/s: 2 then 4 req/s; b one 8-GPU replica (1 req/s).
+    # Year 1: 2 x 4 + 8 = 16 GPUs = 2 servers, and the necessary row n >= 2 is met; year 2: 4 x 4 + 8
+    # = 24 GPUs = 3 servers. The necessary model buys 2 + 1: 340,000 + 170,000/1.1 = 494,545.45.
+    # But in year 1 b fills one server, so both replicas of a share the other: placement proves it.
+    # The exact block on (L20_8, year 1) needs a third server then (two named hosts for a, an empty
+    # one for b): buy 3 in year 1, 510,000; year 2 places a 2 + 2 on two servers, b on the third.
+    d = data([2, 4], {"years": 2, "discount_rate": 0.1}, opex_per_year_fraction=0.0)
+    a, b = workload("a", 1.0, min_replicas=2), workload("b", 1.0)
+    a["requests_per_s"], b["requests_per_s"] = [2, 4], [1, 1]
+    d["workloads"] = [a, b]
+    rs = resolved(d)
+    # the real sized Qwen2-7B rows on L20_8 (extraction reads their memory and provenance), re-laid
+    # as TP4 / TP8 replicas of 1 req/s
+    tables = []
+    for t in year_tables(rs):
+        real = {c.workload: c for c in t.cands.inference if c.sku == L20_8 and c.tp == 1}
+        cands = [replace(real[w], tp=tp, perf=replace(real[w].perf, requests_per_s=1.0))
+                 for w, tp in (("a", 4), ("b", 8))]
+        tables.append(YearTable(t.year, t.rs, replace(t.cands, inference=cands)))
+    pm = build_period_model(rs, tables)
+    values, report = solve_period_model(pm, SETTINGS)
+    assert {k: round(values[v]) for k, v in pm.buy.items() if round(values[v])} == {(L20_8, 1): 2, (L20_8, 2): 1}
+    assert report.objective == pytest.approx(494545.45, abs=0.6)
+    with pytest.raises(YearPlacementError) as err:
+        extract_period_plan(pm, values, report)
+    assert (err.value.sku, err.value.year) == (L20_8, 1)
+    plan = solve_period_tables(rs, tables, SETTINGS)
+    assert plan.periods is not None
+    assert [[(c.sku, c.count) for c in p.buy] for p in plan.periods] == [[(L20_8, 3)], []]
+    assert plan.objective == pytest.approx(510000.0, abs=0.6)
+    assert [[(c.sku, c.count) for c in p.own] for p in plan.periods] == [[(L20_8, 3)], [(L20_8, 3)]]
+    hosts = {s.index for s in plan.placement for r in s.replicas if r.workload == "a"}
+    assert len(hosts) == 2  # year 2 (the plan's placement): a's four replicas on two servers
+
+
+def test_spread_not_excused_by_an_unused_sku() -> None:
+    # a (min_replicas 2) needs two TP4 replicas of 1 req/s, on an 8-GPU L20 server (90,000 + 8 x
+    # 10,000 = 170,000) or 4-GPU ones (90,000 + 4 x 10,000 = 130,000); no support, no discount.
+    # One 8-GPU server (170,000) holds both but on one server; v[a, 4-GPU SKU] = 1 with no replica
+    # there must not excuse that. Least: two 4-GPU servers, 260,000 (8 + 4: 300,000; 2 x 8: 340,000).
+    d = data([2], {"years": 1, "discount_rate": 0.0}, opex_per_year_fraction=0.0)
+    d["workloads"][0]["min_replicas"] = 2
+    rs = resolved(d)
+    tables = []
+    for t in year_tables(rs):
+        real = next(c for c in t.cands.inference if c.sku == L20_8 and c.tp == 1)
+        cands = [replace(real, sku=s, tp=4, perf=replace(real.perf, requests_per_s=1.0)) for s in (L20_8, L20_4)]
+        tables.append(YearTable(t.year, t.rs, replace(t.cands, inference=cands)))
+    plan = solve_period_tables(rs, tables, SETTINGS)
+    assert plan.periods is not None
+    assert [(c.sku, c.count) for c in plan.periods[0].buy] == [(L20_4, 2)]
+    assert plan.objective == pytest.approx(260000.0, abs=0.6)
