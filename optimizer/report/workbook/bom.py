@@ -67,6 +67,14 @@ def _qty_fmt(value: float) -> str:
     return FMT_INT if float(value).is_integer() else FMT_2
 
 
+def write_bom_header(sh: Sheet, currency: str) -> None:
+    """The Bill of Materials' column header row, prices in ``currency`` (both BOM writers)."""
+    headers = list(BOM_HEADERS)
+    headers[6] = f"Unit price ({currency})"
+    headers[7] = f"Extended price ({currency})"
+    sh.header(BOM_HEADER_ROW, headers)
+
+
 def write_bom(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenario, refs: Refs, *,
               sheet: str = BOM, prefix: str = "", title: str | None = None, note: str | None = None,
               local_inputs: bool = False) -> None:
@@ -84,10 +92,7 @@ def write_bom(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenario, ref
     sh.title(2, note or f"Currency {cur}. Unit prices link to the Assumptions sheet's price table (dated estimates, "
                 "not quotes); extended prices and totals are formulas. Blue quantities are inputs. Price dates "
                 "more than 12 months before the quote date are shaded red.", NOTE)
-    headers = list(BOM_HEADERS)
-    headers[6] = f"Unit price ({cur})"
-    headers[7] = f"Extended price ({cur})"
-    sh.header(BOM_HEADER_ROW, headers)
+    write_bom_header(sh, cur)
     row = BOM_HEADER_ROW
     line_no = 0
     first = row + 1

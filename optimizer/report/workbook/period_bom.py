@@ -17,7 +17,7 @@ from openpyxl.styles import Border, Side
 from openpyxl.worksheet.worksheet import Worksheet
 
 from optimizer.loaders import ResolvedScenario, inventory_key
-from optimizer.report.workbook.bom import BOM_HEADER_ROW, BOM_HEADERS, N_COLS
+from optimizer.report.workbook.bom import BOM_HEADER_ROW, N_COLS, write_bom_header
 from optimizer.report.workbook.common import BOM, CATEGORY_SYSTEM, Refs
 from optimizer.report.xlsx import (
     BOLD,
@@ -50,10 +50,7 @@ def write_period_bom(wb: Workbook, ws: Worksheet, plan: Plan, rs: ResolvedScenar
                 "at that year's price, the inventory kept (owned: price 0, not bought) and the cloud instances "
                 "rented that year (instance-hours x hourly price; opex, not in the purchase total). Extended "
                 "prices and totals are formulas.", NOTE)
-    headers = list(BOM_HEADERS)
-    headers[6] = f"Unit price ({cur})"
-    headers[7] = f"Extended price ({cur})"
-    sh.header(BOM_HEADER_ROW, headers)
+    write_bom_header(sh, cur)
     row = BOM_HEADER_ROW
     line_no = 0
     inventory: dict[str, int] = defaultdict(int)
