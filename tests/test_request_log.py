@@ -139,3 +139,12 @@ def test_an_incomplete_bucket_is_reported_at_its_own_path() -> None:
     with pytest.raises(ValidationError) as err:
         _w(lengths=[{"input_tokens": 3000, "share": 0.3}, {"input_tokens": 300, "output_tokens": 400, "share": 0.7}])
     assert [e["loc"] for e in err.value.errors()] == [("lengths", 0, "output_tokens")]
+
+
+def test_a_prefix_must_fit_the_shortest_bucket() -> None:
+    # the shared prefix is part of every prompt: 1,000 tokens cannot prefix a 100-token bucket
+    mix = [{"input_tokens": 100, "output_tokens": 100, "share": 0.5},
+           {"input_tokens": 2000, "output_tokens": 100, "share": 0.5}]
+    with pytest.raises(ValidationError, match="shortest length bucket's input_tokens 100"):
+        _w(lengths=mix, prefix={"tokens": 1000, "hit_rate": 0.5})
+    assert _w(lengths=mix, prefix={"tokens": 100, "hit_rate": 0.5}).prefix is not None

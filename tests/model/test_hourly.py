@@ -74,3 +74,40 @@ def test_hourly_plan_end_to_end() -> None:
     wrong = plan.model_copy(update={"hourly_cost": plan.hourly_cost + 1.0})
     with pytest.raises(SolverError, match="hourly cost recomputed"):
         check_plan(wrong, rs)
+
+
+def test_hourly_with_a_budget_and_no_quote_lines() -> None:
+    # a budget bounds capex, which renting leaves at 0: the same 3.80/h plan as without it (this
+    # divided the budget by a zero capex before); and an hourly plan buys no quote lines (racks,
+    # support, network: the provider's hourly price covers them)
+    from optimizer import quote
+
+    rs = scenario([workload("chat", 5.0)], objective="hourly", catalog=CLOUD, constraints={"budget": 1000},
+                  quote={"network": True, "storage": True, "support": True, "shipping_installation": True})
+    out, mm = solve(rs, [candidate("chat", SMALL, 1.0), candidate("chat", BIG, 4.0)])
+    assert counts(out, mm) == {SMALL: 1, BIG: 1}
+    assert out.objective == pytest.approx(3.80, abs=1e-6)
+    assert quote.items(rs) == []
+
+
+def test_compare_keeps_the_hourly_objective(tmp_path: Any) -> None:
+    # compare's base plan is solved under the scenario's own objective (it was re-solved under
+    # capex, and every variant then failed the checker); budget variants are refused, exit 2
+    import yaml
+
+    from tests.conftest import assert_user_error, run_cli
+
+    data = {"name": "rent", "site": {"power_kw": 100, "racks": 2, "rack_power_kw": 20}, "objective": "hourly",
+            "catalog": {"servers": [instance("small.l4", "L4-24GB", 0.80)]},
+            "constraints": {"gpus": ["L4-24GB"], "servers": ["small.l4"]},
+            "workloads": [{"name": "chat", "model": "Qwen2-7B", "requests_per_s": 0.5, "input_tokens": 500,
+                           "output_tokens": 100, "max_context": 4096, "slo": {"ttft_ms": 3000, "tpot_ms": 100}}]}
+    path = tmp_path / "rent.yaml"
+    path.write_text(yaml.safe_dump(data))
+    res = run_cli("compare", str(path), "--demand-scale", "2", "--no-workbook", "--format", "json", "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    import json
+    rows = json.loads(res.output[res.output.index("{"):])["variants"]
+    assert [(r["name"], r["status"]) for r in rows] == [("base", "optimal"), ("demand x2", "optimal")]
+    assert_user_error(["compare", str(path), "--budget", "1000", "--no-workbook"], "budget",
+                      "an hourly plan rents cloud instances")
