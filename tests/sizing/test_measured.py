@@ -144,3 +144,17 @@ def test_owner_vouched_entry_opens_a_layout_the_estimate_rejects(write_scenario:
     assert tp1 == (2.0, 15.0)
     res = run_cli("solve", str(path), "--no-workbook", "--format", "json")
     assert res.exit_code == 0, res.output
+
+
+def test_a_vouched_entry_meets_a_tail_target_too(write_scenario: Callable[[Any], Path]) -> None:
+    # the same layout with a tail target only (TPOT p99 15 ms): the entry's latencies stand for the
+    # tails as well as the means, so the plan on it passes the checker (it failed with "tpot_p99_ms
+    # 30.0 > 15" when only the means were replaced)
+    data = _scenario([{**ENTRY, "requests_per_s": 2.0, "slo": None}])
+    data["workloads"][0]["slo"] = {"ttft_ms": 2000, "tpot_p99_ms": 15}
+    data["workloads"][0]["requests_per_s"] = 3.0
+    cands = build_candidates(load_scenario(write_scenario(data)))
+    (tp1,) = {(c.capacity_rps, c.perf.tpot_p99_ms) for c in cands.inference if (c.tp, c.pp) == (1, 1)}
+    assert tp1 == (2.0, 15.0)
+    res = run_cli("solve", str(write_scenario(data)), "--no-workbook", "--format", "json")
+    assert res.exit_code == 0, res.output
