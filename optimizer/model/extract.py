@@ -68,24 +68,35 @@ def routed_loads(mm: MipModel, val: dict[Any, float], chosen: list[tuple[int, In
                  ) -> dict[int, list[float]]:
     """Requests/s of each length bucket routed to each chosen candidate of a workload with a mix.
 
-    The MIP's q[c,b] replicas carry up to ρ·μ_c,b·q[c,b] of bucket b; the bucket's served rate
-    (its demand, or less under coverage) is split in proportion to that."""
+    The MIP's q[c,b] replicas carry up to ρ·μ_c,b·q[c,b] of bucket b (:func:`split_bucket_loads`)."""
     rho = mm.rs.scenario.headroom
-    inference = mm.rs.scenario.inference_workloads()
-    carry: dict[int, list[float]] = {}
-    for i, c, _ in chosen:
-        if c.bucket_perf:
-            carry[i] = [rho * mu * max(val[mm.q[(i, b)]], 0.0) if (i, b) in mm.q else 0.0
-                        for b, mu in enumerate(c.bucket_rps)]
+    carry = {i: [rho * mu * max(val[mm.q[(i, b)]], 0.0) if (i, b) in mm.q else 0.0
+                 for b, mu in enumerate(c.bucket_rps)]
+             for i, c, _ in chosen if c.bucket_perf}
+    return split_bucket_loads(carry, {i: mm.cands.inference[i].workload for i in carry},
+                              mm.rs.scenario.inference_workloads())
+
+
+def split_bucket_loads(carry: dict[int, list[float]], workload_of: dict[int, str],
+                       workloads: dict[str, InferenceWorkload]) -> dict[int, list[float]]:
+    """Each bucket's served rate (its demand, or less under coverage) split over the candidates of
+    its workload in proportion to what they can carry of it (``carry``: req/s per bucket)."""
     out: dict[int, list[float]] = {i: [0.0] * len(loads) for i, loads in carry.items()}
-    for name, w in inference.items():
-        mine = [i for i in carry if mm.cands.inference[i].workload == name]
+    for name, w in workloads.items():
+        mine = [i for i in carry if workload_of[i] == name]
         for b, (_, _, share) in enumerate(w.buckets() if mine else []):
             total = sum(carry[i][b] for i in mine)
             served = min(w.requests_per_s * share, total)
             for i in mine:
                 out[i][b] = served * carry[i][b] / total if total > 0 else 0.0
     return out
+
+
+def bucket_loads(w: InferenceWorkload, c: InferenceCandidate, loads: list[float]) -> list[BucketLoad]:
+    """The plan's record of the buckets routed to candidate c (those with load), as each is sized alone."""
+    return [BucketLoad(input_tokens=i_tok, output_tokens=o_tok, capacity_rps=p.requests_per_s,
+                       planned_rps=load, ttft_ms=p.ttft_ms, tpot_ms=p.tpot_ms)
+            for (i_tok, o_tok, _), p, load in zip(w.buckets(), c.bucket_perf, loads, strict=True) if load > 0]
 
 
 def served_rps_of(w: InferenceWorkload, cap_by_w: dict[str, float], routes: dict[int, list[float]],
@@ -173,10 +184,7 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
         if i in routes:
             capacity = routed_capacity(c.bucket_rps, routes[i])
             share = sum(routes[i])
-            buckets = [BucketLoad(input_tokens=i_tok, output_tokens=o_tok, capacity_rps=p.requests_per_s,
-                                  planned_rps=load, ttft_ms=p.ttft_ms, tpot_ms=p.tpot_ms)
-                       for (i_tok, o_tok, _), p, load in zip(inference[c.workload].buckets(), c.bucket_perf,
-                                                            routes[i], strict=True) if load > 0]
+            buckets = bucket_loads(inference[c.workload], c, routes[i])
         else:
             capacity = c.capacity_rps
             served_rps = min(demand[c.workload], cap_by_w[c.workload])

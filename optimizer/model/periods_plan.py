@@ -15,7 +15,14 @@ from optimizer import __version__
 from optimizer import periods as per
 from optimizer.errors import InfeasibleError, PlacementError, SolverError
 from optimizer.loaders import ResolvedScenario
-from optimizer.model.extract import _capacity_provenance, finance_figures, memory_account, routed_capacity
+from optimizer.model.extract import (
+    _capacity_provenance,
+    bucket_loads,
+    finance_figures,
+    memory_account,
+    routed_capacity,
+    split_bucket_loads,
+)
 from optimizer.model.periods import (
     TIE_BREAK_BUDGET,
     PeriodModel,
@@ -112,21 +119,13 @@ def _deployments(pm: PeriodModel, year: int, val: dict[Any, float]) -> tuple[lis
               if _int(val[pm.r[(year, i)]]) > 0]
     deployments, items = [], []
     cap_by_w: dict[str, float] = defaultdict(float)
-    loads: dict[int, list[float]] = {}
-    for i, c, r in chosen:
-        w = workloads[c.workload]
-        if c.bucket_perf:
-            carry = [rho * mu * max(val[pm.q[(year, i, b)]], 0.0) if (year, i, b) in pm.q else 0.0
-                     for b, mu in enumerate(c.bucket_rps)]
-            loads[i] = carry
+    for _, c, r in chosen:
         cap_by_w[c.workload] += r * c.capacity_rps * rho
     # with a mix, each bucket's demand is split over the candidates in proportion to what they carry
-    for name, w in workloads.items():
-        mine = [i for i in loads if t.cands.inference[i].workload == name]
-        for b, (_, _, share) in enumerate(w.buckets() if mine else []):
-            total = sum(loads[i][b] for i in mine)
-            for i in mine:
-                loads[i][b] = w.requests_per_s * share * loads[i][b] / total if total > 0 else 0.0
+    carry = {i: [rho * mu * max(val[pm.q[(year, i, b)]], 0.0) if (year, i, b) in pm.q else 0.0
+                 for b, mu in enumerate(c.bucket_rps)]
+             for i, c, _ in chosen if c.bucket_perf}
+    loads = split_bucket_loads(carry, {i: t.cands.inference[i].workload for i in carry}, workloads)
     for i, c, r in chosen:
         w = workloads[c.workload]
         sku = pm.skus[c.sku]
@@ -134,10 +133,7 @@ def _deployments(pm: PeriodModel, year: int, val: dict[Any, float]) -> tuple[lis
         if i in loads:
             capacity = routed_capacity(c.bucket_rps, loads[i])
             planned = sum(loads[i])
-            buckets = [BucketLoad(input_tokens=i_tok, output_tokens=o_tok, capacity_rps=p.requests_per_s,
-                                  planned_rps=load, ttft_ms=p.ttft_ms, tpot_ms=p.tpot_ms)
-                       for (i_tok, o_tok, _), p, load in zip(w.buckets(), c.bucket_perf, loads[i], strict=True)
-                       if load > 0]
+            buckets = bucket_loads(w, c, loads[i])
         else:
             capacity = c.capacity_rps
             planned = w.requests_per_s * (r * c.capacity_rps * rho) / cap_by_w[c.workload]
