@@ -33,6 +33,7 @@ from optimizer.model.periods import (
     support_per_year,
     year_tables,
 )
+from optimizer.model.periods_heuristic import relax_and_fix
 from optimizer.model.placement import Item, place
 from optimizer.model.racks import rack_plan
 from optimizer.model.solve import SolveSettings, rel_gap, run_solver, status_of, stop_of
@@ -85,17 +86,28 @@ def solve_period_tables(rs: ResolvedScenario, tables: list[YearTable], settings:
 
 
 def solve_period_model(pm: PeriodModel, settings: SolveSettings) -> tuple[dict[Any, float], SolverReport]:
-    """One solve, bounded by the node limit first and wall time as a safety net."""
+    """The relax-and-fix incumbent (``periods_heuristic``), then the full search hinted with it,
+    each bounded by a node limit first and wall time as a safety net. The incumbent is the answer
+    when the search ends on its clock with a worse plan or none."""
     start = time.perf_counter()
     size = (pm.model.get_num_variables(), pm.model.get_num_linear_constraints())
-    res, solver = run_solver(pm.model, settings, settings.time_limit_s, node_limit=settings.node_limit,
-                             restarts=True)  # HiGHS root restarts: see solve._params
-    status = status_of(res, settings)
-    if status == "infeasible":
-        raise InfeasibleError("no feasible plan serves every year's demand within the limits (site power, racks, "
-                              "budget, availability, GPU types): raise a limit, or allow more GPUs or cloud instances")
-    values = dict(res.variable_values())
-    objective = res.objective_value()
+    incumbent = relax_and_fix(pm, settings)
+    left = settings.time_limit_s - (time.perf_counter() - start)
+    res, solver = run_solver(pm.model, settings, left, hint=incumbent[0] if incumbent else None,
+                             node_limit=settings.node_limit, restarts=True)  # HiGHS root restarts: see solve._params
+    if incumbent is not None and not res.has_primal_feasible_solution() \
+            and stop_of(res) not in ("optimal", "infeasible"):
+        values, objective = incumbent
+        status = "feasible"
+    else:
+        status = status_of(res, settings)
+        if status == "infeasible":
+            raise InfeasibleError("no feasible plan serves every year's demand within the limits (site power, "
+                                  "racks, budget, availability, GPU types): raise a limit, or allow more GPUs or "
+                                  "cloud instances")
+        values, objective = dict(res.variable_values()), res.objective_value()
+        if incumbent is not None and incumbent[1] < objective - 1e-6 * max(abs(objective), 1.0):
+            values, objective = incumbent
     bound = res.best_objective_bound()
     elapsed = time.perf_counter() - start
     report = SolverReport(
