@@ -9,9 +9,9 @@ served demand (a real objective, with the full gap and node limit).
 
 Same input, same plan: every stage is bounded by a branch-and-bound node count (deterministic
 work on one thread) and only then by wall time, a safety net. With ``max_gpu_types`` binding, a
-warm start (:func:`warm_start`: the MIP with only the greedy plan's GPU types open) gives stage 1
-its hint and is the answer when a limit ends the search on a worse plan or none; the greedy plan
-(``model/greedy.py``) is the answer when there is neither.
+warm start (:func:`warm_start`: the MIP with only the greedy plan's GPU types open) runs when a
+limit ends stage 1 short of its gap, and is the answer when that search ended on a worse plan or
+none; the greedy plan (``model/greedy.py``) is the answer when there is neither.
 ``SolveOutcome`` records which limit ended each stage, and ``status`` is ``optimal`` only when no
 clock decided anything and every stage proved its objective within the gap.
 """
@@ -39,8 +39,8 @@ from optimizer.schema.scenario import DEFAULT_NODE_LIMIT
 REPAIR_NODES = 1000
 #: Work for the warm start: the MIP with only the greedy plan's GPU types open (a smaller problem).
 WARM_START_NODES = 200
-#: Wall-clock guard on the warm start, as a share of the stage-1 time limit (its node limit decides
-#: on an idle machine; stage 1 proper gets the time the warm start leaves).
+#: Time kept back for the warm start, as a share of the stage-1 time limit (its node limit decides
+#: on an idle machine; the search gets the rest, and the warm start whatever the search leaves).
 WARM_START_TIME_SHARE = 0.25
 #: Work for stage 2's layout polish (servers fixed: a small problem).
 TIE_BREAK_NODES = 1000
@@ -95,6 +95,11 @@ def _params(settings: SolveSettings, time_left: float, solver: mathopt.SolverTyp
         # Plans over periods (restarts=True) gain from them: generated 20 workloads x 3 years, 60 s:
         # 1.47 % gap at the limit without, 0.497 % at 49.5 s with (benchmarks/periods.py).
         params.highs.bool_options["mip_allow_restart"] = restarts
+        # Pseudocost branching without strong-branching warm-up (HiGHS's default trusts a
+        # pseudocost only after 8 strong-branching LPs; here those were 84 % of the LP iterations).
+        # Generated benchmark, stage 1, idle: 20 workloads 13.2 -> 6.1-7.9 s to the same optimum;
+        # 60 the same 14.7 s; 200 at the 60 s clock 2.78 % -> 1.84 % gap; 5 workloads 0.57 -> 0.71 s.
+        params.highs.int_options["mip_pscost_minreliable"] = 0
     return params
 
 
@@ -203,8 +208,16 @@ def greedy_incumbent(mm: MipModel, settings: SolveSettings) -> tuple[dict[mathop
     return dict(res.variable_values()), res.objective_value()
 
 
-def warm_start(mm: MipModel, settings: SolveSettings) -> tuple[dict[mathopt.Variable, float], float] | None:
-    """An incumbent for stage 1: the MIP solved with only the greedy plan's GPU types open
+def warm_start_types(mm: MipModel) -> list[str] | None:
+    """The GPU types :func:`warm_start` opens (the greedy plan's), or None when it has nothing to
+    offer: that choice opens every type (no ``max_gpu_types`` below the type count), or coverage."""
+    types = greedy_types(mm)
+    return None if types is None or set(types) >= set(mm.z) else types
+
+
+def warm_start(mm: MipModel, settings: SolveSettings,
+               time_left: float) -> tuple[dict[mathopt.Variable, float], float] | None:
+    """A fallback plan for stage 1: the MIP solved with only the greedy plan's GPU types open
     (``greedy.greedy_types``), under WARM_START_NODES; None when that choice opens every type
     (no ``max_gpu_types`` below the type count: nothing is smaller), under coverage, or when the
     restricted problem has no plan within its limits.
@@ -212,13 +225,12 @@ def warm_start(mm: MipModel, settings: SolveSettings) -> tuple[dict[mathopt.Vari
     With ``max_gpu_types`` binding, HiGHS's own heuristics must also guess which types to buy;
     on the 200-workload benchmark they found a plan 35 % above the bound after 40 s, while the
     restricted problem (a sixth of the candidates) reaches 1 % of it in about 10 s."""
-    types = greedy_types(mm)
-    if types is None or set(types) >= set(mm.z):
+    types = warm_start_types(mm)
+    if types is None:
         return None
     saved = fix_types(mm, types)
     try:
-        res, _ = run_solver(mm.model, settings, settings.time_limit_s * WARM_START_TIME_SHARE,
-                            node_limit=min(WARM_START_NODES, settings.node_limit))
+        res, _ = run_solver(mm.model, settings, time_left, node_limit=min(WARM_START_NODES, settings.node_limit))
     finally:
         restore(saved)
     if not res.has_primal_feasible_solution():
@@ -252,16 +264,18 @@ def solve_model(mm: MipModel, settings: SolveSettings, objective: str) -> SolveO
     """Stage 1 on the objective, stage 2 on the tie-breaks; returns stage-2 values, stage-1 figures."""
     start = time.perf_counter()
     size = (mm.model.get_num_variables(), mm.model.get_num_linear_constraints())
-    # The warm start's plan (the best found on the greedy plan's GPU types) is the hint, not the
-    # greedy plan: hinting that doubled HiGHS's time to optimal on the 20-workload benchmark (20.5 s
-    # against 10.0 s). Measured on the generated benchmark (one run each): 200 workloads end at
-    # 3.9 % gap with this hint, 4.6 % with the warm plan only kept beside an unhinted search, 25.7 %
-    # without a warm start (HiGHS's own incumbent, 12.78M against the warm start's 9.85M); the cost
-    # is 20 workloads proving optimality in 46 s against 38 s.
-    warm = warm_start(mm, settings)
-    left = settings.time_limit_s - (time.perf_counter() - start)
-    res, solver = run_solver(mm.model, settings, left, hint=warm[0] if warm else None,
-                             node_limit=settings.node_limit)
+    # The search runs unhinted first; only when a limit ends it short of the gap does the warm start
+    # (the best plan on the greedy plan's GPU types) run, and the better of the two is the answer.
+    # Generated benchmark, stage 1, idle, after mip_pscost_minreliable=0 (one run each): 20
+    # workloads prove optimality in 9.0 s unhinted against 1.4 s of warm start + 13.6 s hinted;
+    # 200 workloads end at 1.84 % gap unhinted (9.66M; the warm plan is 9.84M) against 2.56 %
+    # hinted (9.80M). The warm start still guards a busy machine, where HiGHS's first plan was 4.7x
+    # the naive one.
+    reserve = WARM_START_TIME_SHARE * settings.time_limit_s if warm_start_types(mm) is not None else 0.0
+    res, solver = run_solver(mm.model, settings, settings.time_limit_s - reserve, node_limit=settings.node_limit)
+    warm = None
+    if stop_of(res) not in ("optimal", "infeasible"):
+        warm = warm_start(mm, settings, settings.time_limit_s - (time.perf_counter() - start))
     stage1_stop = stop_of(res)
     greedy = None
     if not res.has_primal_feasible_solution() and stage1_stop != "infeasible":

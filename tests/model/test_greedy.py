@@ -73,7 +73,7 @@ def test_warm_start_solves_on_the_greedy_types_only() -> None:
     one = scenario([workload("a", 8), workload("b", 2)], prices=PRICES, constraints={**BOTH, "max_gpu_types": 1})
     mm = build_model(one, CandidateSet(skus=server_skus(one), inference=cands))
     assert greedy_types(mm) == ["H20-96GB"]
-    warm = warm_start(mm, SETTINGS)
+    warm = warm_start(mm, SETTINGS, SETTINGS.time_limit_s)
     assert warm is not None
     values, cost = warm
     assert round(values[mm.n[H20]]) == 2 and round(values[mm.n[L20_8]]) == 0
@@ -88,7 +88,7 @@ def test_no_warm_start_when_every_type_is_open() -> None:
     cands = [candidate("a", H20, 1.0), candidate("b", H20, 1.0), candidate("b", L20_8, 0.5)]
     free = scenario([workload("a", 8), workload("b", 2)], prices=PRICES, constraints=BOTH)
     mm = build_model(free, CandidateSet(skus=server_skus(free), inference=cands))
-    assert warm_start(mm, SETTINGS) is None
+    assert warm_start(mm, SETTINGS, SETTINGS.time_limit_s) is None
 
 
 def test_a_limited_search_never_returns_worse_than_the_warm_start() -> None:
@@ -107,7 +107,7 @@ def test_a_limited_search_never_returns_worse_than_the_warm_start() -> None:
     cands = build_candidates(rs)
     settings = settings_of(rs, time_limit_s=60, gap=1e-3, node_limit=1)
     mm = build_model(rs, cands, objective="capex")
-    warm = warm_start(mm, settings)
+    warm = warm_start(mm, settings, settings.time_limit_s)
     assert warm is not None
     out = solve_model(build_model(rs, cands, objective="capex"), settings, "capex")
     assert out.objective <= warm[1] + TIE_BREAK_BUDGET + 1e-6
