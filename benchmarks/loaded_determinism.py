@@ -68,11 +68,16 @@ def main() -> None:
         idle = finish(solve(path, args.time_limit))
         t1 = time.perf_counter()
         others = [solve(path, args.time_limit) for _ in range(args.load)]  # they load the machine
-        time.sleep(1.0)
-        loaded = finish(solve(path, args.time_limit))
-        t2 = time.perf_counter()
-        load_avg = os.getloadavg()[0]
-        plans = [finish(p) for p in others]
+        try:
+            time.sleep(1.0)
+            loaded = finish(solve(path, args.time_limit))
+            t2 = time.perf_counter()
+            load_avg = os.getloadavg()[0]
+            plans = [finish(p) for p in others]
+        finally:
+            for p in others:
+                if p.poll() is None:
+                    p.kill()
     same = all(strip_timings(p) == strip_timings(idle) for p in [loaded, *plans])
     print(json.dumps({"workloads": args.workloads, "idle_s": round(t1 - t0, 1), "loaded_s": round(t2 - t1, 1),
                       "load_avg_1m_loaded": round(load_avg, 2), "status": [idle["solver"]["status"],

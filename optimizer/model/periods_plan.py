@@ -88,17 +88,19 @@ def solve_period_tables(rs: ResolvedScenario, tables: list[YearTable], settings:
 def solve_period_model(pm: PeriodModel, settings: SolveSettings) -> tuple[dict[Any, float], SolverReport]:
     """The relax-and-fix incumbent (``periods_heuristic``), then the full search hinted with it,
     each bounded by a node limit first and wall time as a safety net. The incumbent is the answer
-    when the search ends on its clock with a worse plan or none."""
+    when the search ends with no plan or a worse one (a limit ended it before it took the hint's
+    plan). ``stopped_by`` is ``time_limit`` and the status at best ``feasible`` when any clock
+    decided something, the incumbent's stages included."""
     start = time.perf_counter()
     size = (pm.model.get_num_variables(), pm.model.get_num_linear_constraints())
     incumbent = relax_and_fix(pm, settings)
     left = settings.time_limit_s - (time.perf_counter() - start)
-    res, solver = run_solver(pm.model, settings, left, hint=incumbent[0] if incumbent else None,
+    res, solver = run_solver(pm.model, settings, left, hint=incumbent.values if incumbent else None,
                              node_limit=settings.node_limit, restarts=True)  # HiGHS root restarts: see solve._params
-    if incumbent is not None and not res.has_primal_feasible_solution() \
-            and stop_of(res) not in ("optimal", "infeasible"):
-        values, objective = incumbent
-        status = "feasible"
+    stop = stop_of(res)
+    if not res.has_primal_feasible_solution() and incumbent is not None:
+        # no plan from the search (or, numerically, "infeasible" beside a plan of this very model)
+        values, objective, status = incumbent.values, incumbent.objective, "feasible"
     else:
         status = status_of(res, settings)
         if status == "infeasible":
@@ -106,8 +108,10 @@ def solve_period_model(pm: PeriodModel, settings: SolveSettings) -> tuple[dict[A
                                   "racks, budget, availability, GPU types): raise a limit, or allow more GPUs or "
                                   "cloud instances")
         values, objective = dict(res.variable_values()), res.objective_value()
-        if incumbent is not None and incumbent[1] < objective - 1e-6 * max(abs(objective), 1.0):
-            values, objective = incumbent
+        if incumbent is not None and incumbent.objective < objective - 1e-6:
+            values, objective = incumbent.values, incumbent.objective
+    if incumbent is not None and incumbent.clock_decided and stop in ("optimal", "node_limit"):
+        stop, status = "time_limit", "feasible"
     bound = res.best_objective_bound()
     elapsed = time.perf_counter() - start
     report = SolverReport(
@@ -115,7 +119,7 @@ def solve_period_model(pm: PeriodModel, settings: SolveSettings) -> tuple[dict[A
         gap=rel_gap(objective, bound), solve_time_s=elapsed, objective_time_s=elapsed,
         candidates=sum(len(t.cands.inference) for t in pm.tables), variables=size[0], constraints=size[1],
         time_limit_s=settings.time_limit_s, node_limit=settings.node_limit, seed=settings.seed,
-        stopped_by=stop_of(res), tiebreak_stopped_by="none", tiebreak_gap=0.0,
+        stopped_by=stop, tiebreak_stopped_by="none", tiebreak_gap=0.0,
         nodes=int(res.solve_stats.node_count))
     return values, report
 

@@ -97,7 +97,8 @@ def _params(settings: SolveSettings, time_left: float, solver: mathopt.SolverTyp
         params.highs.bool_options["mip_allow_restart"] = restarts
         # Pseudocost branching without strong-branching warm-up (HiGHS's default trusts a
         # pseudocost only after 8 strong-branching LPs; here those were 84 % of the LP iterations).
-        # Generated benchmark, stage 1, idle: 20 workloads 13.2 -> 6.1-7.9 s to the same optimum;
+        # HiGHS alone on the generated benchmark's stage-1 model, idle (three runs at 20): 20
+        # workloads 13.2 -> 6.1-7.9 s to the same optimum;
         # 60 the same 14.7 s; 200 at the 60 s clock 2.78 % -> 1.84 % gap; 5 workloads 0.57 -> 0.71 s.
         params.highs.int_options["mip_pscost_minreliable"] = 0
     return params
@@ -215,17 +216,16 @@ def warm_start_types(mm: MipModel) -> list[str] | None:
     return None if types is None or set(types) >= set(mm.z) else types
 
 
-def warm_start(mm: MipModel, settings: SolveSettings,
-               time_left: float) -> tuple[dict[mathopt.Variable, float], float] | None:
-    """A fallback plan for stage 1: the MIP solved with only the greedy plan's GPU types open
-    (``greedy.greedy_types``), under WARM_START_NODES; None when that choice opens every type
-    (no ``max_gpu_types`` below the type count: nothing is smaller), under coverage, or when the
-    restricted problem has no plan within its limits.
+def warm_start(mm: MipModel, settings: SolveSettings, time_left: float,
+               types: list[str] | None = None) -> tuple[dict[mathopt.Variable, float], float, str] | None:
+    """A fallback plan for stage 1 (values, objective, what ended its search): the MIP solved
+    with only ``types`` (default :func:`warm_start_types`) open, under WARM_START_NODES; None
+    without such types or when the restricted problem has no plan within its limits.
 
     With ``max_gpu_types`` binding, HiGHS's own heuristics must also guess which types to buy;
     on the 200-workload benchmark they found a plan 35 % above the bound after 40 s, while the
     restricted problem (a sixth of the candidates) reaches 1 % of it in about 10 s."""
-    types = warm_start_types(mm)
+    types = types if types is not None else warm_start_types(mm)
     if types is None:
         return None
     saved = fix_types(mm, types)
@@ -235,7 +235,7 @@ def warm_start(mm: MipModel, settings: SolveSettings,
         restore(saved)
     if not res.has_primal_feasible_solution():
         return None
-    return dict(res.variable_values()), res.objective_value()
+    return dict(res.variable_values()), res.objective_value(), stop_of(res)
 
 
 def _polish_layouts(mm: MipModel, settings: SolveSettings, objective: str, values: dict[mathopt.Variable, float],
@@ -271,17 +271,20 @@ def solve_model(mm: MipModel, settings: SolveSettings, objective: str) -> SolveO
     # 200 workloads end at 1.84 % gap unhinted (9.66M; the warm plan is 9.84M) against 2.56 %
     # hinted (9.80M). The warm start still guards a busy machine, where HiGHS's first plan was 4.7x
     # the naive one.
-    reserve = WARM_START_TIME_SHARE * settings.time_limit_s if warm_start_types(mm) is not None else 0.0
+    types = warm_start_types(mm)
+    reserve = WARM_START_TIME_SHARE * settings.time_limit_s if types is not None else 0.0
     res, solver = run_solver(mm.model, settings, settings.time_limit_s - reserve, node_limit=settings.node_limit)
-    warm = None
-    if stop_of(res) not in ("optimal", "infeasible"):
-        warm = warm_start(mm, settings, settings.time_limit_s - (time.perf_counter() - start))
     stage1_stop = stop_of(res)
+    warm = None
+    if types is not None and stage1_stop not in ("optimal", "infeasible"):
+        warm = warm_start(mm, settings, settings.time_limit_s - (time.perf_counter() - start), types)
     greedy = None
     if not res.has_primal_feasible_solution() and stage1_stop != "infeasible":
-        greedy = warm or greedy_incumbent(mm, settings)
-    elif warm is not None and stage1_stop != "optimal" and res.objective_value() > warm[1] + 1e-6:
-        greedy = warm  # a limit ended a search that dropped the hint: the warm start's plan is better
+        greedy = warm[:2] if warm else greedy_incumbent(mm, settings)
+    elif warm is not None and res.objective_value() > warm[1] + 1e-6:
+        greedy = warm[:2]  # a limit ended the search on a worse plan than the warm start's
+    if warm is not None and greedy is not None and warm[2] == "time_limit":
+        stage1_stop = "time_limit"  # the warm start's clock chose the plan
     if greedy is not None:
         # the limit ended the search before it found a plan (or a worse one than the warm start's):
         # the warm start's or the greedy plan is the answer

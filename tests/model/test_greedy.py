@@ -75,7 +75,7 @@ def test_warm_start_solves_on_the_greedy_types_only() -> None:
     assert greedy_types(mm) == ["H20-96GB"]
     warm = warm_start(mm, SETTINGS, SETTINGS.time_limit_s)
     assert warm is not None
-    values, cost = warm
+    values, cost, _ = warm
     assert round(values[mm.n[H20]]) == 2 and round(values[mm.n[L20_8]]) == 0
     assert abs(cost - 360_000) < 1.0
     assert mm.z["L20-48GB"].upper_bound == 1.0 and mm.z["L20-48GB"].lower_bound == 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from optimizer.model import periods_heuristic
 from optimizer.model.periods import YearTable, build_period_model, year_scenario
 from optimizer.model.periods_heuristic import relax_and_fix
 from optimizer.sizing.candidates import CandidateSet, server_skus
@@ -36,7 +37,8 @@ def test_relax_and_fix_finds_the_hand_solved_plan(periods: dict, buys: dict[int,
     before = state(pm)
     out = relax_and_fix(pm, SETTINGS)
     assert out is not None
-    values, objective = out
+    values, objective = out.values, out.objective
+    assert not out.clock_decided
     assert objective == pytest.approx(npv, abs=0.6)  # the tie-breaks are worth at most 0.5
     bought = {y: round(values[v]) for (_, y), v in pm.buy.items() if round(values[v])}
     assert bought == buys
@@ -53,3 +55,50 @@ def test_relax_and_fix_none_when_a_year_cannot_be_served() -> None:
     before = state(pm)
     assert relax_and_fix(pm, SETTINGS) is None
     assert state(pm) == before
+
+
+def test_each_stage_has_its_year_integer_and_the_earlier_purchases_fixed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # stage k: replicas and purchases of years <= k integer, later years continuous; buys of years < k
+    # fixed at what stage k-1 chose (2 in year 1, 0 in year 2: the falling-prices case above)
+    pm = model_of([2, 2, 4], {"years": 3, "price_decline_per_year": 0.3, "discount_rate": 0.1})
+    seen = []
+    real = periods_heuristic.run_solver
+
+    def recording(model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append({v.name: (v.integer, v.lower_bound, v.upper_bound) for v in model.variables()})
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(periods_heuristic, "run_solver", recording)
+    assert relax_and_fix(pm, SETTINGS) is not None
+    assert len(seen) == 3
+    for k, stage in enumerate(seen, start=1):
+        for y in (1, 2, 3):
+            assert stage[f"r[{y},0]"][0] is (y <= k)
+            lo, hi = stage[f"buy[{L20_1},{y}]"][1:]
+            if y < k:
+                assert lo == hi == {1: 2, 2: 0}[y]
+            else:
+                assert lo == 0 and hi > 0
+
+
+def test_a_failing_stage_leaves_the_model_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    # stage 2 fails after stage 1 fixed year 1's purchases: integrality and bounds come back
+    pm = model_of([2, 2, 4], {"years": 3, "price_decline_per_year": 0.3, "discount_rate": 0.1})
+    before = state(pm)
+    real = periods_heuristic.run_solver
+    calls = []
+
+    def failing(model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("solver crashed")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(periods_heuristic, "run_solver", failing)
+    with pytest.raises(RuntimeError):
+        relax_and_fix(pm, SETTINGS)
+    assert state(pm) == before
+
+
+def test_one_period_has_no_relax_and_fix() -> None:
+    assert relax_and_fix(model_of([2], {"years": 1}), SETTINGS) is None
