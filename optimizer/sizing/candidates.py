@@ -682,10 +682,19 @@ def build_candidates(rs: ResolvedScenario) -> CandidateSet:
     for w in rs.scenario.workloads:
         model = rs.models[w.name]
         arch = parse_config(model.config, model.name)
-        arch = interned.setdefault(arch, arch)
-        out.archs[w.name] = arch
+        out.archs[w.name] = interned.setdefault(arch, arch)
+    from optimizer.sizing.parallel import size_in_workers
+
+    sized = size_in_workers(rs, skus, out.archs, calibration, out)  # None: serial, here
+    for w in rs.scenario.workloads:
+        arch = out.archs[w.name]
         if isinstance(w, InferenceWorkload):
-            inference_candidates(rs, w, arch, skus, out, efficiency, calibration, perf_memo)
+            if sized is None:
+                inference_candidates(rs, w, arch, skus, out, efficiency, calibration, perf_memo)
+            else:
+                inference, rejections = sized[w.name]
+                out.inference += inference
+                out.rejections += rejections
         else:
             finetune_candidates(rs, w, arch, skus, out)
     drop_unrackable(out, rs.scenario.site.rack_power_kw, rs.scenario.site.rack_units)
