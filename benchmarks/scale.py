@@ -3,6 +3,9 @@
 Uses benchmarks/large_instance.py's generator (every catalog server, TP 1-8, PP, three precisions).
 Each N runs in its own process, so peak RSS is that instance's; with --repeats R the median of R
 runs is printed. The load average is printed too: timings on a busy machine are not comparable.
+"peak MB" is the solving process's peak RSS; "worker MB" the largest peak of its sizing workers
+(forked: optimizer/sizing/parallel.py; 0 when sizing ran serially), whose pages the two share
+until written, so the machine's peak is at most peak + workers x worker MB.
 
     python benchmarks/scale.py                      # N = 5, 20, 60, 200, one run each
     python benchmarks/scale.py --workloads 20 60 --repeats 3 --time-limit 60
@@ -63,6 +66,7 @@ print(json.dumps({{
     "stage1_s": out.stage1_time_s, "tiebreak_s": out.solve_time_s - out.stage1_time_s,
     "end_to_end_s": t5 - t0, "gap": out.gap, "status": out.status, "stopped_by": out.stage1_stop,
     "capex": plan.capex, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "worker_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
 }}))
 """
 
@@ -86,7 +90,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores: above ~0.5 the timings are not an idle machine's)")
     head = (f"{'workloads':>9} {'candidates':>10} {'sizing s':>9} {'build s':>8} {'stage 1 s':>9} "
-            f"{'tie-break s':>11} {'end to end s':>12} {'gap':>8} {'stopped by':>11} {'peak MB':>8} {'capex':>14}")
+            f"{'tie-break s':>11} {'end to end s':>12} {'gap':>8} {'stopped by':>11} {'peak MB':>8} {'worker MB':>9} "
+            f"{'capex':>14}")
     print(head)
     for n in args.workloads:
         runs = [run_one(n, args.seed, args.time_limit, args.gap) for _ in range(args.repeats)]
@@ -97,7 +102,8 @@ def main() -> None:
         last = runs[-1]
         print(f"{n:>9} {int(med('candidates')):>10,} {med('sizing_s'):>9.2f} {med('build_s'):>8.2f} "
               f"{med('stage1_s'):>9.2f} {med('tiebreak_s'):>11.2f} {med('end_to_end_s'):>12.2f} "
-              f"{med('gap'):>8.3%} {last['stopped_by']!s:>11} {med('peak_mb'):>8.0f} {med('capex'):>14,.0f}",
+              f"{med('gap'):>8.3%} {last['stopped_by']!s:>11} {med('peak_mb'):>8.0f} {med('worker_peak_mb'):>9.0f} "
+              f"{med('capex'):>14,.0f}",
               flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 

@@ -11,7 +11,7 @@ variables, where a re-solve added them, stay integer in every stage: slower, sti
 
 On the generated 3-year, 20-workload benchmark (``python benchmarks/periods.py``, idle 2-core
 machine) the 60-s solve ended 8.3 % above its bound (NPV 1,394,451) with HiGHS's own heuristics and
-ends 3.3 % above it (1,324,897) with this incumbent; the bound, not the plan, is what lags now.
+ends 3.1 % above it (1,324,897) with this incumbent; the bound, not the plan, is what lags now.
 """
 
 from __future__ import annotations
