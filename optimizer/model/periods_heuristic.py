@@ -30,15 +30,9 @@ STAGE_NODES = 200
 TIME_SHARE = 0.5
 
 
-def _by_year(pm: PeriodModel) -> dict[int, list[mathopt.Variable]]:
-    """The integer decisions of each year: replicas, fine-tuning groups, spread flags, purchases."""
+def _purchases(pm: PeriodModel) -> dict[int, list[mathopt.Variable]]:
+    """What stage y decides for good, by year: that year's buy, retire and rent starts."""
     out: dict[int, list[mathopt.Variable]] = {y: [] for y in range(1, pm.years + 1)}
-    for (y, _), var in pm.r.items():
-        out[y].append(var)
-    for (y, _), var in pm.x.items():
-        out[y].append(var)
-    for (_, _, y), var in pm.v.items():
-        out[y].append(var)
     for (_, y), var in [*pm.buy.items(), *pm.ret.items()]:
         out[y].append(var)
     for (_, _, y), var in pm.rent.items():
@@ -46,10 +40,14 @@ def _by_year(pm: PeriodModel) -> dict[int, list[mathopt.Variable]]:
     return out
 
 
-def _purchases(pm: PeriodModel, year: int) -> list[mathopt.Variable]:
-    """What stage ``year`` decides for good: that year's buy, retire and rent starts."""
-    return ([v for (_, y), v in pm.buy.items() if y == year] + [v for (_, y), v in pm.ret.items() if y == year]
-            + [v for (_, _, y), v in pm.rent.items() if y == year])
+def _by_year(pm: PeriodModel) -> dict[int, list[mathopt.Variable]]:
+    """The integer decisions of each year: replicas, fine-tuning groups, spread flags, purchases."""
+    out = _purchases(pm)
+    for (y, _), var in [*pm.r.items(), *pm.x.items()]:
+        out[y].append(var)
+    for (_, _, y), var in pm.v.items():
+        out[y].append(var)
+    return out
 
 
 @dataclass
@@ -69,9 +67,9 @@ def relax_and_fix(pm: PeriodModel, settings: SolveSettings) -> Incumbent | None:
     if pm.years < 2:
         return None
     start = time.perf_counter()
-    years = _by_year(pm)
+    years, purchases = _by_year(pm), _purchases(pm)
     integer = {var for vs in years.values() for var in vs if var.integer}
-    bounds = {var: (var.lower_bound, var.upper_bound) for y in years for var in _purchases(pm, y)}
+    bounds = {var: (var.lower_bound, var.upper_bound) for vs in purchases.values() for var in vs}
     res = None
     clock = False
     try:
@@ -90,7 +88,7 @@ def relax_and_fix(pm: PeriodModel, settings: SolveSettings) -> Incumbent | None:
                 return None
             if k < pm.years:
                 values = res.variable_values()
-                for var in _purchases(pm, k):
+                for var in purchases[k]:
                     var.lower_bound = var.upper_bound = round(values[var])
     finally:
         for var in integer:

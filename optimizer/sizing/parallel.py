@@ -2,11 +2,11 @@
 
 A platform of hundreds of workloads spends most of its sizing in ``inference_candidates``, one
 workload after another, and every workload's candidates depend only on the workload, its model and
-the scenario. Each task is one model's workloads (together, so the sizing caches keep their hits), handed to
-whichever worker is free; the results are merged back in the scenario's order, so
+the scenario. Each task is one model's workloads (together, so the sizing caches keep their hits),
+handed to whichever worker is free; the results are merged back in the scenario's order, so
 the table is the same as a serial run's, whatever the worker count. Generated 200-workload
-platform (``benchmarks/sizing_speed.py``): the two halves by model take 3.6 s and 4.3 s side by side
-on the 2-core machine, against 9.0 s serially.
+platform on the 2-core machine (``python benchmarks/scale.py``): sizing 3.65-3.85 s with two
+workers, 7.0 s serially (``PROCURE_SIZING_WORKERS=1``).
 
 Workers are used only where forking is safe and pays: the main thread of a process that is not
 itself a multiprocessing worker, on Linux (``fork``), with at least PARALLEL_MIN_WORKLOADS inference
@@ -38,6 +38,9 @@ PARALLEL_MIN_WORKLOADS = 40
 MAX_WORKERS = 4
 ENV_WORKERS = "PROCURE_SIZING_WORKERS"
 
+#: Each inference workload's candidates and rejections, by workload name.
+Sized = dict[str, tuple[list["InferenceCandidate"], list["Rejection"]]]
+
 
 @dataclass
 class _Job:
@@ -51,7 +54,7 @@ class _Job:
 class GroupResult:
     """What one worker sized: each workload's candidates and rejections, in grid order."""
 
-    by_workload: dict[str, tuple[list[InferenceCandidate], list[Rejection]]] = field(default_factory=dict)
+    by_workload: Sized = field(default_factory=dict)
     efficiency: dict[str, Efficiency] = field(default_factory=dict)
     measured_used: set[int] = field(default_factory=set)
 
@@ -95,7 +98,7 @@ def _size_group(names: list[str]) -> GroupResult:
     job = _JOB
     assert job is not None
     out = GroupResult()
-    memo: PerfMemo = {}  # one per worker
+    memo: PerfMemo = {}  # one per task: a task is one model's workloads
     workloads = job.rs.scenario.inference_workloads()
     for name in names:
         part = CandidateSet(skus=job.skus)
@@ -109,17 +112,16 @@ def _size_group(names: list[str]) -> GroupResult:
 
 
 def size_in_workers(rs: ResolvedScenario, skus: dict[str, ServerSku], archs: dict[str, ModelArch],
-                    calibration: Path | None, out: CandidateSet) -> dict[str, tuple[list[InferenceCandidate],
-                                                                                  list[Rejection]]] | None:
+                    calibration: Path | None, out: CandidateSet) -> Sized | None:
     """Every inference workload's candidates and rejections by name, sized in worker processes
     (``out`` gains their efficiency factors and measured entries used); None when the run should
     be serial (``worker_count``) or a worker failed."""
     global _JOB
     workloads = list(rs.scenario.inference_workloads().values())
-    k = worker_count(len(workloads), len({id(archs[w.name]) for w in workloads}))
+    groups = _model_groups(workloads, archs)
+    k = worker_count(len(workloads), len(groups))
     if k < 2:
         return None
-    groups = _model_groups(workloads, archs)
     _JOB = _Job(rs, skus, archs, calibration)
     try:
         with ProcessPoolExecutor(max_workers=k, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -128,7 +130,7 @@ def size_in_workers(rs: ResolvedScenario, skus: dict[str, ServerSku], archs: dic
         return None
     finally:
         _JOB = None
-    merged: dict[str, tuple[list[InferenceCandidate], list[Rejection]]] = {}
+    merged: Sized = {}
     for res in results:
         merged.update(res.by_workload)
         for g, eff in res.efficiency.items():
