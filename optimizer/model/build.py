@@ -86,6 +86,7 @@ from ortools.math_opt.python import mathopt
 from optimizer.loaders import ResolvedScenario
 from optimizer.model import constraints as cons
 from optimizer.model.objective import set_objective
+from optimizer.model.populations import Merge, merge_populations
 from optimizer.schema.scenario import InferenceWorkload
 from optimizer.sizing.candidates import CandidateSet, InferenceCandidate
 
@@ -108,6 +109,9 @@ class MipModel:
     rs: ResolvedScenario
     cands: CandidateSet
     limits: Limits
+    #: how ``cands`` (the MIP's columns) maps back to the sized table: twins across a GPU type's
+    #: populations are one column (optimizer.model.populations); an empty Merge when none are
+    merge: Merge | None = None
     r: dict[int, mathopt.Variable] = field(default_factory=dict)
     x: dict[int, mathopt.Variable] = field(default_factory=dict)
     n: dict[str, mathopt.Variable] = field(default_factory=dict)
@@ -129,6 +133,15 @@ class MipModel:
     racks_modelled: int = 0  # racks with per-rack variables a[s,k]; 0 without them
     rack_used: list[mathopt.Variable] = field(default_factory=list)  # exact rows and racks bought
     rack_count: mathopt.Variable | None = None  # racks bought, aggregate rows (the K they bound)
+
+    def bin_of(self, sku: str) -> str:
+        """The packing unit of a SKU: its population group's key (add_gpu_packing), else itself."""
+        return self.merge.bin_of(sku) if self.merge else sku
+
+    @property
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Population groups by key: the SKUs whose servers one set of packing rows covers."""
+        return self.merge.groups if self.merge else {}
 
     @property
     def num_racks(self) -> int:
@@ -203,10 +216,15 @@ def replica_upper_bound(w: InferenceWorkload, c: InferenceCandidate, headroom: f
 
 def build_model(rs: ResolvedScenario, cands: CandidateSet, limits: Limits | None = None,
                 objective: str | None = None, exact_spread: frozenset[str] = frozenset(),
-                exact_racks: bool = False) -> MipModel:
-    """The whole MIP, constraint families added in the order of the module docstring."""
+                exact_racks: bool = False, merge: bool = True) -> MipModel:
+    """The whole MIP, constraint families added in the order of the module docstring.
+
+    With ``merge`` (the default) a layout's twins across one GPU type's populations are one column
+    (optimizer.model.populations; the same optimum, fewer columns); ``mm.cands`` is then the
+    merged table and extraction splits the replicas back onto the SKUs bought."""
     limits = limits or limits_of(rs)
-    mm = MipModel(model=mathopt.Model(name="procure"), rs=rs, cands=cands, limits=limits,
+    merged = merge_populations(cands, exact_spread) if merge else Merge.none(cands)
+    mm = MipModel(model=mathopt.Model(name="procure"), rs=rs, cands=merged.cands, limits=limits, merge=merged,
                   exact_spread=exact_spread, exact_racks=exact_racks)
     cons.add_variables(mm)
     cons.add_demand(mm)

@@ -24,7 +24,8 @@ def add_variables(mm: MipModel) -> None:
     n[s] ≤ ⌈Σ_{items on s} GPUs at their bounds / G_s⌉ + (spread workloads with candidates on s):
     footprints are powers of two dividing G_s, so first-fit decreasing packs any plan's items on s
     into ⌈GPUs / G_s⌉ servers, and one more server per spread workload moves one of its replicas
-    off a server holding them all; no plan needs more."""
+    off a server holding them all; no plan needs more. For a SKU of a population group the items
+    are the group's (any of them may land on s)."""
     from optimizer.model.build import replica_upper_bound
 
     m, cands = mm.model, mm.cands
@@ -35,14 +36,15 @@ def add_variables(mm: MipModel) -> None:
         wl = workloads[c.workload]
         ub = replica_upper_bound(wl, c, mm.rs.scenario.headroom)
         mm.r[i] = m.add_integer_variable(lb=0, ub=ub, name=f"r[{i}]")
-        gpus_on[c.sku] += ub * c.gpus_per_replica
+        gpus_on[mm.bin_of(c.sku)] += ub * c.gpus_per_replica
         if wl.min_replicas >= 2:
-            spread_on[c.sku].add(wl.name)
+            spread_on[mm.bin_of(c.sku)].add(wl.name)
     for i, f in enumerate(cands.finetune):
         mm.x[i] = m.add_binary_variable(name=f"x[{i}]")
         gpus_on[f.sku] += f.gpus
     for key, sku in cands.skus.items():
-        ub = math.ceil(gpus_on[key] / sku.gpus) + len(spread_on[key]) if gpus_on[key] else 0
+        gpus = gpus_on[mm.bin_of(key)]
+        ub = math.ceil(gpus / sku.gpus) + len(spread_on[mm.bin_of(key)]) if gpus else 0
         if mm.limits.budget and sku.unit_price > 0:  # a rented cloud instance costs no capex
             ub = min(ub, math.floor(mm.limits.budget / sku.unit_price))
         mm.n[key] = m.add_integer_variable(lb=0, ub=max(ub, 0), name=f"n[{key}]")
@@ -155,7 +157,9 @@ def add_spread(mm: MipModel) -> None:
         need[w,s] = v[w,s] − Σ_{s'≠s} v[w,s'] − Σ_{c of w on s, multi-server} r[c] − wide[w,s]
 
     must be met on s's own servers. Every SKU gets the necessary row n[s] ≥ 2·need[w,s] (with
-    wide left out: a wide w needs two servers by packing anyway). SKUs in
+    wide left out: a wide w needs two servers by packing anyway). A population group
+    (optimizer.model.populations) is one s here, its servers Σ_{s in group} n[s]: its columns'
+    replicas may land on any of them. SKUs in
     ``mm.exact_spread`` (those where placement found the aggregate rows admitted an unplaceable
     plan; see ``optimizer.model.pipeline``) get the exact block of :func:`_named_servers`.
     """
@@ -167,7 +171,7 @@ def add_spread(mm: MipModel) -> None:
     by_ws: dict[tuple[str, str], list[int]] = defaultdict(list)
     for w in sorted(names):
         for i in mm.index.inference_of.get(w, []):
-            by_ws[(w, cands.inference[i].sku)].append(i)
+            by_ws[(w, mm.bin_of(cands.inference[i].sku))].append(i)
     skus_of: dict[str, list[str]] = defaultdict(list)
     for (w, s), idx in by_ws.items():
         skus_of[w].append(s)
@@ -183,7 +187,8 @@ def add_spread(mm: MipModel) -> None:
                         - mathopt.fast_sum(multi))
         # necessary whether or not w is wide (a wide w needs two servers by packing anyway); wide[w,s]
         # enters only the exact rows, where it excuses a w that cannot fit one server
-        m.add_linear_constraint(mm.n[s] >= 2 * need[(w, s)], name=f"two_servers[{w},{s}]")
+        servers = mathopt.fast_sum(mm.n[k] for k in mm.groups.get(s, (s,)))
+        m.add_linear_constraint(servers >= 2 * need[(w, s)], name=f"two_servers[{w},{s}]")
     for s in sorted(mm.exact_spread):
         spread_here = sorted(w for w, s2 in by_ws if s2 == s)
         if not spread_here:
@@ -272,14 +277,49 @@ def add_finetune(mm: MipModel) -> None:
 
 
 def add_gpu_packing(mm: MipModel) -> None:
-    """Σ_{c on s} t_c·p_c·r[c] + Σ_{f on s} gpus_f·x[f] ≤ G_s·n[s]."""
+    """Σ_{c on s} t_c·p_c·r[c] + Σ_{f on s} gpus_f·x[f] ≤ G_s·n[s]; for a population group
+    (optimizer.model.populations, exact for power-of-two sizes), per threshold t of its server
+    and item sizes
+
+        Σ_{c in group, one server, g_c ≥ t} g_c·r[c] ≤ Σ_{s in group, G_s ≥ t} G_s·(n[s] − m[s])
+
+    with m[s] = Σ_{c on s spanning servers} servers_c·r[c] ≤ n[s] the servers taken whole."""
     used: dict[str, list[mathopt.LinearExpression]] = defaultdict(list)
     for i, c in enumerate(mm.cands.inference):
         used[c.sku].append(c.gpus_per_replica * mm.r[i])
     for i, f in enumerate(mm.cands.finetune):
         used[f.sku].append(f.gpus * mm.x[i])
+    grouped = {s for skus in mm.groups.values() for s in skus}
     for key, sku in mm.cands.skus.items():
-        mm.model.add_linear_constraint(mathopt.fast_sum(used[key]) <= sku.gpus * mm.n[key], name=f"packing[{key}]")
+        if key not in grouped:
+            mm.model.add_linear_constraint(mathopt.fast_sum(used[key]) <= sku.gpus * mm.n[key], name=f"packing[{key}]")
+    for key, skus in mm.groups.items():
+        add_group_packing(mm, key, skus)
+
+
+def add_group_packing(mm: MipModel, key: str, skus: tuple[str, ...]) -> None:
+    """The threshold rows of one population group (add_gpu_packing)."""
+    cands = mm.cands
+    members = set(skus)
+    singles: list[tuple[int, int]] = []  # (footprint, column)
+    whole: dict[str, list[mathopt.LinearExpression]] = defaultdict(list)
+    for i, c in enumerate(cands.inference):
+        if c.sku not in members:
+            continue
+        if c.servers_per_replica > 1:
+            whole[c.sku].append(c.servers_per_replica * mm.r[i])
+        else:
+            singles.append((c.gpus_per_replica, i))
+    for s, taken in sorted(whole.items()):
+        mm.model.add_linear_constraint(mathopt.fast_sum(taken) <= mm.n[s], name=f"whole_servers[{s}]")
+    # every size that starts a class of items or of servers (an item of size g fits only servers of
+    # size ≥ g, so a threshold between two server sizes still binds the items above it)
+    for t in sorted({cands.skus[s].gpus for s in skus} | {g for g, _ in singles}):
+        items = mathopt.fast_sum(g * mm.r[i] for g, i in singles if g >= t)
+        room = mathopt.fast_sum(
+            [cands.skus[s].gpus * mm.n[s] for s in skus if cands.skus[s].gpus >= t]
+            + [-cands.skus[s].gpus * e for s in skus if cands.skus[s].gpus >= t for e in whole.get(s, [])])
+        mm.model.add_linear_constraint(items <= room, name=f"packing[{key},{t}+]")
 
 
 def add_budget(mm: MipModel) -> None:

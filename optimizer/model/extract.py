@@ -10,6 +10,7 @@ from optimizer.errors import RackingError
 from optimizer.loaders import ResolvedScenario
 from optimizer.model.build import MipModel
 from optimizer.model.placement import Item, place
+from optimizer.model.populations import split_replicas
 from optimizer.model.racks import first_fit_racks, rack_plan
 from optimizer.model.solve import SolveOutcome, SolveSettings
 from optimizer.schema.plan import (
@@ -170,6 +171,9 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
     demand = {name: w.requests_per_s for name, w in inference.items()}
     chosen = [(i, c, _int(val[mm.r[i]])) for i, c in enumerate(cands.inference) if _int(val[mm.r[i]]) > 0]
     routes = routed_loads(mm, val, chosen)
+    column_replicas = {i: r for i, _, r in chosen}
+    if mm.merge and mm.groups:  # a population group's column: its replicas onto the SKUs bought
+        chosen = split_replicas(mm.merge, chosen, counts, {n for n, w in inference.items() if w.min_replicas >= 2})
     cap_by_w: dict[str, float] = defaultdict(float)
     for i, c, r in chosen:
         cap = routed_capacity(c.bucket_rps, routes[i]) if i in routes else c.capacity_rps
@@ -182,9 +186,10 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
         # mix, what the routing gives them of each bucket
         buckets: list[BucketLoad] = []
         if i in routes:
-            capacity = routed_capacity(c.bucket_rps, routes[i])
-            share = sum(routes[i])
-            buckets = bucket_loads(inference[c.workload], c, routes[i])
+            loads = [load * r / column_replicas[i] for load in routes[i]]  # this SKU's part of the column
+            capacity = routed_capacity(c.bucket_rps, loads)
+            share = sum(loads)
+            buckets = bucket_loads(inference[c.workload], c, loads)
         else:
             capacity = c.capacity_rps
             served_rps = min(demand[c.workload], cap_by_w[c.workload])
@@ -241,7 +246,8 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
     solver = SolverReport(
         solver=out.solver, status=out.status, objective_name=objective, objective=out.objective, bound=out.bound,
         gap=out.gap, solve_time_s=out.solve_time_s,
-        objective_time_s=out.stage1_time_s, candidates=len(cands.inference) + len(cands.finetune),
+        objective_time_s=out.stage1_time_s,
+        candidates=mm.merge.sized if mm.merge else len(cands.inference) + len(cands.finetune),
         variables=out.variables, constraints=out.constraints,
         time_limit_s=settings.time_limit_s, node_limit=settings.node_limit, seed=settings.seed,
         stopped_by=out.stage1_stop, tiebreak_stopped_by=out.tiebreak_stop, tiebreak_gap=out.tiebreak_gap,
