@@ -110,8 +110,8 @@ class MipModel:
     cands: CandidateSet
     limits: Limits
     #: how ``cands`` (the MIP's columns) maps back to the sized table: twins across a GPU type's
-    #: populations are one column (optimizer.model.populations); an empty Merge when none are
-    merge: Merge | None = None
+    #: populations are one column (optimizer.model.populations); Merge.none when none are
+    merge: Merge
     r: dict[int, mathopt.Variable] = field(default_factory=dict)
     x: dict[int, mathopt.Variable] = field(default_factory=dict)
     n: dict[str, mathopt.Variable] = field(default_factory=dict)
@@ -136,12 +136,12 @@ class MipModel:
 
     def bin_of(self, sku: str) -> str:
         """The packing unit of a SKU: its population group's key (add_gpu_packing), else itself."""
-        return self.merge.bin_of(sku) if self.merge else sku
+        return self.merge.bin_of(sku)
 
     @property
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Population groups by key: the SKUs whose servers one set of packing rows covers."""
-        return self.merge.groups if self.merge else {}
+        return self.merge.groups
 
     @property
     def num_racks(self) -> int:

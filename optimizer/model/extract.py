@@ -172,7 +172,7 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
     chosen = [(i, c, _int(val[mm.r[i]])) for i, c in enumerate(cands.inference) if _int(val[mm.r[i]]) > 0]
     routes = routed_loads(mm, val, chosen)
     column_replicas = {i: r for i, _, r in chosen}
-    if mm.merge and mm.groups:  # a population group's column: its replicas onto the SKUs bought
+    if mm.groups:  # a population group's column: its replicas onto the SKUs bought
         chosen = split_replicas(mm.merge, chosen, counts, {n for n, w in inference.items() if w.min_replicas >= 2})
     cap_by_w: dict[str, float] = defaultdict(float)
     for i, c, r in chosen:
@@ -247,7 +247,7 @@ def extract_plan(mm: MipModel, out: SolveOutcome, settings: SolveSettings, objec
         solver=out.solver, status=out.status, objective_name=objective, objective=out.objective, bound=out.bound,
         gap=out.gap, solve_time_s=out.solve_time_s,
         objective_time_s=out.stage1_time_s,
-        candidates=mm.merge.sized if mm.merge else len(cands.inference) + len(cands.finetune),
+        candidates=mm.merge.sized,
         variables=out.variables, constraints=out.constraints,
         time_limit_s=settings.time_limit_s, node_limit=settings.node_limit, seed=settings.seed,
         stopped_by=out.stage1_stop, tiebreak_stopped_by=out.tiebreak_stop, tiebreak_gap=out.tiebreak_gap,

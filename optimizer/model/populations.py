@@ -7,8 +7,9 @@ of 643 layouts appear on two to four SKUs (1,248 candidates in all). The MIP nee
 count per layout and group of interchangeable SKUs, not one per SKU, when packing is written over
 the group.
 
-A *group* is the set of single-server SKUs of one GPU type whose populations are powers of two
-(each divides the next) and on which every layout has the same SLO capacity. Footprints g_c are
+A *group* is the set of single-server SKUs of one GPU type (across chassis) whose populations
+are powers of two (each divides the next larger) and on which every layout has the same SLO
+capacity. Footprints g_c are
 powers of two too (``sizing.layout``), so items of sizes {g} pack into servers of sizes {G_s}
 exactly when, for every threshold t, the items of size ≥ t fit the servers of size ≥ t::
 
@@ -22,7 +23,9 @@ Johnson 1987, "Bin packing with divisible item sizes", J. Complexity 3). :func:`
 is that placement, and gives each replica the candidate of the SKU it lands on.
 
 Groups are formed only where that is exact, so the merged MIP has the same optimum as the
-per-SKU one: a group needs two or more SKUs, distinct populations each dividing the next, no
+per-SKU one (without spread; with it the group's spread row is necessary only, and a plan it
+admits that placement cannot spread is re-solved with that SKU's exact rows, its group kept
+apart: ``constraints.add_spread``): a group needs two or more SKUs, populations each dividing the next larger, no
 fine-tuning candidate on it, no SKU named for the exact spread rows, and for every layout a twin
 with the same capacity on every SKU of the group large enough to hold it.
 """
@@ -79,7 +82,7 @@ def merge_populations(cands: CandidateSet, keep_apart: frozenset[str] = frozense
     for gpu in sorted(by_gpu):
         skus = sorted(by_gpu[gpu], key=lambda k: (-cands.skus[k].gpus, k))
         sizes = [cands.skus[k].gpus for k in skus]
-        if (len(skus) < 2 or len(set(sizes)) < len(sizes) or any(a % b for a, b in itertools.pairwise(sizes))
+        if (len(skus) < 2 or any(a % b for a, b in itertools.pairwise(sizes))
                 or finetuned.intersection(skus) or keep_apart.intersection(skus)):
             continue
         if _twins_agree(cands, skus):
