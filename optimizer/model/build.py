@@ -30,6 +30,12 @@ Formulation (names as in the code)::
                         Σ_j b[w,j] ≥ 2·need[w,s], rest ≤ G_s·(n[s] − Σ_j σ_j)     (exact)
     add_finetune        Σ_{f of j} x[f] = u[j];  y[j] ≤ u[j]
     add_gpu_packing     Σ_{c on s} g_c·r[c] + Σ_{f on s} gpus_f·x[f] ≤ G_s·n[s]
+                        population group P (one GPU type's SKUs of power-of-two sizes; c then is
+                        one column for the layout's twins on every s ∈ P, model/populations.py),
+                        per size t of P's servers and items (exact for divisible sizes):
+                        Σ_{c in P, one server, g_c ≥ t} g_c·r[c]
+                            ≤ Σ_{s ∈ P, G_s ≥ t} G_s·(n[s] − Σ_{c on s spanning servers} servers_c·r[c]);
+                        add_spread treats P as one s with Σ_{s ∈ P} n[s] servers
     add_budget          capex = Σ_s price_s·n[s] + Q;  (1 + contingency)·(1 + tax)·capex ≤ budget
                         Q = quote lines (optimizer/quote.py, add_quote_costs): Σ_s q_s·n[s] (support,
                         fractions of hardware, per server) + Σ_{c multi-server} l_s·servers_c·r[c]
@@ -220,8 +226,9 @@ def build_model(rs: ResolvedScenario, cands: CandidateSet, limits: Limits | None
     """The whole MIP, constraint families added in the order of the module docstring.
 
     With ``merge`` (the default) a layout's twins across one GPU type's populations are one column
-    (optimizer.model.populations; the same optimum, fewer columns); ``mm.cands`` is then the
-    merged table and extraction splits the replicas back onto the SKUs bought."""
+    (optimizer.model.populations; fewer columns, the same optimum up to the spread rows' checks);
+    ``mm.cands`` is then the merged table and extraction splits the replicas back onto the SKUs
+    bought."""
     limits = limits or limits_of(rs)
     merged = merge_populations(cands, exact_spread) if merge else Merge.none(cands)
     mm = MipModel(model=mathopt.Model(name="procure"), rs=rs, cands=merged.cands, limits=limits, merge=merged,
