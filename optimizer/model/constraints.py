@@ -305,12 +305,10 @@ def add_gpu_packing(mm: MipModel) -> None:
 def add_group_packing(mm: MipModel, key: str, skus: tuple[str, ...]) -> None:
     """The threshold rows of one population group (add_gpu_packing)."""
     cands = mm.cands
-    members = set(skus)
     singles: list[tuple[int, int]] = []  # (footprint, column)
     whole: dict[str, list[mathopt.LinearExpression]] = defaultdict(list)
-    for i, c in enumerate(cands.inference):
-        if c.sku not in members:
-            continue
+    for i in (i for s in skus for i in mm.index.inference_on.get(s, [])):
+        c = cands.inference[i]
         if c.servers_per_replica > 1:
             whole[c.sku].append(c.servers_per_replica * mm.r[i])
         else:

@@ -104,8 +104,8 @@ def merge_populations(cands: CandidateSet, keep_apart: frozenset[str] = frozense
             kept.append(c)
             twins[slot[column]] = {}
         twins[slot[column]][c.sku] = c
-    for i, on in twins.items():  # each column sits on its largest population (the group's key SKU)
-        kept[i] = on[min(on, key=lambda k: (-cands.skus[k].gpus, k))]
+    for (g, _), i in slot.items():  # each column sits on its group's key SKU (holds every layout)
+        kept[i] = twins[i][g]
     return Merge(cands=dataclasses.replace(cands, inference=kept), sized=Merge.none(cands).sized, groups=groups,
                  group_of=group_of, twins=twins)
 
