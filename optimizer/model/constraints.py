@@ -289,12 +289,13 @@ def add_gpu_packing(mm: MipModel) -> None:
         Σ_{c in group, one server, g_c ≥ t} g_c·r[c] ≤ Σ_{s in group, G_s ≥ t} G_s·(n[s] − m[s])
 
     with m[s] = Σ_{c on s spanning servers} servers_c·r[c] ≤ n[s] the servers taken whole."""
+    grouped = {s for skus in mm.groups.values() for s in skus}
     used: dict[str, list[mathopt.LinearExpression]] = defaultdict(list)
     for i, c in enumerate(mm.cands.inference):
-        used[c.sku].append(c.gpus_per_replica * mm.r[i])
+        if c.sku not in grouped:  # a group's rows are add_group_packing's
+            used[c.sku].append(c.gpus_per_replica * mm.r[i])
     for i, f in enumerate(mm.cands.finetune):
         used[f.sku].append(f.gpus * mm.x[i])
-    grouped = {s for skus in mm.groups.values() for s in skus}
     for key, sku in mm.cands.skus.items():
         if key not in grouped:
             mm.model.add_linear_constraint(mathopt.fast_sum(used[key]) <= sku.gpus * mm.n[key], name=f"packing[{key}]")

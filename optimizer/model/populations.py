@@ -87,8 +87,9 @@ def merge_populations(cands: CandidateSet, keep_apart: frozenset[str] = frozense
             continue
         if _twins_agree(cands, skus):
             groups[skus[0]] = tuple(skus)
+    unmerged = Merge.none(cands)
     if not groups:
-        return Merge.none(cands)
+        return unmerged
     group_of = {s: g for g, skus in groups.items() for s in skus}
     kept: list[InferenceCandidate] = []
     twins: dict[int, dict[str, InferenceCandidate]] = {}
@@ -106,7 +107,7 @@ def merge_populations(cands: CandidateSet, keep_apart: frozenset[str] = frozense
         twins[slot[column]][c.sku] = c
     for (g, _), i in slot.items():  # each column sits on its group's key SKU (holds every layout)
         kept[i] = twins[i][g]
-    return Merge(cands=dataclasses.replace(cands, inference=kept), sized=Merge.none(cands).sized, groups=groups,
+    return Merge(cands=dataclasses.replace(cands, inference=kept), sized=unmerged.sized, groups=groups,
                  group_of=group_of, twins=twins)
 
 
