@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ortools.math_opt.python import mathopt
@@ -12,6 +13,7 @@ from optimizer.schema.scenario import InferenceWorkload
 
 if TYPE_CHECKING:
     from optimizer.model.build import MipModel
+    from optimizer.sizing.candidates import CandidateSet
 
 
 def _inference(mm: MipModel) -> list[InferenceWorkload]:
@@ -305,25 +307,34 @@ def add_gpu_packing(mm: MipModel) -> None:
 
 def add_group_packing(mm: MipModel, key: str, skus: tuple[str, ...]) -> None:
     """The threshold rows of one population group (add_gpu_packing)."""
-    cands = mm.cands
+    columns = [i for s in skus for i in mm.index.inference_on.get(s, [])]
+    group_packing_rows(mm.model, mm.cands, key, skus, columns, mm.r.__getitem__, mm.n.__getitem__)
+
+
+def group_packing_rows(model: mathopt.Model, cands: CandidateSet, key: str, skus: tuple[str, ...],
+                       columns: list[int], r: Callable[[int], mathopt.Variable],
+                       n: Callable[[str], mathopt.LinearExpression | mathopt.Variable], suffix: str = "") -> None:
+    """A population group's threshold rows over its candidates ``columns`` (replicas r(i)) and its
+    SKUs' server counts n(s): whole_servers[s] for replicas spanning servers, packing[key,t+] per
+    threshold t (add_gpu_packing's formula); ``suffix`` ends each row's name (a period's year)."""
     singles: list[tuple[int, int]] = []  # (footprint, column)
     whole: dict[str, list[mathopt.LinearExpression]] = defaultdict(list)
-    for i in (i for s in skus for i in mm.index.inference_on.get(s, [])):
+    for i in columns:
         c = cands.inference[i]
         if c.servers_per_replica > 1:
-            whole[c.sku].append(c.servers_per_replica * mm.r[i])
+            whole[c.sku].append(c.servers_per_replica * r(i))
         else:
             singles.append((c.gpus_per_replica, i))
     for s, taken in sorted(whole.items()):
-        mm.model.add_linear_constraint(mathopt.fast_sum(taken) <= mm.n[s], name=f"whole_servers[{s}]")
+        model.add_linear_constraint(mathopt.fast_sum(taken) <= n(s), name=f"whole_servers[{s}{suffix}]")
     # every size that starts a class of items or of servers (an item of size g fits only servers of
     # size ≥ g, so a threshold between two server sizes still binds the items above it)
     for t in sorted({cands.skus[s].gpus for s in skus} | {g for g, _ in singles}):
-        items = mathopt.fast_sum(g * mm.r[i] for g, i in singles if g >= t)
+        items = mathopt.fast_sum(g * r(i) for g, i in singles if g >= t)
         room = mathopt.fast_sum(
-            [cands.skus[s].gpus * mm.n[s] for s in skus if cands.skus[s].gpus >= t]
+            [cands.skus[s].gpus * n(s) for s in skus if cands.skus[s].gpus >= t]
             + [-cands.skus[s].gpus * e for s in skus if cands.skus[s].gpus >= t for e in whole.get(s, [])])
-        mm.model.add_linear_constraint(items <= room, name=f"packing[{key},{t}+]")
+        model.add_linear_constraint(items <= room, name=f"packing[{key},{t}+{suffix}]")
 
 
 def add_budget(mm: MipModel) -> None:

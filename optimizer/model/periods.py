@@ -19,7 +19,10 @@ Formulation (names as in the code; per-year figures from ``optimizer.periods``):
                           (s,y) in exact_spread: constraints._named_servers' exact block on year y's
                           candidates of s, need = v − Σ_{s'≠s} v − cross-server r − wide
     add_period_finetune   Σ_f x[y,f] = 1 per job and year
-    add_period_packing    Σ_{c on s} g_c·r[y,c] + Σ_{f on s} gpus_f·x[y,f] ≤ G_s·n[s,y]
+    add_period_packing    Σ_{c on s} g_c·r[y,c] + Σ_{f on s} gpus_f·x[y,f] ≤ G_s·n[s,y]; a population group
+                          (``populations``: year y's table merged, one column per layout) has the
+                          threshold rows of ``constraints.add_gpu_packing`` on its SKUs' n[s,y], and its
+                          spread row above counts Σ_{s in group} n[s,y]
     add_period_power      PUE·Σ_s W_s·n[s,y] ≤ site power   (cloud instances draw 0 on site)
     add_period_racks      aggregate rack rows (racks.aggregate_rows) on n[s,y], each year
     add_period_budget     (1 + contingency)·(1 + tax)·Σ_y Σ_s price_s,y·buy[s,y] ≤ budget (nominal capex)
@@ -48,6 +51,8 @@ from pydantic import ValidationError
 from optimizer import periods as per
 from optimizer.loaders import ResolvedScenario, inventory_key, resolve_scenario, validation_error
 from optimizer.model.build import replica_upper_bound
+from optimizer.model.constraints import group_packing_rows
+from optimizer.model.populations import Merge, merge_populations
 from optimizer.schema.scenario import Scenario
 from optimizer.sizing.candidates import CandidateSet, ServerSku, build_candidates, fits_rack, server_skus
 from optimizer.units import HOURS_PER_YEAR
@@ -132,12 +137,24 @@ class PeriodModel:
     v: dict[tuple[str, str, int], mathopt.Variable] = field(default_factory=dict)
     own: dict[tuple[str, int], mathopt.LinearExpression] = field(default_factory=dict)
     bound: dict[str, int] = field(default_factory=dict)  # N_s
+    #: each year's population groups (``optimizer.model.populations``): its table above is the merged one
+    merges: dict[int, Merge] = field(default_factory=dict)
     #: (SKU, year) given the exact named-server spread block (placement proved the necessary row short)
     exact_spread: frozenset[tuple[str, int]] = frozenset()
 
     @property
     def years(self) -> int:
         return len(self.tables)
+
+    def bin_of(self, sku: str, year: int) -> str:
+        """The packing unit of a SKU in year y: its population group's key, else the SKU itself."""
+        merge = self.merges.get(year)
+        return merge.bin_of(sku) if merge else sku
+
+    def servers_of(self, key: str, year: int) -> tuple[str, ...]:
+        """The SKUs of packing unit ``key`` in year y (a group's, or the SKU alone)."""
+        merge = self.merges.get(year)
+        return merge.groups.get(key, (key,)) if merge else (key,)
 
 
 def inventory_counts(rs: ResolvedScenario) -> dict[str, int]:
@@ -190,11 +207,24 @@ def _skus(tables: list[YearTable]) -> dict[str, ServerSku]:
     return dict(sorted(skus.items()))
 
 
+def _merges(tables: list[YearTable], exact_spread: frozenset[tuple[str, int]], merge: bool) -> dict[int, Merge]:
+    """Each year's population groups; years that share a table and keep the same SKUs apart share one."""
+    memo: dict[tuple[int, frozenset[str]], Merge] = {}
+    out = {}
+    for t in tables:
+        apart = frozenset(s for s, y in exact_spread if y == t.year)
+        key = (id(t.cands), apart)
+        if key not in memo:
+            memo[key] = merge_populations(t.cands, apart) if merge else Merge.none(t.cands)
+        out[t.year] = memo[key]
+    return out
+
+
 def add_period_variables(pm: PeriodModel) -> None:
     """r, q, x per year; buy, ret, rent, z; own[s,y] as expressions; N_s bounds (module docstring)."""
     m, sc = pm.model, pm.rs.scenario
-    gpus_on: dict[tuple[str, int], int] = defaultdict(int)
-    spread_on: dict[str, set[str]] = defaultdict(set)
+    gpus_on: dict[tuple[str, int], int] = defaultdict(int)  # by (packing unit, year)
+    spread_on: dict[str, set[str]] = defaultdict(set)  # by packing unit
     for t in pm.tables:
         y = t.year
         workloads = t.rs.scenario.inference_workloads()
@@ -202,9 +232,9 @@ def add_period_variables(pm: PeriodModel) -> None:
             w = workloads[c.workload]
             ub = replica_upper_bound(w, c, sc.headroom)
             pm.r[(y, i)] = m.add_integer_variable(lb=0, ub=ub, name=f"r[{y},{i}]")
-            gpus_on[(c.sku, y)] += ub * c.gpus_per_replica
+            gpus_on[(pm.bin_of(c.sku, y), y)] += ub * c.gpus_per_replica
             if w.min_replicas >= 2:
-                spread_on[c.sku].add(w.name)
+                spread_on[pm.bin_of(c.sku, y)].add(w.name)
             if c.bucket_perf:
                 for b, mu in enumerate(c.bucket_rps):
                     if mu > 0:
@@ -214,8 +244,9 @@ def add_period_variables(pm: PeriodModel) -> None:
             gpus_on[(f.sku, y)] += f.gpus
     site = sc.site
     for key, sku in pm.skus.items():
-        need = max((gpus_on[(key, y)] for y in range(1, pm.years + 1)), default=0)
-        bound = math.ceil(need / sku.gpus) + len(spread_on[key]) if need else 0
+        bins = {pm.bin_of(key, y) for y in range(1, pm.years + 1)}
+        need = max((gpus_on[(pm.bin_of(key, y), y)] for y in range(1, pm.years + 1)), default=0)
+        bound = math.ceil(need / sku.gpus) + len(set().union(*(spread_on[b] for b in bins))) if need else 0
         if not fits_rack(sku, site.rack_power_kw, site.rack_units):
             bound = 0
         pm.bound[key] = bound
@@ -307,9 +338,9 @@ def add_period_replicas(pm: PeriodModel) -> None:
                                     name=f"min_replicas[{w.name},{y}]")
             if w.min_replicas < 2:
                 continue
-            on: dict[str, list[int]] = defaultdict(list)
+            on: dict[str, list[int]] = defaultdict(list)  # by packing unit
             for i in idx:
-                on[t.cands.inference[i].sku].append(i)
+                on[pm.bin_of(t.cands.inference[i].sku, y)].append(i)
             for s in sorted(on):
                 pm.v[(w.name, s, y)] = m.add_binary_variable(name=f"v[{w.name},{s},{y}]")
                 for i in on[s]:
@@ -320,7 +351,8 @@ def add_period_replicas(pm: PeriodModel) -> None:
                                         name=f"used_only[{w.name},{s},{y}]")
             for s in sorted(on):
                 others = mathopt.fast_sum(pm.v[(w.name, s2, y)] for s2 in sorted(on) if s2 != s)
-                m.add_linear_constraint(pm.own[(s, y)] >= 2 * (pm.v[(w.name, s, y)] - others),
+                servers = mathopt.fast_sum(pm.own[(k, y)] for k in pm.servers_of(s, y))
+                m.add_linear_constraint(servers >= 2 * (pm.v[(w.name, s, y)] - others),
                                         name=f"spread[{w.name},{s},{y}]")
     for s, y in sorted(pm.exact_spread):
         add_period_named_servers(pm, s, y)
@@ -403,16 +435,27 @@ def add_period_finetune(pm: PeriodModel) -> None:
 
 
 def add_period_packing(pm: PeriodModel) -> None:
-    """GPUs in use on SKU s in year y fit the GPUs of the servers owned or rented that year."""
+    """GPUs in use on SKU s in year y fit the GPUs of the servers owned or rented that year; a
+    population group's threshold rows on its SKUs' n[s,y] (``constraints.add_gpu_packing``)."""
     for t in pm.tables:
+        y, merge = t.year, pm.merges[t.year]
         used: dict[str, list[mathopt.LinearExpression]] = defaultdict(list)
+        columns: dict[str, list[int]] = defaultdict(list)
         for i, c in enumerate(t.cands.inference):
-            used[c.sku].append(c.gpus_per_replica * pm.r[(t.year, i)])
+            if c.sku in merge.group_of:
+                columns[merge.group_of[c.sku]].append(i)
+            else:
+                used[c.sku].append(c.gpus_per_replica * pm.r[(y, i)])
         for j, f in enumerate(t.cands.finetune):
-            used[f.sku].append(f.gpus * pm.x[(t.year, j)])
+            used[f.sku].append(f.gpus * pm.x[(y, j)])
         for key in sorted(used):
-            pm.model.add_linear_constraint(mathopt.fast_sum(used[key]) <= pm.skus[key].gpus * pm.own[(key, t.year)],
-                                           name=f"packing[{key},{t.year}]")
+            pm.model.add_linear_constraint(mathopt.fast_sum(used[key]) <= pm.skus[key].gpus * pm.own[(key, y)],
+                                           name=f"packing[{key},{y}]")
+        for key, skus in merge.groups.items():
+            replicas = {i: pm.r[(y, i)] for i in columns[key]}
+            servers = {s: pm.own[(s, y)] for s in skus}
+            group_packing_rows(pm.model, t.cands, key, skus, columns[key], replicas.__getitem__,
+                               servers.__getitem__, suffix=f",{y}")
 
 
 def add_period_power(pm: PeriodModel) -> None:
@@ -502,12 +545,17 @@ def tie_break_expression(pm: PeriodModel) -> mathopt.LinearExpression:
 
 
 def build_period_model(rs: ResolvedScenario, tables: list[YearTable] | None = None,
-                       exact_spread: frozenset[tuple[str, int]] = frozenset()) -> PeriodModel:
+                       exact_spread: frozenset[tuple[str, int]] = frozenset(), merge: bool = True) -> PeriodModel:
     """The whole multi-period MIP, families in the order of the module docstring; ``exact_spread``
-    names the (SKU, year) pairs given the exact spread block (``periods_plan.solve_period_tables``)."""
+    names the (SKU, year) pairs given the exact spread block (``periods_plan.solve_period_tables``).
+    With ``merge`` (the default) each year's table is merged across population groups
+    (``populations.merge_populations``, the SKUs of that year's exact spread blocks kept apart):
+    ``pm.tables`` then holds the merged tables and ``pm.merges`` how to split them back."""
     sc = rs.scenario
     assert sc.periods is not None
     tables = tables if tables is not None else year_tables(rs)
+    merges = _merges(tables, exact_spread, merge)
+    tables = [YearTable(t.year, t.rs, merges[t.year].cands) for t in tables]
     inventory = inventory_counts(rs)
     skus = _skus(tables)
     missing = sorted(k for k in inventory if k not in skus)
@@ -523,7 +571,7 @@ def build_period_model(rs: ResolvedScenario, tables: list[YearTable] | None = No
     rate = per.discount_rate(sc) if objective == "npv" else 0.0
     pm = PeriodModel(model=mathopt.Model(name="procure-periods"), rs=rs, tables=tables, skus=skus,
                      buyable=frozenset(server_skus(rs)), inventory=inventory, objective=objective, rate=rate,
-                     exact_spread=exact_spread)
+                     exact_spread=exact_spread, merges=merges)
     add_period_variables(pm)
     add_period_demand(pm)
     add_period_demand_bounds(pm)

@@ -35,6 +35,7 @@ from optimizer.model.periods import (
 )
 from optimizer.model.periods_heuristic import relax_and_fix
 from optimizer.model.placement import Item, place
+from optimizer.model.populations import split_replicas
 from optimizer.model.racks import rack_plan
 from optimizer.model.solve import SolveSettings, rel_gap, run_solver, status_of, stop_of
 from optimizer.schema.plan import (
@@ -117,16 +118,17 @@ def solve_period_model(pm: PeriodModel, settings: SolveSettings) -> tuple[dict[A
     report = SolverReport(
         solver=solver, status=status, objective_name=pm.objective, objective=objective, bound=bound,
         gap=rel_gap(objective, bound), solve_time_s=elapsed, objective_time_s=elapsed,
-        candidates=sum(len(t.cands.inference) for t in pm.tables), variables=size[0], constraints=size[1],
+        candidates=sum(pm.merges[t.year].sized for t in pm.tables), variables=size[0], constraints=size[1],
         time_limit_s=settings.time_limit_s, node_limit=settings.node_limit, seed=settings.seed,
         stopped_by=stop, tiebreak_stopped_by="none", tiebreak_gap=0.0,
         nodes=int(res.solve_stats.node_count))
     return values, report
 
 
-def _deployments(pm: PeriodModel, year: int, val: dict[Any, float]) -> tuple[list[Deployment], list[Item],
-                                                                            list[WorkloadCoverage]]:
-    """That year's deployments (each candidate with replicas), placement items and coverage."""
+def _deployments(pm: PeriodModel, year: int, val: dict[Any, float],
+                 servers: dict[str, int]) -> tuple[list[Deployment], list[Item], list[WorkloadCoverage]]:
+    """That year's deployments (each candidate with replicas; a population group's column split
+    onto the year's ``servers`` per SKU), placement items and coverage."""
     t = pm.tables[year - 1]
     sc = t.rs.scenario
     rho = sc.headroom
@@ -142,14 +144,19 @@ def _deployments(pm: PeriodModel, year: int, val: dict[Any, float]) -> tuple[lis
                  for b, mu in enumerate(c.bucket_rps)]
              for i, c, _ in chosen if c.bucket_perf}
     loads = split_bucket_loads(carry, {i: t.cands.inference[i].workload for i in carry}, workloads)
+    column_replicas = {i: r for i, _, r in chosen}
+    merge = pm.merges[year]
+    if merge.groups:
+        chosen = split_replicas(merge, chosen, servers, {n for n, w in workloads.items() if w.min_replicas >= 2})
     for i, c, r in chosen:
         w = workloads[c.workload]
         sku = pm.skus[c.sku]
         buckets: list[BucketLoad] = []
         if i in loads:
-            capacity = routed_capacity(c.bucket_rps, loads[i])
-            planned = sum(loads[i])
-            buckets = bucket_loads(w, c, loads[i])
+            part = [load * r / column_replicas[i] for load in loads[i]]  # this SKU's part of the column
+            capacity = routed_capacity(c.bucket_rps, part)
+            planned = sum(part)
+            buckets = bucket_loads(w, c, part)
         else:
             capacity = c.capacity_rps
             planned = w.requests_per_s * (r * c.capacity_rps * rho) / cap_by_w[c.workload]
@@ -239,7 +246,7 @@ def extract_period_plan(pm: PeriodModel, val: dict[Any, float], report: SolverRe
         energy = sum(energy_per_year(rs, pm.skus[k]) * n for k, n in own.items())
         support = sum(support_per_year(rs, pm.skus[k]) * n for k, n in own.items())
         rent_cost = sum(line.cost for line in rent_lines)
-        deployments, items, coverage = _deployments(pm, y, val)
+        deployments, items, coverage = _deployments(pm, y, val, own)
         placed, racks_used = _layout(pm, y, own, dict(rented), items)
         power_w = sum(pm.skus[k].power_w * n for k, n in own.items())
         peak_kw, peak_racks = max(peak_kw, power_w / 1000.0), max(peak_racks, racks_used)

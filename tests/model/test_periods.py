@@ -327,3 +327,73 @@ def test_spread_not_excused_by_an_unused_sku() -> None:
     assert plan.periods is not None
     assert [(c.sku, c.count) for c in plan.periods[0].buy] == [(L20_4, 2)]
     assert plan.objective == pytest.approx(260000.0, abs=0.6)
+
+
+L20_2 = "PCIe-8GPU-4U/L20-48GB/2"
+
+
+def population_tables(rs: Any) -> list[YearTable]:
+    """The real sized Qwen2-7B TP1 row of the 8-GPU L20 server on every L20 population (the
+    checker re-sizes each: a TP1 replica is the same on any of them): one population group a year."""
+    tables = []
+    for t in year_tables(rs):
+        real = next(c for c in t.cands.inference if c.sku == L20_8 and c.tp == 1)
+        cands = [replace(real, sku=s) for s in (L20_1, L20_2, L20_4, L20_8)]
+        tables.append(YearTable(t.year, t.rs, replace(t.cands, inference=cands)))
+    return tables
+
+
+def test_population_group_bought_in_phases_and_split_onto_its_skus() -> None:
+    # one 8-slot L20 chassis with 1, 2, 4 or 8 GPUs: 100,000 / 110,000 / 130,000 / 170,000 in year 1,
+    # half that in year 2 (prices fall 50 %); no support, no energy, no discount. 12 then 60 req/s on
+    # TP1 replicas of the real row's capacity (12.48 req/s): 1 then 5 GPUs (60 / 12.48 = 4.8).
+    # Year 1 buys A (>= 1 GPU), year 2 adds B (>= 5 in all):
+    #   A = 1-GPU (100,000) + B = 4-GPU (65,000)     = 165,000  <- least
+    #   A = 1 + B = 8 (85,000) 185,000; A = 2 (110,000) + B = 4 175,000; A = 4 (130,000) + B = 1
+    #   (50,000) 180,000; A = 8 170,000; A = 4 + 1 230,000
+    d = data([12, 60], {"years": 2, "discount_rate": 0.0, "price_decline_per_year": 0.5}, opex_per_year_fraction=0.0)
+    d["constraints"] = {"gpus": ["L20-48GB"], "servers": ["PCIe-8GPU-4U"]}
+    rs = resolved(d)
+    tables = population_tables(rs)
+    assert tables[0].cands.inference[0].capacity_rps == pytest.approx(12.48, abs=0.01)
+    merged, per_sku = build_period_model(rs, tables), build_period_model(rs, tables, merge=False)
+    assert [list(pm.merges[y].groups) for pm in (merged, per_sku) for y in (1, 2)] == [[L20_8], [L20_8], [], []]
+    assert [len(t.cands.inference) for t in merged.tables] == [1, 1]  # one column a year, not four
+    objectives = [solve_period_model(pm, SETTINGS)[1].objective for pm in (merged, per_sku)]
+    assert objectives == [pytest.approx(165000.0, abs=0.6)] * 2
+    plan = solve_period_tables(rs, tables, SETTINGS)
+    assert plan.periods is not None
+    assert [[(c.sku, c.count) for c in p.buy] for p in plan.periods] == [[(L20_1, 1)], [(L20_4, 1)]]
+    # year 2's five replicas split onto the servers owned: four on the 4-GPU box, one on the 1-GPU one
+    assert sorted((dep.sku, dep.replicas) for dep in plan.periods[1].deployments) == [(L20_1, 1), (L20_4, 4)]
+    assert sum(dep.planned_rps for dep in plan.periods[1].deployments) == pytest.approx(60.0)
+    assert plan.solver.candidates == 8  # as sized: four SKUs a year
+    check_periods(plan, rs)
+
+
+@settings(max_examples=15, deadline=None)
+@given(rates=st.lists(st.floats(min_value=0.5, max_value=14.0), min_size=2, max_size=3),
+       spread=st.booleans(), decline=st.sampled_from([0.0, 0.2, 0.5]))
+def test_merged_period_optimum_equals_per_sku(rates: list[float], spread: bool, decline: float) -> None:
+    """Random growth on the L20 populations: merging never changes the optimal NPV without spread,
+    and with spread never raises it (the group's spread row is necessary only; placement checks it)."""
+    d = data(rates, {"years": len(rates), "discount_rate": 0.08, "price_decline_per_year": decline},
+             opex_per_year_fraction=0.05)
+    d["constraints"] = {"gpus": ["L20-48GB"], "servers": ["PCIe-8GPU-4U"]}
+    d["workloads"][0]["min_replicas"] = 2 if spread else 1
+    rs = resolved(d)
+    tables = []
+    for y in range(1, len(rates) + 1):
+        ry = year_scenario(rs, y)
+        skus = server_skus(ry)
+        tables.append(YearTable(y, ry, CandidateSet(skus=skus, inference=[
+            candidate("a", k, cap, tp=tp) for k, sku in skus.items()
+            for tp, cap in ((1, 1.0), (2, 1.7), (4, 3.1)) if tp <= sku.gpus])))
+    models = [build_period_model(rs, tables, merge=m) for m in (True, False)]
+    assert all(models[0].merges[y].groups for y in range(1, len(rates) + 1))
+    merged, per_sku = (solve_period_model(pm, SETTINGS)[1] for pm in models)
+    assert merged.status == per_sku.status == "optimal"
+    if spread:
+        assert merged.objective <= per_sku.objective + 1e-6
+    else:
+        assert merged.objective == pytest.approx(per_sku.objective, rel=1e-6)
