@@ -4,6 +4,7 @@ in ≤ 60 s). Prints one JSON line per instance, with the load average (a busy m
 
     python benchmarks/periods.py                          # both
     python benchmarks/periods.py --skip-bank --workloads 20 --time-limit 60
+    python benchmarks/periods.py --skip-bank --per-sku    # without population groups, to compare
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ def generated(n: int, seed: int, years: int) -> dict[str, Any]:
     return data
 
 
-def run(label: str, rs: Any, time_limit: float, gap: float) -> dict[str, Any]:
+def run(label: str, rs: Any, time_limit: float, gap: float, merge: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     tables = year_tables(rs)
     t1 = time.perf_counter()
-    pm = build_period_model(rs, tables)
+    pm = build_period_model(rs, tables, merge=merge)
     t2 = time.perf_counter()
     _, report = solve_period_model(pm, settings_of(rs, time_limit_s=time_limit, gap=gap))
-    return {"instance": label, "sizing_s": round(t1 - t0, 2), "build_s": round(t2 - t1, 2),
+    return {"instance": label, "merged": merge, "sizing_s": round(t1 - t0, 2), "build_s": round(t2 - t1, 2),
             "solve_s": round(report.solve_time_s, 2), "status": report.status, "stopped_by": report.stopped_by,
             "gap": report.gap, "npv": round(report.objective, 2), "variables": report.variables,
             "constraints": report.constraints, "nodes": report.nodes, "load_avg_1m": os.getloadavg()[0]}
@@ -61,15 +62,16 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=0.005, help="relative gap of the generated instance")
     ap.add_argument("--skip-bank", action="store_true")
     ap.add_argument("--skip-generated", action="store_true")
+    ap.add_argument("--per-sku", action="store_true", help="no population groups (one column per SKU)")
     args = ap.parse_args()
     if not args.skip_bank:
         rs = load_scenario(ROOT / "scenarios" / "bank-rollout-phased.yaml")
-        print(json.dumps(run("bank-rollout-phased", rs, 60.0, rs.scenario.solver.gap)), flush=True)
+        print(json.dumps(run("bank-rollout-phased", rs, 60.0, rs.scenario.solver.gap, not args.per_sku)), flush=True)
     if not args.skip_generated:
         data = generated(args.workloads, args.seed, args.years)
         rs = resolve_scenario(Scenario.model_validate(data), Path("generated.yaml"), load_catalog())
         label = f"generated-{args.workloads}w-{args.years}y"
-        print(json.dumps(run(label, rs, args.time_limit, args.gap)), flush=True)
+        print(json.dumps(run(label, rs, args.time_limit, args.gap, not args.per_sku)), flush=True)
 
 
 if __name__ == "__main__":
