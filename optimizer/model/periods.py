@@ -148,13 +148,11 @@ class PeriodModel:
 
     def bin_of(self, sku: str, year: int) -> str:
         """The packing unit of a SKU in year y: its population group's key, else the SKU itself."""
-        merge = self.merges.get(year)
-        return merge.bin_of(sku) if merge else sku
+        return self.merges[year].bin_of(sku)
 
     def servers_of(self, key: str, year: int) -> tuple[str, ...]:
         """The SKUs of packing unit ``key`` in year y (a group's, or the SKU alone)."""
-        merge = self.merges.get(year)
-        return merge.groups.get(key, (key,)) if merge else (key,)
+        return self.merges[year].groups.get(key, (key,))
 
 
 def inventory_counts(rs: ResolvedScenario) -> dict[str, int]:
