@@ -24,7 +24,10 @@ Formulation (names as in the code; per-year figures from ``optimizer.periods``):
                           threshold rows of ``constraints.add_gpu_packing`` on its SKUs' n[s,y], and its
                           spread row above counts Σ_{s in group} n[s,y]
     add_period_power      PUE·Σ_s W_s·n[s,y] ≤ site power   (cloud instances draw 0 on site)
-    add_period_racks      aggregate rack rows (racks.aggregate_rows) on n[s,y], each year
+    add_period_racks      aggregate rack rows (racks.aggregate_rows) on n[s,y], each year; for a year in
+                          exact_racks (its extraction found no layout) the per-rack block of
+                          constraints._exact_racks: a[s,k,y] ∈ Z+, Σ_k a[s,k,y] = n[s,y], each rack k < K
+                          within its power and units, racks ordered by power, K = min(racks, Σ_s N_s + I_s)
     add_period_budget     (1 + contingency)·(1 + tax)·Σ_y Σ_s price_s,y·buy[s,y] ≤ budget (nominal capex)
     add_period_availability  Σ_{s of g} G_s·Σ_y buy[s,y] ≤ avail_g   (GPUs bought; inventory is had)
     add_period_gpu_types  n[s,y] ≤ N_s·z[g_s];  Σ_g z[g] ≤ max_gpu_types
@@ -141,6 +144,9 @@ class PeriodModel:
     merges: dict[int, Merge] = field(default_factory=dict)
     #: (SKU, year) given the exact named-server spread block (placement proved the necessary row short)
     exact_spread: frozenset[tuple[str, int]] = frozenset()
+    #: years given the per-rack rows (racking proved the aggregate rows short); a[s,k,y] their variables
+    exact_racks: frozenset[int] = frozenset()
+    a: dict[tuple[str, int, int], mathopt.Variable] = field(default_factory=dict)
 
     @property
     def years(self) -> int:
@@ -477,6 +483,30 @@ def add_period_racks(pm: PeriodModel) -> None:
         for y in range(1, pm.years + 1):
             lhs = mathopt.fast_sum(c * pm.own[(k, y)] for k, c in row.coef.items())
             pm.model.add_linear_constraint(lhs <= row.per_rack * site.racks, name=f"racks_{row.name}[{y}]")
+    for y in sorted(pm.exact_racks):
+        add_period_exact_racks(pm, live, y)
+
+
+def add_period_exact_racks(pm: PeriodModel, live: dict[str, ServerSku], y: int) -> None:
+    """The per-rack block of year y (``constraints._exact_racks``, on what is owned that year):
+    every used rack holds a server, so K = min(racks, most servers ownable) racks lose no plan."""
+    m, site = pm.model, pm.rs.scenario.site
+    most = {k: pm.bound[k] + pm.inventory.get(k, 0) for k in live}
+    racks = min(site.racks, max(sum(most.values()), 1))
+    for key in live:
+        for k in range(racks):
+            pm.a[(key, k, y)] = m.add_integer_variable(lb=0, ub=most[key], name=f"a[{key},{k},{y}]")
+        m.add_linear_constraint(mathopt.fast_sum(pm.a[(key, k, y)] for k in range(racks)) == pm.own[(key, y)],
+                                name=f"racked[{key},{y}]")
+    load = []
+    for k in range(racks):
+        watts = mathopt.fast_sum(sku.power_w * pm.a[(key, k, y)] for key, sku in live.items())
+        units = mathopt.fast_sum(sku.rack_units * pm.a[(key, k, y)] for key, sku in live.items())
+        m.add_linear_constraint(watts <= site.rack_power_kw * 1000.0, name=f"rack_power[{k},{y}]")
+        m.add_linear_constraint(units <= site.rack_units, name=f"rack_units[{k},{y}]")
+        load.append(watts)
+    for k in range(racks - 1):
+        m.add_linear_constraint(load[k] >= load[k + 1], name=f"rack_order[{k},{y}]")
 
 
 def capex_expression(pm: PeriodModel, year: int) -> mathopt.LinearExpression:
@@ -543,9 +573,11 @@ def tie_break_expression(pm: PeriodModel) -> mathopt.LinearExpression:
 
 
 def build_period_model(rs: ResolvedScenario, tables: list[YearTable] | None = None,
-                       exact_spread: frozenset[tuple[str, int]] = frozenset(), merge: bool = True) -> PeriodModel:
+                       exact_spread: frozenset[tuple[str, int]] = frozenset(), merge: bool = True,
+                       exact_racks: frozenset[int] = frozenset()) -> PeriodModel:
     """The whole multi-period MIP, families in the order of the module docstring; ``exact_spread``
-    names the (SKU, year) pairs given the exact spread block (``periods_plan.solve_period_tables``).
+    names the (SKU, year) pairs given the exact spread block and ``exact_racks`` the years given
+    the per-rack rows (``periods_plan.solve_period_tables``).
     With ``merge`` (the default) each year's table is merged across population groups
     (``populations.merge_populations``, the SKUs of that year's exact spread blocks kept apart):
     ``pm.tables`` then holds the merged tables and ``pm.merges`` how to split them back."""
@@ -569,7 +601,7 @@ def build_period_model(rs: ResolvedScenario, tables: list[YearTable] | None = No
     rate = per.discount_rate(sc) if objective == "npv" else 0.0
     pm = PeriodModel(model=mathopt.Model(name="procure-periods"), rs=rs, tables=tables, skus=skus,
                      buyable=frozenset(server_skus(rs)), inventory=inventory, objective=objective, rate=rate,
-                     exact_spread=exact_spread, merges=merges)
+                     exact_spread=exact_spread, merges=merges, exact_racks=exact_racks)
     add_period_variables(pm)
     add_period_demand(pm)
     add_period_demand_bounds(pm)

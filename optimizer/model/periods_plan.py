@@ -13,7 +13,7 @@ from typing import Any
 
 from optimizer import __version__
 from optimizer import periods as per
-from optimizer.errors import InfeasibleError, PlacementError, SolverError
+from optimizer.errors import InfeasibleError, PlacementError, RackingError
 from optimizer.loaders import ResolvedScenario
 from optimizer.model.extract import (
     _capacity_provenance,
@@ -65,18 +65,28 @@ class YearPlacementError(PlacementError):
         super().__init__(message, sku=sku)
 
 
+class YearRackingError(RackingError):
+    """No layout of ``year``'s fleet in the site's racks was found (a RackingError)."""
+
+    def __init__(self, message: str, *, year: int) -> None:
+        self.year = year
+        super().__init__(message)
+
+
 def solve_periods(rs: ResolvedScenario, settings: SolveSettings) -> Plan:
     """Build, solve and extract; InfeasibleError when no plan serves every year within the limits."""
     return solve_period_tables(rs, year_tables(rs), settings)
 
 
 def solve_period_tables(rs: ResolvedScenario, tables: list[YearTable], settings: SolveSettings) -> Plan:
-    """Solve and extract on the given year tables. The spread row is only necessary: where a year's
-    placement proves SKU s's counts unplaceable, solve again with the exact spread block for (s, y),
-    as the single-period pipeline does (each pair at most once, in the order placement finds them)."""
+    """Solve and extract on the given year tables. The spread and rack rows are only necessary: where
+    a year's placement proves SKU s's counts unplaceable, solve again with the exact spread block for
+    (s, y); where no layout of a year's fleet in the site's racks is found, with that year's per-rack
+    rows; as the single-period pipeline does (each at most once, in the order extraction finds them)."""
     exact: frozenset[tuple[str, int]] = frozenset()
+    racked: frozenset[int] = frozenset()
     while True:
-        pm = build_period_model(rs, tables, exact_spread=exact)
+        pm = build_period_model(rs, tables, exact_spread=exact, exact_racks=racked)
         values, report = solve_period_model(pm, settings)
         try:
             return extract_period_plan(pm, values, report)
@@ -84,6 +94,10 @@ def solve_period_tables(rs: ResolvedScenario, tables: list[YearTable], settings:
             if (exc.sku, exc.year) in exact:
                 raise
             exact = exact | {(exc.sku, exc.year)}
+        except YearRackingError as exc:
+            if exc.year in racked:
+                raise
+            racked = racked | {exc.year}
 
 
 def solve_period_model(pm: PeriodModel, settings: SolveSettings) -> tuple[dict[Any, float], SolverReport]:
@@ -188,15 +202,23 @@ def _deployments(pm: PeriodModel, year: int, val: dict[Any, float],
 
 
 def _layout(pm: PeriodModel, year: int, own: dict[str, int], rented: dict[str, int],
-            items: list[Item]) -> tuple[list[PlacedServer], int]:
+            items: list[Item], val: dict[Any, float]) -> tuple[list[PlacedServer], int]:
     """Rack what is owned in the site's racks (rented instances sit in rack 0: the provider's) and
-    place the year's replicas; SolverError when the aggregate rows admitted what no layout holds."""
+    place the year's replicas. A year with per-rack rows takes the MIP's layout; for the others,
+    YearRackingError when the aggregate rows admitted what no layout holds."""
     site = pm.rs.scenario.site
-    racks = rack_plan(own, pm.skus, site.rack_power_kw, site.rack_units, site.racks) if own else {}
+    racks: dict[str, list[int]] | None
+    if year in pm.exact_racks:
+        racks = defaultdict(list)
+        for (k, rack, y), var in sorted(pm.a.items()):
+            if y == year and _int(val[var]):
+                racks[k] += [rack + 1] * _int(val[var])
+    else:
+        racks = rack_plan(own, pm.skus, site.rack_power_kw, site.rack_units, site.racks) if own else {}
     if racks is None:
         servers = ", ".join(f"{n} x {k}" for k, n in sorted(own.items()))
-        raise SolverError(f"year {year}: no layout of {servers} in {site.racks} racks was found, though the "
-                          "aggregate rack rows admit it (periods: no per-rack re-solve yet)")
+        raise YearRackingError(f"year {year}: no layout of {servers} in {site.racks} racks was found, though the "
+                               "aggregate rack rows admit it", year=year)
     by_sku = dict(racks)
     for k, n in rented.items():
         by_sku[k] = [0] * n
@@ -247,7 +269,7 @@ def extract_period_plan(pm: PeriodModel, val: dict[Any, float], report: SolverRe
         support = sum(support_per_year(rs, pm.skus[k]) * n for k, n in own.items())
         rent_cost = sum(line.cost for line in rent_lines)
         deployments, items, coverage = _deployments(pm, y, val, own)
-        placed, racks_used = _layout(pm, y, own, dict(rented), items)
+        placed, racks_used = _layout(pm, y, own, dict(rented), items, val)
         power_w = sum(pm.skus[k].power_w * n for k, n in own.items())
         peak_kw, peak_racks = max(peak_kw, power_w / 1000.0), max(peak_racks, racks_used)
         df = per.discount_factor(npv_rate, y)

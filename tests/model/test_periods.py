@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ortools.math_opt.python import mathopt
 
 from optimizer import periods as per
 from optimizer.errors import ProcureError, ScenarioError, SolverError
@@ -23,6 +24,7 @@ from optimizer.model.check_periods import check_periods
 from optimizer.model.periods import YearTable, build_period_model, year_scenario, year_tables
 from optimizer.model.periods_plan import (
     YearPlacementError,
+    YearRackingError,
     extract_period_plan,
     solve_period_model,
     solve_period_tables,
@@ -397,3 +399,41 @@ def test_merged_period_optimum_equals_per_sku(rates: list[float], spread: bool, 
         assert merged.objective <= per_sku.objective + 1e-6
     else:
         assert merged.objective == pytest.approx(per_sku.objective, rel=1e-6)
+
+
+def test_unrackable_year_is_re_solved_with_per_rack_rows() -> None:
+    # two racks of 14 U (100 kW each); 1-GPU L20 servers (4 U) at 90,000 + 10,000 = 100,000 serving
+    # 1 req/s, H20 servers (8 U) at 270,000 + 8 x 10,000 = 350,000 serving 3 req/s (TP8); prices halve
+    # in year 2; no support, energy or discount. Demand 2 then 8 req/s. A rack holds an H20 and one
+    # L20 (12 U) or three L20. Year 1: 2 L20 (200,000; an H20 350,000). The aggregate rows (28 U in
+    # all, at most 6 L20 and 2 H20) admit adding 1 H20 + 3 L20 in year 2 (175,000 + 150,000: 525,000
+    # in all), a fleet of 1 H20 + 5 L20 that no two racks hold: extraction finds no layout of year 2,
+    # and year 2's per-rack rows give the least rackable plan, 2 L20 then 2 H20 = 200,000 + 350,000
+    # = 550,000 (1 H20 then 1 H20 + 2 L20: 625,000; 1 H20 + 4 L20 serves only 7 req/s).
+    d = data([2, 8], {"years": 2, "discount_rate": 0.0, "price_decline_per_year": 0.5}, opex_per_year_fraction=0.0)
+    d["site"] = {"power_kw": 1000, "pue": 1.0, "racks": 2, "rack_power_kw": 100, "rack_units": 14}
+    d["prices"] = {**PRICES, "HGX-H20-8GPU": 270000}
+    d["constraints"] = {"gpus": ["L20-48GB", "H20-96GB"], "servers": ["PCIe-8GPU-4U", "HGX-H20-8GPU"]}
+    rs = resolved(d)
+    tables = []
+    for t in year_tables(rs):
+        real = next(c for c in t.cands.inference if c.sku == L20_8 and c.tp == 1)
+        cands = [replace(real, sku=L20_1, perf=replace(real.perf, requests_per_s=1.0)),
+                 replace(real, sku=H20, tp=8, perf=replace(real.perf, requests_per_s=3.0))]
+        tables.append(YearTable(t.year, t.rs, replace(t.cands, inference=cands)))
+    pm = build_period_model(rs, tables)
+    values, report = solve_period_model(pm, SETTINGS)
+    assert report.objective == pytest.approx(525000.0, abs=0.6)
+    assert {k: round(mathopt.evaluate_expression(pm.own[(k, 2)], values)) for k in (L20_1, H20)} == {L20_1: 5, H20: 1}
+    with pytest.raises(YearRackingError) as err:
+        extract_period_plan(pm, values, report)
+    assert err.value.year == 2
+    plan = solve_period_tables(rs, tables, SETTINGS)
+    assert plan.periods is not None
+    assert plan.objective == pytest.approx(550000.0, abs=0.6)
+    assert [[(c.sku, c.count) for c in p.buy] for p in plan.periods] == [[(L20_1, 2)], [(H20, 2)]]
+    # the plan's (year 2) layout: each rack one H20 and one L20
+    by_rack: dict[int, list[str]] = {}
+    for server in plan.placement:
+        by_rack.setdefault(server.rack, []).append(server.sku)
+    assert sorted(sorted(v) for v in by_rack.values()) == [[H20, L20_1], [H20, L20_1]]
