@@ -147,7 +147,7 @@ def _probe(rs: ResolvedScenario, cands: CandidateSet, limits: Limits,
     return None, {}
 
 
-def _feasible(rs: ResolvedScenario, cands: CandidateSet, limits: Limits, settings: SolveSettings) -> bool | None:
+def feasible(rs: ResolvedScenario, cands: CandidateSet, limits: Limits, settings: SolveSettings) -> bool | None:
     return _probe(rs, cands, limits, settings)[0]
 
 
@@ -176,9 +176,9 @@ def binding_limits(rs: ResolvedScenario, cands: CandidateSet, settings: SolveSet
         relax["availability"] = replace(base, availability={})
     if base.max_gpu_types is not None:
         relax["max GPU types"] = replace(base, max_gpu_types=None)
-    alone = [k for k, lim in relax.items() if _feasible(rs, cands, lim, quick) is True]
+    alone = [k for k, lim in relax.items() if feasible(rs, cands, lim, quick) is True]
     everything = Limits(budget=None, site_power_kw=None, racks=None, availability={}, max_gpu_types=None)
-    if not alone and _feasible(rs, cands, everything, quick) is False:
+    if not alone and feasible(rs, cands, everything, quick) is False:
         out = ["no plan meets all demand even with the budget, site power, rack count, availability and "
                "GPU-type limits all lifted"]
         misfits = unrackable(rs, cands)
@@ -200,13 +200,13 @@ def _floor_to(x: float, step: float) -> float:
     return math.floor(x / step + 1e-9) * step
 
 
-def _money_floor(x: float, cur: str) -> str:
+def money_floor(x: float, cur: str) -> str:
     """A lower bound in the compact money format, rounded down so that "at least" stays true."""
     step = 1e4 if abs(x) >= 1e6 else 1e3 if abs(x) >= 1e3 else 1.0
     return money(_floor_to(x, step), cur)
 
 
-def _money_gap(x: float, cur: str) -> str:
+def money_gap(x: float, cur: str) -> str:
     """A positive amount that never displays as zero."""
     if x >= 0.5:
         return money(x, cur)
@@ -224,7 +224,7 @@ def _kw(x: float, *, floor: bool = False) -> str:
     return f"{x:,.{digits}f} kW"
 
 
-def _requirement(label: str, m: Minimum | None, limit: float, *, fmt: Callable[[float], str],
+def requirement(label: str, m: Minimum | None, limit: float, *, fmt: Callable[[float], str],
                  fmt_floor: Callable[[float], str], fmt_gap: Callable[[float], str], need: str,
                  against: str, together: bool) -> str:
     """One limit's sentence from what the sub-solve proved about the least requirement.
@@ -267,8 +267,8 @@ def _explain(name: str, rs: ResolvedScenario, cands: CandidateSet, lim: Limits, 
             return factor * mm.capex
 
         m = _min_of(rs, cands, lim, settings, taxed)
-        return _requirement("budget", m, base.budget, fmt=lambda x: money(x, cur),
-                            fmt_floor=lambda x: _money_floor(x, cur), fmt_gap=lambda x: _money_gap(x, cur),
+        return requirement("budget", m, base.budget, fmt=lambda x: money(x, cur),
+                            fmt_floor=lambda x: money_floor(x, cur), fmt_gap=lambda x: money_gap(x, cur),
                             need="the cheapest plan meeting all demand costs",
                             against=f"a budget of {money(base.budget, cur)}", together=together)
     if name == "site power":
@@ -277,7 +277,7 @@ def _explain(name: str, rs: ResolvedScenario, cands: CandidateSet, lim: Limits, 
         if m is not None:  # IT watts -> facility kW
             m = Minimum(None if m.value is None else m.value / 1000 * pue, m.bound / 1000 * pue,
                         None if m.best is None else m.best / 1000 * pue)
-        return _requirement("site power", m, sc.site.power_kw, fmt=_kw, fmt_floor=lambda x: _kw(x, floor=True),
+        return requirement("site power", m, sc.site.power_kw, fmt=_kw, fmt_floor=lambda x: _kw(x, floor=True),
                             fmt_gap=_kw, need="the lowest-power plan needs",
                             against=f"the site's {sc.site.power_kw:g} kW (facility power, PUE {pue:g})",
                             together=together)
@@ -321,7 +321,7 @@ def _explain_racks(rs: ResolvedScenario, cands: CandidateSet, lim: Limits, setti
     shape = f"{site.rack_power_kw:g} kW / {site.rack_units} U"
     lo_proven = not together  # alone: the full model (the site's racks) was proven infeasible
     if together:
-        at_site = _feasible(rs, cands, replace(lim, racks=site.racks), settings)
+        at_site = feasible(rs, cands, replace(lim, racks=site.racks), settings)
         if at_site is True:
             return (f"racks: with the other limits lifted the plan fits the site's {site.racks} racks, so they "
                     f"bind only together with the other limits{note}")
@@ -340,7 +340,7 @@ def _explain_racks(rs: ResolvedScenario, cands: CandidateSet, lim: Limits, setti
                 f"bind only together with the other limits{note}")
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        ok = _feasible(rs, cands, replace(lim, racks=mid), settings)
+        ok = feasible(rs, cands, replace(lim, racks=mid), settings)
         if ok is True:
             hi = mid
         else:

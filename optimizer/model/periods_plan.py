@@ -15,6 +15,7 @@ from optimizer import __version__
 from optimizer import periods as per
 from optimizer.errors import InfeasibleError, PlacementError, RackingError
 from optimizer.loaders import ResolvedScenario
+from optimizer.model.diagnose_periods import period_binding_limits
 from optimizer.model.extract import (
     _capacity_provenance,
     bucket_loads,
@@ -79,15 +80,22 @@ def solve_periods(rs: ResolvedScenario, settings: SolveSettings) -> Plan:
 
 
 def solve_period_tables(rs: ResolvedScenario, tables: list[YearTable], settings: SolveSettings) -> Plan:
-    """Solve and extract on the given year tables. The spread and rack rows are only necessary: where
-    a year's placement proves SKU s's counts unplaceable, solve again with the exact spread block for
-    (s, y); where no layout of a year's fleet in the site's racks is found, with that year's per-rack
-    rows; as the single-period pipeline does (each at most once, in the order extraction finds them)."""
+    """Solve and extract on the given year tables; InfeasibleError names the year or the limit over
+    all years that leaves no plan, and by how much (``diagnose_periods``). The spread and rack rows
+    are only necessary: where a year's placement proves SKU s's counts unplaceable, solve again with
+    the exact spread block for (s, y); where no layout of a year's fleet in the site's racks is
+    found, with that year's per-rack rows; as the single-period pipeline does (each at most once, in
+    the order extraction finds them)."""
     exact: frozenset[tuple[str, int]] = frozenset()
     racked: frozenset[int] = frozenset()
     while True:
         pm = build_period_model(rs, tables, exact_spread=exact, exact_racks=racked)
-        values, report = solve_period_model(pm, settings)
+        try:
+            values, report = solve_period_model(pm, settings)
+        except InfeasibleError:
+            reasons = period_binding_limits(rs, tables, settings)
+            raise InfeasibleError("no feasible plan serves every year's demand within the limits:\n  "
+                                  + "\n  ".join(reasons)) from None
         try:
             return extract_period_plan(pm, values, report)
         except YearPlacementError as exc:

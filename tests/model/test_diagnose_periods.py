@@ -1,0 +1,73 @@
+"""Why no plan over periods exists (optimizer/model/diagnose_periods.py): the year a site limit
+leaves without a plan, or the limit over all years, each with the amount worked out by hand.
+
+Hand tables as in test_periods: 1-GPU L20 servers (PCIe-8GPU-4U, 635 W in the catalog) at 90,000 +
+10,000 = 100,000 serving 1 req/s each; headroom 1, PUE 1, no quote lines, no discount.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from optimizer.errors import InfeasibleError
+from optimizer.model.diagnose_periods import one_period
+from optimizer.model.periods import YearTable, year_scenario
+from optimizer.model.periods_plan import solve_period_tables
+from optimizer.sizing.candidates import CandidateSet, server_skus
+from optimizer.units import money_short
+from tests.model.helpers import SETTINGS, candidate
+from tests.model.test_periods import L20_1, data, resolved
+
+
+def tables_of(rs):  # type: ignore[no-untyped-def]
+    assert rs.scenario.periods is not None
+    out = []
+    for y in range(1, rs.scenario.periods.years + 1):
+        ry = year_scenario(rs, y)
+        out.append(YearTable(y, ry, CandidateSet(skus=server_skus(ry), inference=[candidate("a", L20_1, 1.0)])))
+    return out
+
+
+def reasons(rs) -> list[str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(InfeasibleError) as err:
+        solve_period_tables(rs, tables_of(rs), SETTINGS)
+    lines = err.value.message.splitlines()
+    assert lines[0] == "no feasible plan serves every year's demand within the limits:"
+    return [line.strip() for line in lines[1:]]
+
+
+def test_the_year_site_power_runs_out_is_named_with_its_shortfall() -> None:
+    # 2 then 4 req/s: 2 then 4 servers of 635 W. The site's 2 kW holds year 1 (1.27 kW), not year 2
+    # (2.54 kW: 0.54 kW short); racks (10 of 100 kW) and GPU types do not bind
+    d = data([2, 4], {"years": 2, "discount_rate": 0.0})
+    d["site"]["power_kw"] = 2.0
+    assert reasons(resolved(d)) == [
+        "year 2: site power short by 0.5 kW: the lowest-power plan needs 2.5 kW against the site's 2 kW "
+        "(facility power, PUE 1)"]
+
+
+def test_a_budget_over_all_years_is_named_with_the_least_capex() -> None:
+    # 2 then 4 req/s on 100,000 servers, prices flat: every year alone has a plan (the budget caps all
+    # years together), and the plan over both buys 4 servers, 400,000 nominal, against 300,000
+    d = data([2, 4], {"years": 2, "discount_rate": 0.0}, opex_per_year_fraction=0.0)
+    d["constraints"]["budget"] = 300000
+    rs = resolved(d)
+    factor = rs.scenario.finance.budget_factor
+    need = 400000 * factor
+    assert reasons(rs) == [
+        f"budget short by {money_short(need - 300000, 'USD')}: the least capex over the 2 years (nominal, with "
+        f"contingency and tax) is {money_short(need, 'USD')} against a budget of {money_short(300000, 'USD')}"]
+
+
+def test_one_period_counts_owned_gpus_as_available() -> None:
+    # availability caps GPUs bought; one period buys every server, so an owned 8 x L20 server adds 8
+    d = data([2, 4], {"years": 2, "discount_rate": 0.0},
+             inventory=[{"server": "PCIe-8GPU-4U", "gpu": "L20-48GB", "gpus_per_server": 8, "count": 1,
+                         "age_years": 1}])
+    d["constraints"]["availability"] = {"L20-48GB": 4}
+    d["constraints"]["budget"] = 1000000
+    rs = resolved(d)
+    year = one_period(rs, tables_of(rs)[0])
+    assert year.scenario.periods is None and year.scenario.objective == "capex"
+    assert year.scenario.constraints.budget is None
+    assert year.scenario.constraints.availability == {"L20-48GB": 12}
