@@ -225,8 +225,8 @@ def _kw(x: float, *, floor: bool = False) -> str:
 
 
 def requirement(label: str, m: Minimum | None, limit: float, *, fmt: Callable[[float], str],
-                 fmt_floor: Callable[[float], str], fmt_gap: Callable[[float], str], need: str,
-                 against: str, together: bool) -> str:
+                fmt_floor: Callable[[float], str], fmt_gap: Callable[[float], str], need: str,
+                against: str, together: bool) -> str:
     """One limit's sentence from what the sub-solve proved about the least requirement.
 
     ``need`` reads "the cheapest plan meeting all demand costs"; ``against`` "a budget of $1.00M".
@@ -268,9 +268,9 @@ def _explain(name: str, rs: ResolvedScenario, cands: CandidateSet, lim: Limits, 
 
         m = _min_of(rs, cands, lim, settings, taxed)
         return requirement("budget", m, base.budget, fmt=lambda x: money(x, cur),
-                            fmt_floor=lambda x: money_floor(x, cur), fmt_gap=lambda x: money_gap(x, cur),
-                            need="the cheapest plan meeting all demand costs",
-                            against=f"a budget of {money(base.budget, cur)}", together=together)
+                           fmt_floor=lambda x: money_floor(x, cur), fmt_gap=lambda x: money_gap(x, cur),
+                           need="the cheapest plan meeting all demand costs",
+                           against=f"a budget of {money(base.budget, cur)}", together=together)
     if name == "site power":
         m = _min_of(rs, cands, lim, settings, lambda mm: mm.power_w)
         pue = sc.site.pue
@@ -278,9 +278,9 @@ def _explain(name: str, rs: ResolvedScenario, cands: CandidateSet, lim: Limits, 
             m = Minimum(None if m.value is None else m.value / 1000 * pue, m.bound / 1000 * pue,
                         None if m.best is None else m.best / 1000 * pue)
         return requirement("site power", m, sc.site.power_kw, fmt=_kw, fmt_floor=lambda x: _kw(x, floor=True),
-                            fmt_gap=_kw, need="the lowest-power plan needs",
-                            against=f"the site's {sc.site.power_kw:g} kW (facility power, PUE {pue:g})",
-                            together=together)
+                           fmt_gap=_kw, need="the lowest-power plan needs",
+                           against=f"the site's {sc.site.power_kw:g} kW (facility power, PUE {pue:g})",
+                           together=together)
     if name == "racks":
         return _explain_racks(rs, cands, lim, settings, together=together)
     if name == "availability":
