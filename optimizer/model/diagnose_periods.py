@@ -70,8 +70,13 @@ def period_binding_limits(rs: ResolvedScenario, tables: list[YearTable], setting
         missing = missing_candidates(year, t.cands)
         if missing:
             out += [f"year {t.year}: {line}" for line in missing]
-        elif feasible(year, t.cands, limits_of(year), quick) is False:
+            continue
+        alone = feasible(year, t.cands, limits_of(year), quick)
+        if alone is False:
             out += [f"year {t.year}: {line}" for line in binding_limits(year, t.cands, settings)]
+        elif alone is None:
+            out.append(f"year {t.year}: whether it has a plan on its own was not decided within the solver's "
+                       "limits (raise --time-limit or --node-limit)")
     return out or _over_the_years(rs, tables, settings, quick)
 
 
