@@ -7,12 +7,16 @@ Hand tables as in test_periods: 1-GPU L20 servers (PCIe-8GPU-4U, 635 W in the ca
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from optimizer.errors import InfeasibleError
+from optimizer.loaders import scenario_from_data
 from optimizer.model.diagnose_periods import one_period
 from optimizer.model.periods import YearTable, year_scenario
 from optimizer.model.periods_plan import solve_period_tables
+from optimizer.model.pipeline import solve_scenario
 from optimizer.sizing.candidates import CandidateSet, server_skus
 from optimizer.units import money_short
 from tests.model.helpers import SETTINGS, candidate
@@ -71,3 +75,20 @@ def test_one_period_counts_owned_gpus_as_available() -> None:
     assert year.scenario.periods is None and year.scenario.objective == "capex"
     assert year.scenario.constraints.budget is None
     assert year.scenario.constraints.availability == {"L20-48GB": 12}
+
+
+def test_a_year_whose_model_no_gpu_runs_is_named() -> None:
+    """model_by_year: year 2's Qwen2.5-72B on L4 in bf16 meets no 60 ms TPOT (the best is L4 TP8,
+    over 100 ms), so year 2 has no candidate; year 1's 7B does."""
+    d = data([2, 3], {"years": 2, "discount_rate": 0.08})
+    d["prices"] = {}
+    d["constraints"] = {"gpus": ["L4-24GB"], "servers": ["PCIe-8GPU-4U"]}
+    w = d["workloads"][0]
+    w.update(model="Qwen2.5-7B", model_by_year=["Qwen2.5-7B", "Qwen2.5-72B"], precisions=["bf16"],
+             slo={"ttft_ms": 2000, "tpot_ms": 60})
+    rs = scenario_from_data(d, Path("periods.yaml"))
+    with pytest.raises(InfeasibleError) as err:
+        solve_scenario(rs)
+    lines = [line.strip() for line in err.value.message.splitlines()[1:]]
+    assert len(lines) == 1 and lines[0].startswith("year 2: a: no allowed configuration meets the SLO")
+    assert "L4-24GB TP8 bf16" in lines[0]
