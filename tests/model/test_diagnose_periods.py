@@ -20,7 +20,7 @@ from optimizer.model.pipeline import solve_scenario
 from optimizer.sizing.candidates import CandidateSet, server_skus
 from optimizer.units import money_short
 from tests.model.helpers import SETTINGS, candidate
-from tests.model.test_periods import L20_1, data, resolved
+from tests.model.test_periods import H20, L20_1, data, resolved
 
 
 def tables_of(rs):  # type: ignore[no-untyped-def]
@@ -92,3 +92,20 @@ def test_a_year_whose_model_no_gpu_runs_is_named() -> None:
     lines = [line.strip() for line in err.value.message.splitlines()[1:]]
     assert len(lines) == 1 and lines[0].startswith("year 2: a: no allowed configuration meets the SLO")
     assert "L4-24GB TP8 bf16" in lines[0]
+
+
+def test_gpu_types_over_all_years_are_named() -> None:
+    # year 1 runs only on L20, year 2 only on H20 (hand tables): each year alone needs one GPU type,
+    # the plan over both needs 2 (year 1's L20 servers stay), against max_gpu_types 1
+    d = data([2, 4], {"years": 2, "discount_rate": 0.0})
+    d["constraints"] = {"gpus": ["L20-48GB", "H20-96GB"], "servers": ["PCIe-8GPU-4U", "HGX-H20-8GPU"],
+                        "max_gpu_types": 1}
+    rs = resolved(d)
+    tables = []
+    for y, c in ((1, candidate("a", L20_1, 1.0)), (2, candidate("a", H20, 8.0, tp=8))):
+        ry = year_scenario(rs, y)
+        tables.append(YearTable(y, ry, CandidateSet(skus=server_skus(ry), inference=[c])))
+    with pytest.raises(InfeasibleError) as err:
+        solve_period_tables(rs, tables, SETTINGS)
+    assert err.value.message.splitlines()[1:] == [
+        "  max GPU types: the 2 years need 2 GPU types in all, the limit is 1"]
