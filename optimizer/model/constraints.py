@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ortools.math_opt.python import mathopt
@@ -13,7 +13,7 @@ from optimizer.schema.scenario import InferenceWorkload
 
 if TYPE_CHECKING:
     from optimizer.model.build import MipModel
-    from optimizer.sizing.candidates import CandidateSet
+    from optimizer.sizing.candidates import CandidateSet, ServerSku
 
 
 def _inference(mm: MipModel) -> list[InferenceWorkload]:
@@ -463,30 +463,15 @@ def _aggregate_racks(mm: MipModel, count: mathopt.Variable | int) -> None:
 
 
 def _exact_racks(mm: MipModel, racks: int, bought: bool) -> None:
-    """Per-rack rows for K = ``racks`` identical racks, filled in order::
-
-        Σ_k a[s,k] = n[s];  Σ_s W_s·a[s,k] ≤ rack_power;  Σ_s U_s·a[s,k] ≤ rack_units;
-        Σ_s W_s·a[s,k] ≥ Σ_s W_s·a[s,k+1]                       (symmetry)
+    """Per-rack rows for K = ``racks`` identical racks, filled in order (:func:`per_rack_rows`).
 
     Every used rack holds at least one server, so a plan of N ≤ N_ub servers uses at most racks
     1..N: K = min(racks, N_ub) loses no plan. Bought racks get a rack-used binary per rack."""
     skus = mm.cands.skus
     site = mm.rs.scenario.site
     mm.racks_modelled = racks
-    for key in skus:
-        for k in range(racks):
-            mm.a[(key, k)] = mm.model.add_integer_variable(lb=0, ub=mm.n[key].upper_bound, name=f"a[{key},{k}]")
-        mm.model.add_linear_constraint(
-            mathopt.fast_sum(mm.a[(key, k)] for k in range(racks)) == mm.n[key], name=f"racked[{key}]")
-    load = []
-    for k in range(racks):
-        watts = mathopt.fast_sum(sku.power_w * mm.a[(key, k)] for key, sku in skus.items())
-        units = mathopt.fast_sum(sku.rack_units * mm.a[(key, k)] for key, sku in skus.items())
-        mm.model.add_linear_constraint(watts <= site.rack_power_kw * 1000.0, name=f"rack_power[{k}]")
-        mm.model.add_linear_constraint(units <= site.rack_units, name=f"rack_units[{k}]")
-        load.append(watts)
-    for k in range(racks - 1):
-        mm.model.add_linear_constraint(load[k] >= load[k + 1], name=f"rack_order[{k}]")
+    mm.a.update(per_rack_rows(mm.model, skus, {k: mm.n[k] for k in skus}, {k: mm.n[k].upper_bound for k in skus},
+                              racks, site.rack_power_kw, site.rack_units))
     if bought:
         for k in range(racks):
             used = mm.model.add_binary_variable(name=f"rack_used[{k}]")
@@ -494,6 +479,34 @@ def _exact_racks(mm: MipModel, racks: int, bought: bool) -> None:
                 mm.model.add_linear_constraint(mm.a[(key, k)] <= mm.n[key].upper_bound * used,
                                                name=f"rack_holds[{key},{k}]")
             mm.rack_used.append(used)
+
+
+def per_rack_rows(model: mathopt.Model, skus: dict[str, ServerSku],
+                  n: Mapping[str, mathopt.LinearExpression | mathopt.Variable], most: Mapping[str, float], racks: int,
+                  rack_power_kw: float, rack_units: int, suffix: str = "") -> dict[tuple[str, int], mathopt.Variable]:
+    """a[s,k] ∈ [0, most_s] servers of SKU s in rack k < ``racks``, and the rows::
+
+        Σ_k a[s,k] = n[s];  Σ_s W_s·a[s,k] ≤ rack_power;  Σ_s U_s·a[s,k] ≤ rack_units;
+        Σ_s W_s·a[s,k] ≥ Σ_s W_s·a[s,k+1]                       (symmetry)
+
+    (any packing satisfies the last after renumbering its racks); ``suffix`` ends each name (a
+    period's year). Returns a by (SKU, rack)."""
+    a: dict[tuple[str, int], mathopt.Variable] = {}
+    for key in skus:
+        for k in range(racks):
+            a[(key, k)] = model.add_integer_variable(lb=0, ub=most[key], name=f"a[{key},{k}{suffix}]")
+        model.add_linear_constraint(mathopt.fast_sum(a[(key, k)] for k in range(racks)) == n[key],
+                                    name=f"racked[{key}{suffix}]")
+    load = []
+    for k in range(racks):
+        watts = mathopt.fast_sum(sku.power_w * a[(key, k)] for key, sku in skus.items())
+        units = mathopt.fast_sum(sku.rack_units * a[(key, k)] for key, sku in skus.items())
+        model.add_linear_constraint(watts <= rack_power_kw * 1000.0, name=f"rack_power[{k}{suffix}]")
+        model.add_linear_constraint(units <= rack_units, name=f"rack_units[{k}{suffix}]")
+        load.append(watts)
+    for k in range(racks - 1):
+        model.add_linear_constraint(load[k] >= load[k + 1], name=f"rack_order[{k}{suffix}]")
+    return a
 
 
 def add_availability(mm: MipModel) -> None:

@@ -144,9 +144,7 @@ def _explain(name: str, rs: ResolvedScenario, tables: list[YearTable], settings:
                            against=f"a budget of {money(sc.constraints.budget, cur)}", together=together)
     if name == "availability":
         parts = []
-        for g, cap in sorted(sc.constraints.availability.items()):
-            gpu = rs.catalog.gpus[g].name if g in rs.catalog.gpus else g
-
+        for gpu, cap in sorted(limits_of(rs).availability.items()):
             def bought(pm: PeriodModel, gpu: str = gpu) -> mathopt.LinearExpression:
                 return mathopt.fast_sum(pm.skus[k].gpus * v for (k, _), v in pm.buy.items()
                                         if pm.skus[k].gpu.name == gpu)

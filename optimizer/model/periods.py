@@ -26,7 +26,7 @@ Formulation (names as in the code; per-year figures from ``optimizer.periods``):
     add_period_power      PUE·Σ_s W_s·n[s,y] ≤ site power   (cloud instances draw 0 on site)
     add_period_racks      aggregate rack rows (racks.aggregate_rows) on n[s,y], each year; for a year in
                           exact_racks (its extraction found no layout) the per-rack block of
-                          constraints._exact_racks: a[s,k,y] ∈ Z+, Σ_k a[s,k,y] = n[s,y], each rack k < K
+                          constraints.per_rack_rows: a[s,k,y] ∈ Z+, Σ_k a[s,k,y] = n[s,y], each rack k < K
                           within its power and units, racks ordered by power, K = min(racks, Σ_s N_s + I_s)
     add_period_budget     (1 + contingency)·(1 + tax)·Σ_y Σ_s price_s,y·buy[s,y] ≤ budget (nominal capex)
     add_period_availability  Σ_{s of g} G_s·Σ_y buy[s,y] ≤ avail_g   (GPUs bought; inventory is had)
@@ -54,7 +54,7 @@ from pydantic import ValidationError
 from optimizer import periods as per
 from optimizer.loaders import ResolvedScenario, inventory_key, resolve_scenario, validation_error
 from optimizer.model.build import replica_upper_bound
-from optimizer.model.constraints import group_packing_rows
+from optimizer.model.constraints import group_packing_rows, per_rack_rows
 from optimizer.model.populations import Merge, merge_populations
 from optimizer.schema.scenario import Scenario
 from optimizer.sizing.candidates import CandidateSet, ServerSku, build_candidates, fits_rack, server_skus
@@ -488,25 +488,14 @@ def add_period_racks(pm: PeriodModel) -> None:
 
 
 def add_period_exact_racks(pm: PeriodModel, live: dict[str, ServerSku], y: int) -> None:
-    """The per-rack block of year y (``constraints._exact_racks``, on what is owned that year):
+    """The per-rack block of year y (``constraints.per_rack_rows`` on what is owned that year):
     every used rack holds a server, so K = min(racks, most servers ownable) racks lose no plan."""
-    m, site = pm.model, pm.rs.scenario.site
+    site = pm.rs.scenario.site
     most = {k: pm.bound[k] + pm.inventory.get(k, 0) for k in live}
     racks = min(site.racks, max(sum(most.values()), 1))
-    for key in live:
-        for k in range(racks):
-            pm.a[(key, k, y)] = m.add_integer_variable(lb=0, ub=most[key], name=f"a[{key},{k},{y}]")
-        m.add_linear_constraint(mathopt.fast_sum(pm.a[(key, k, y)] for k in range(racks)) == pm.own[(key, y)],
-                                name=f"racked[{key},{y}]")
-    load = []
-    for k in range(racks):
-        watts = mathopt.fast_sum(sku.power_w * pm.a[(key, k, y)] for key, sku in live.items())
-        units = mathopt.fast_sum(sku.rack_units * pm.a[(key, k, y)] for key, sku in live.items())
-        m.add_linear_constraint(watts <= site.rack_power_kw * 1000.0, name=f"rack_power[{k},{y}]")
-        m.add_linear_constraint(units <= site.rack_units, name=f"rack_units[{k},{y}]")
-        load.append(watts)
-    for k in range(racks - 1):
-        m.add_linear_constraint(load[k] >= load[k + 1], name=f"rack_order[{k},{y}]")
+    a = per_rack_rows(pm.model, live, {k: pm.own[(k, y)] for k in live}, most, racks, site.rack_power_kw,
+                      site.rack_units, suffix=f",{y}")
+    pm.a.update({(key, k, y): var for (key, k), var in a.items()})
 
 
 def capex_expression(pm: PeriodModel, year: int) -> mathopt.LinearExpression:
